@@ -1,0 +1,8 @@
+"""pytest-crbench: benchmark and regression-gate cosmic-ray detectors for CCD images.
+
+The science modules (``reference``, ``regions``, ``metrics``, ``photometry``, …) are
+plain numpy/astropy code usable without pytest; ``plugin`` holds the pytest hooks.
+Importing this package imports nothing heavy.
+"""
+
+__version__ = "0.1.0"

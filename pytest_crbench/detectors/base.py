@@ -1,0 +1,97 @@
+"""The detector interface every cosmic-ray detector implements.
+
+A detector takes one image in electrons plus its ignore mask (pixels to leave alone:
+bad pixels and saturation) and the :class:`~pytest_crbench.model.Exposure` it came
+from (for gain, read noise, saturation level), and returns a :class:`Prediction`: a
+boolean cosmic-ray mask, optionally the per-pixel probability it was thresholded from,
+and optionally the detector's own cleaned image.
+
+User detectors need only a ``name``, a ``version``, a ``threshold`` and a ``detect``
+method; :func:`as_prediction` accepts a bare boolean mask or a probability array too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from ..errors import CRBenchDetectorError
+
+
+@dataclass
+class Prediction:
+    """What a detector says about one image."""
+
+    mask: np.ndarray
+    probability: np.ndarray | None = None
+    cleaned: np.ndarray | None = None
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """The interface: ``detect(image_e, ignore, exposure) -> Prediction | ndarray``."""
+
+    name: str
+    version: str
+    threshold: float | None
+
+    def detect(self, image: np.ndarray, ignore: np.ndarray, exposure: Any) -> Any:
+        ...
+
+
+def as_prediction(result: Any, *, threshold: float | None, shape: tuple[int, int],
+                  detector: str) -> Prediction:
+    """Normalise a detector's return value to a :class:`Prediction` with a bool mask.
+
+    A float array is taken as a probability and thresholded at ``threshold`` (``>=``);
+    a bool or integer 0/1 array is taken as the mask.  Anything else, or a wrong shape,
+    raises :class:`CRBenchDetectorError` naming the detector.
+    """
+    if isinstance(result, Prediction):
+        pred = result
+    elif isinstance(result, np.ndarray):
+        if result.dtype == bool or np.issubdtype(result.dtype, np.integer):
+            pred = Prediction(mask=result)
+        elif np.issubdtype(result.dtype, np.floating):
+            pred = Prediction(mask=None, probability=result)  # type: ignore[arg-type]
+        else:
+            raise CRBenchDetectorError(
+                f"detector {detector!r} returned an array of dtype {result.dtype}; expected "
+                "a bool mask or a float probability"
+            )
+    else:
+        raise CRBenchDetectorError(
+            f"detector {detector!r} returned {type(result).__name__}; expected a Prediction, "
+            "a bool mask or a float probability array"
+        )
+    if pred.mask is None:
+        if pred.probability is None:
+            raise CRBenchDetectorError(f"detector {detector!r} returned neither mask nor probability")
+        if threshold is None:
+            raise CRBenchDetectorError(
+                f"detector {detector!r} returned a probability but has no threshold"
+            )
+        pred.mask = np.asarray(pred.probability) >= threshold
+    mask = np.asarray(pred.mask)
+    if mask.shape != tuple(shape):
+        raise CRBenchDetectorError(
+            f"detector {detector!r} returned a mask of shape {mask.shape}, image is {tuple(shape)}"
+        )
+    if mask.dtype != bool:
+        values = np.unique(mask)
+        if not np.isin(values, (0, 1)).all():
+            raise CRBenchDetectorError(
+                f"detector {detector!r} returned an integer mask with values other than 0/1"
+            )
+        mask = mask.astype(bool)
+    pred.mask = mask
+    for attr in ("probability", "cleaned"):
+        arr = getattr(pred, attr)
+        if arr is not None and np.asarray(arr).shape != tuple(shape):
+            raise CRBenchDetectorError(
+                f"detector {detector!r} returned {attr} of shape {np.asarray(arr).shape}, "
+                f"image is {tuple(shape)}"
+            )
+    return pred

@@ -1,0 +1,160 @@
+"""The data model: exposures, groups of exposures, datasets and reference products.
+
+Everything here is plain numpy; images are always in electrons (e-), oriented as
+stored in the FITS file (row = y, column = x).  An :class:`Exposure` is one CCD chip of
+one exposure: a multi-chip file (ACS/WFC has two chips, WFPC2 four) becomes one
+Exposure per chip, and a :class:`Group` collects the exposures of one chip of one field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import CRBenchDataError
+
+#: Default saturation level in electrons (ACS/WFC full well, method.md section 1).
+DEFAULT_SATURATION = 70000.0
+
+
+@dataclass
+class Exposure:
+    """One chip of one exposure, in electrons.
+
+    ``sci``/``err`` are float32 electron images, ``dq`` the data-quality bit mask
+    (0 = good).  ``crtruth`` is the exact injected cosmic-ray charge (e-) where the data
+    are simulated, else ``None``.  ``wcs_header`` holds the celestial WCS keywords of the
+    chip, if any, so that dithered groups can be aligned.  ``source`` names the file and
+    extension the data came from, for error messages.
+    """
+
+    name: str
+    sci: np.ndarray
+    dq: np.ndarray
+    exptime: float
+    err: np.ndarray | None = None
+    crtruth: np.ndarray | None = None
+    instrument: str = "UNKNOWN"
+    detector: str = "UNKNOWN"
+    filter: str = "UNKNOWN"
+    date_obs: str = ""
+    gain: float = 1.0
+    read_noise: float = 5.0
+    saturation: float = DEFAULT_SATURATION
+    chip: int = 1
+    wcs_header: dict[str, Any] | None = None
+    source: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        where = self.source or self.name
+        sci = np.asarray(self.sci)
+        if sci.ndim != 2:
+            raise CRBenchDataError(f"{where}: SCI must be a 2-D image, got shape {sci.shape}")
+        self.sci = np.asarray(sci, dtype=np.float32)
+        for attr in ("dq", "err", "crtruth"):
+            arr = getattr(self, attr)
+            if arr is None:
+                continue
+            arr = np.asarray(arr)
+            if arr.shape != sci.shape:
+                raise CRBenchDataError(
+                    f"{where}: {attr.upper()} has shape {arr.shape} but SCI has shape {sci.shape}"
+                )
+            setattr(self, attr, arr)
+        self.dq = np.asarray(self.dq).astype(np.int32, copy=False)
+        if self.err is not None:
+            self.err = np.asarray(self.err, dtype=np.float32)
+        if self.crtruth is not None:
+            self.crtruth = np.asarray(self.crtruth, dtype=np.float32)
+        if not np.isfinite(self.exptime) or self.exptime <= 0:
+            raise CRBenchDataError(f"{where}: exposure time must be > 0 s, got {self.exptime!r}")
+        bad = ~np.isfinite(self.sci)
+        if bad.any():
+            n = int(bad.sum())
+            raise CRBenchDataError(
+                f"{where}: SCI has {n} NaN/inf pixel(s) (first at y,x="
+                f"{tuple(int(v) for v in np.argwhere(bad)[0])}); flag them in DQ and set "
+                "them to a finite value"
+            )
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.sci.shape  # type: ignore[return-value]
+
+    @property
+    def bad_pixels(self) -> np.ndarray:
+        """Pixels flagged in DQ (DQ != 0)."""
+        return self.dq != 0
+
+    @property
+    def truth_mask(self) -> np.ndarray | None:
+        """Boolean mask of pixels that received injected cosmic-ray charge, if known."""
+        if self.crtruth is None:
+            return None
+        return self.crtruth > 0
+
+
+@dataclass
+class Group:
+    """The exposures of one chip of one field (one pointing or one dither pattern).
+
+    ``kind`` is ``"pointing"`` (same pointing, pixel-aligned), ``"crsplit"`` (a CR-split
+    pair) or ``"dithered"`` (aligned through each exposure's WCS).
+    """
+
+    name: str
+    exposures: list[Exposure]
+    kind: str = "pointing"
+    date_obs: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.exposures:
+            raise CRBenchDataError(f"group {self.name!r} has no exposures")
+        if self.kind not in ("pointing", "crsplit", "dithered"):
+            raise CRBenchDataError(
+                f"group {self.name!r}: kind must be 'pointing', 'crsplit' or 'dithered', "
+                f"got {self.kind!r}"
+            )
+        if self.kind != "dithered":
+            shape = self.exposures[0].shape
+            for exp in self.exposures[1:]:
+                if exp.shape != shape:
+                    raise CRBenchDataError(
+                        f"group {self.name!r}: exposure {exp.name!r} has shape {exp.shape} "
+                        f"but {self.exposures[0].name!r} has {shape}; exposures of one "
+                        "pointing must share one pixel grid"
+                    )
+        if not self.date_obs:
+            self.date_obs = min((e.date_obs for e in self.exposures if e.date_obs), default="")
+
+
+@dataclass
+class Dataset:
+    """A named list of groups, with provenance (version, files and their hashes)."""
+
+    name: str
+    groups: list[Group]
+    version: str = ""
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def exposures(self):
+        for group in self.groups:
+            for exp in group.exposures:
+                yield group, exp
+
+
+@dataclass
+class Reference:
+    """Reference products of one group, one entry per exposure (same order).
+
+    ``clean``: the cosmic-ray-free image (e-); ``crmask``: reference cosmic-ray mask;
+    ``ignore``: pixels excluded from every score (DQ != 0 and the saturation boxes).
+    """
+
+    group: str
+    clean: list[np.ndarray]
+    crmask: list[np.ndarray]
+    ignore: list[np.ndarray]

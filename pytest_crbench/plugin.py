@@ -1,0 +1,1 @@
+"""pytest hooks and options of pytest-crbench (under construction)."""
