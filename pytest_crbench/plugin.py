@@ -1,1 +1,139 @@
-"""pytest hooks and options of pytest-crbench (under construction)."""
+"""pytest hooks and options of pytest-crbench.
+
+Nothing here imports numpy, astropy, torch or deepCR at load time: users who never pass
+``--crbench`` pay nothing.  The science lives in plain modules (see the package docs).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .config import OPTIONS
+from .fixtures import (  # noqa: F401  (fixtures are registered from this module)
+    crbench_dataset, crbench_dataset_name, crbench_detector, crbench_detector_spec,
+    crbench_group, crbench_predictions, crbench_prepared, crbench_reference,
+    crbench_scores, crbench_session,
+)
+
+SESSION_KEY = pytest.StashKey["object"]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("crbench", "cosmic-ray detector benchmark (pytest-crbench)")
+    group.addoption("--crbench", action="store_true", default=False,
+                    help="run the cosmic-ray detector benchmark and its floors")
+    for opt in OPTIONS:
+        kwargs = dict(dest=opt.dest, default=None, help=opt.help)
+        if opt.convert.__name__ == "_bool":
+            kwargs.update(action="store_const", const=True)
+        else:
+            kwargs.update(action="append" if opt.repeat else "store", metavar=opt.metavar)
+        group.addoption(opt.flag, **kwargs)
+        parser.addini(f"crbench_{opt.name}", opt.help, default=None)
+
+
+def bench_session(config: pytest.Config, required: bool = True):
+    bench = config.stash.get(SESSION_KEY, None)
+    if bench is None and required:
+        raise RuntimeError("pytest-crbench is not active: pass --crbench")
+    return bench
+
+
+def _settings(config: pytest.Config):
+    from .config import read_tool_table, resolve
+
+    inipath = config.inipath
+    pyproject = inipath if inipath is not None and inipath.name == "pyproject.toml" \
+        else config.rootpath / "pyproject.toml"
+    tool = read_tool_table(pyproject)
+    flags = {o.name: config.getoption(o.dest) for o in OPTIONS}
+    ini = {o.name: config.getini(f"crbench_{o.name}") for o in OPTIONS}
+    return resolve(flags, tool, ini, tool_file=pyproject if tool else None,
+                   ini_file=inipath, cwd=Path(config.invocation_params.dir))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not config.getoption("crbench"):
+        return
+    from .errors import CRBenchError
+    from .session import BenchSession
+
+    try:
+        config.stash[SESSION_KEY] = BenchSession(_settings(config))
+    except CRBenchError as exc:
+        raise pytest.UsageError(f"pytest-crbench: {exc}") from None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    bench = bench_session(metafunc.config, required=False)
+    names = {"crbench_detector_spec": "model", "crbench_dataset_name": "dataset"}
+    for fixture, option in names.items():
+        if fixture in metafunc.fixturenames:
+            values = getattr(bench.settings, option) if bench else [None]
+            metafunc.parametrize(fixture, values, indirect=True,
+                                 ids=[str(v) for v in values] if bench else ["no-crbench"])
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    bench = bench_session(config, required=False)
+    if bench is None:
+        return
+    from .floors import FloorKey
+    from .items import CRBenchCollector
+    from .metrics import METRICS
+    from .regions import region_name
+
+    s = bench.settings
+    regions = ["full"] + [region_name(k) for k in s.k]
+    keys = [FloorKey(det, ds, region, metric) for ds in s.dataset for det in s.model
+            for region in regions for metric in METRICS]
+    collector = CRBenchCollector.from_parent(session, name="crbench", nodeid="crbench",
+                                             keys=keys)
+    items.extend(collector.collect())
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    bench = bench_session(session.config, required=False)
+    if bench is not None:
+        bench.written = bench.finish()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    bench = bench_session(config, required=False)
+    if bench is None or not bench.evaluations:
+        return
+    from .table import paper_table, score_table
+
+    tr = terminalreporter
+    tr.write_sep("=", "crbench: cosmic-ray detector scores")
+    for ds in bench.settings.dataset:
+        table = paper_table(bench.evaluations, ds)
+        if table:
+            tr.write_line(f"dataset {ds}: recall and precision (%) per star region "
+                          "(region k: pixels above k x background RMS)")
+            for line in table:
+                tr.write_line("  " + line)
+    for ev in bench.evaluations:
+        tr.write_line("")
+        tr.write_line(f"{ev.detector} on {ev.dataset} ({len(ev.exposures)} exposures, "
+                      f"{ev.seconds:.1f} s): score % (>= floor, margin)")
+        for line in score_table(ev, bench.floors):
+            tr.write_line("  " + line)
+    for p in bench.prepared_datasets:
+        if p.audit:
+            from .reference import pooled_audit
+
+            a = pooled_audit(p.audit)
+            tr.write_line("")
+            tr.write_line(f"reference audit on {p.dataset.name} against CRTRUTH: precision "
+                          f"{100 * (a['precision'] or 0):.1f} %, recall {100 * (a['recall'] or 0):.1f} % "
+                          f"({a['n_exposures']} exposures)")
+    if not bench.floors:
+        tr.write_line("no floors configured: scores were reported, not asserted "
+                      "(--crbench-floors PATH or [tool.crbench] floors)")
+    for line in getattr(bench, "written", []):
+        tr.write_line(line)

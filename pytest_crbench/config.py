@@ -1,0 +1,230 @@
+"""Every pytest-crbench option, and the one place where each is resolved.
+
+An option ``name`` exists as the flag ``--crbench-<name>`` (dashes), as the key
+``<name>`` (underscores) of the ``[tool.crbench]`` table in ``pyproject.toml`` and as the
+pytest ini key ``crbench_<name>``.  Precedence: flag > ``[tool.crbench]`` > ini > default.
+Paths in ``[tool.crbench]`` or the ini file are relative to the file they are written
+in; paths on the command line are relative to the current directory.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import CRBenchConfigError
+
+DEFAULT_MODELS = ("deepcr:ACS-WFC", "astroscrappy")
+DEFAULT_DATASETS = ("sim",)
+DEFAULT_KS = (3, 5, 10, 20, 40, 80, 160)
+DEVICES = ("cpu", "cuda", "auto")
+
+
+def _list(value: Any, what: str) -> list[str]:
+    if isinstance(value, str):
+        items = [v.strip() for v in value.replace("\n", ",").split(",")]
+    elif isinstance(value, (list, tuple)):
+        items = []
+        for v in value:
+            items.extend(_list(v, what))
+    else:
+        raise CRBenchConfigError(f"{what}: expected a string or a list of strings, got {value!r}")
+    return [v for v in items if v]
+
+
+def _ks(value: Any, what: str) -> list[int]:
+    raw = value if isinstance(value, (list, tuple)) else _list(str(value), what)
+    out = []
+    for v in raw:
+        try:
+            k = float(v)
+        except (TypeError, ValueError):
+            raise CRBenchConfigError(f"{what}: {v!r} is not a number") from None
+        if k <= 0 or not k.is_integer() or k > 32767:
+            raise CRBenchConfigError(f"{what}: thresholds must be integers from 1 to 32767, got {v!r}")
+        out.append(int(k))
+    if not out:
+        raise CRBenchConfigError(f"{what}: at least one threshold k is needed")
+    return sorted(set(out))
+
+
+def _float_or_none(value: Any, what: str) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise CRBenchConfigError(f"{what}: expected a number, got {value!r}") from None
+
+
+def _unit_interval(value: Any, what: str) -> float | None:
+    v = _float_or_none(value, what)
+    if v is not None and not 0 <= v <= 1:
+        raise CRBenchConfigError(f"{what}: expected a number from 0 to 1, got {value!r}")
+    return v
+
+
+def _positive(value: Any, what: str) -> float | None:
+    v = _float_or_none(value, what)
+    if v is not None and v <= 0:
+        raise CRBenchConfigError(f"{what}: expected a number > 0, got {value!r}")
+    return v
+
+
+def _device(value: Any, what: str) -> str:
+    v = str(value).strip().lower()
+    if v not in DEVICES:
+        raise CRBenchConfigError(f"{what}: expected one of {', '.join(DEVICES)}, got {value!r}")
+    return v
+
+
+def _bool(value: Any, what: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    v = str(value).strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off", ""):
+        return False
+    raise CRBenchConfigError(f"{what}: expected true or false, got {value!r}")
+
+
+def _str(value: Any, what: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise CRBenchConfigError(f"{what}: expected a string, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    help: str
+    default: Any
+    convert: Callable[[Any, str], Any]
+    repeat: bool = False  # flag may be given several times (append)
+    path: bool = False  # a file or folder path
+    metavar: str | None = None
+    flag_type: Callable | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--crbench-" + self.name.replace("_", "-")
+
+    @property
+    def dest(self) -> str:
+        return "crbench_" + self.name
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("model", "detector to benchmark: deepcr:<model>, astroscrappy, package.module:factory "
+           "or an entry-point name (repeatable; default: deepcr:ACS-WFC and astroscrappy)",
+           list(DEFAULT_MODELS), _list, repeat=True, metavar="SPEC"),
+    Option("dataset", "dataset to evaluate on (repeatable; default: sim, the embedded "
+           "simulated ACS/WFC F606W data)", list(DEFAULT_DATASETS), _list, repeat=True,
+           metavar="NAME"),
+    Option("k", "star-region thresholds in units of the background RMS, comma-separated "
+           "(default: 3,5,10,20,40,80,160)", list(DEFAULT_KS), _ks, metavar="K,K,..."),
+    Option("threshold", "probability threshold for detectors that return probabilities "
+           "(default: the detector's own, 0.5 for deepCR)", None, _unit_interval,
+           metavar="P"),
+    Option("device", "where neural detectors run: cpu, cuda or auto (default: cpu)", "cpu",
+           _device, metavar="DEVICE"),
+    Option("floors", "TOML file of score floors to assert", None, _str, path=True,
+           metavar="PATH"),
+    Option("generate_floors", "write a floors TOML from this run (observed value minus "
+           "the floors margin) to PATH", None, _str, path=True, metavar="PATH"),
+    Option("floors_margin", "margin subtracted from observed scores by "
+           "--crbench-generate-floors (default: 0.02)", 0.02, _unit_interval, metavar="M"),
+    Option("json", "write the results (schema crbench-results/1) to PATH", None, _str,
+           path=True, metavar="PATH"),
+    Option("save_masks", "write per detector/dataset/exposure FITS masks (REFMASK, IGNORE, "
+           "PRED, REGION) into DIR", None, _str, path=True, metavar="DIR"),
+    Option("data_dir", "data cache folder (default: $CRBENCH_DATA_DIR, else the user "
+           "cache folder)", None, _str, path=True, metavar="DIR"),
+    Option("offline", "never touch the network: datasets must already be cached", False,
+           _bool, metavar="BOOL"),
+)
+OPTIONS_BY_NAME = {o.name: o for o in OPTIONS}
+
+
+@dataclass
+class Settings:
+    """The resolved options of one run, plus where each value came from."""
+
+    model: list[str]
+    dataset: list[str]
+    k: list[int]
+    threshold: float | None
+    device: str
+    floors: Path | None
+    generate_floors: Path | None
+    floors_margin: float
+    json: Path | None
+    save_masks: Path | None
+    data_dir: Path | None
+    offline: bool
+    origin: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {o.name: (str(getattr(self, o.name)) if isinstance(getattr(self, o.name), Path)
+                         else getattr(self, o.name)) for o in OPTIONS}
+
+
+def read_tool_table(pyproject: Path | None) -> dict[str, Any]:
+    """The ``[tool.crbench]`` table of ``pyproject`` ({} if there is none)."""
+    if pyproject is None or not pyproject.is_file():
+        return {}
+    try:
+        with open(pyproject, "rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise CRBenchConfigError(f"{pyproject}: not valid TOML ({exc})") from None
+    table = data.get("tool", {}).get("crbench", {})
+    if not isinstance(table, dict):
+        raise CRBenchConfigError(f"{pyproject}: [tool.crbench] must be a table")
+    unknown = sorted(set(table) - set(OPTIONS_BY_NAME))
+    if unknown:
+        raise CRBenchConfigError(
+            f"{pyproject}: unknown key(s) in [tool.crbench]: {', '.join(unknown)}; known keys: "
+            f"{', '.join(OPTIONS_BY_NAME)}"
+        )
+    return table
+
+
+def resolve(flags: dict[str, Any], tool: dict[str, Any], ini: dict[str, Any], *,
+            tool_file: Path | None = None, ini_file: Path | None = None,
+            cwd: Path | None = None) -> Settings:
+    """Resolve every option: ``flags`` (None = not given) > ``tool`` > ``ini`` > default."""
+    cwd = cwd or Path(os.getcwd())
+    values: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for opt in OPTIONS:
+        sources = (
+            (flags.get(opt.name), opt.flag, cwd),
+            (tool.get(opt.name), f"{tool_file or 'pyproject.toml'} [tool.crbench] {opt.name}",
+             tool_file.parent if tool_file else cwd),
+            (ini.get(opt.name), f"{ini_file or 'ini file'} crbench_{opt.name}",
+             ini_file.parent if ini_file else cwd),
+        )
+        for raw, where, base in sources:
+            if raw is None or raw == [] or raw == "":
+                continue
+            value = opt.convert(raw, where)
+            if opt.path and value is not None:
+                value = (base / Path(value).expanduser()).resolve()
+            values[opt.name], origin[opt.name] = value, where
+            break
+        else:
+            default = opt.default
+            values[opt.name] = list(default) if isinstance(default, list) else default
+            origin[opt.name] = "default"
+    if not values["model"]:
+        raise CRBenchConfigError("--crbench-model: at least one detector is needed")
+    if not values["dataset"]:
+        raise CRBenchConfigError("--crbench-dataset: at least one dataset is needed")
+    return Settings(**values, origin=origin)

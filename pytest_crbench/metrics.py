@@ -1,0 +1,83 @@
+"""Pixel scores of a cosmic-ray mask against a reference mask (method.md section 3).
+
+Ignored pixels (bad pixels, saturation boxes) are *excluded*: they count neither as
+positives nor as negatives.  A score with a zero denominator is :data:`None` together
+with the reason, never silently 0 or 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+METRICS = ("precision", "recall", "f1", "f2")
+
+
+@dataclass(frozen=True)
+class Counts:
+    """True positives, false positives and false negatives over a set of pixels."""
+
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+
+    def __add__(self, other: "Counts") -> "Counts":
+        return Counts(self.tp + other.tp, self.fp + other.fp, self.fn + other.fn)
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def confusion(pred: np.ndarray, truth: np.ndarray, ignore: np.ndarray | None = None,
+              region: np.ndarray | None = None) -> Counts:
+    """TP/FP/FN of boolean ``pred`` against ``truth`` inside ``region``, minus ``ignore``."""
+    pred = np.asarray(pred, dtype=bool)
+    truth = np.asarray(truth, dtype=bool)
+    if pred.shape != truth.shape:
+        raise ValueError(f"prediction shape {pred.shape} differs from reference shape {truth.shape}")
+    valid = np.ones(pred.shape, bool) if region is None else np.asarray(region, bool).copy()
+    if ignore is not None:
+        valid &= ~np.asarray(ignore, dtype=bool)
+    p, t = pred & valid, truth & valid
+    tp = int(np.count_nonzero(p & t))
+    return Counts(tp=tp, fp=int(np.count_nonzero(p)) - tp, fn=int(np.count_nonzero(t)) - tp)
+
+
+@dataclass(frozen=True)
+class Score:
+    """A score value, or ``None`` with the reason it is undefined."""
+
+    value: float | None
+    reason: str | None = None
+
+    @property
+    def defined(self) -> bool:
+        return self.value is not None
+
+
+def precision(c: Counts) -> Score:
+    if c.tp + c.fp == 0:
+        return Score(None, "no predicted cosmic-ray pixels (TP+FP=0)")
+    return Score(c.tp / (c.tp + c.fp))
+
+
+def recall(c: Counts) -> Score:
+    if c.tp + c.fn == 0:
+        return Score(None, "no reference cosmic-ray pixels (TP+FN=0)")
+    return Score(c.tp / (c.tp + c.fn))
+
+
+def fbeta(c: Counts, beta: float) -> Score:
+    """F-beta from counts: (1+b²)TP / ((1+b²)TP + b²FN + FP); undefined when all are 0."""
+    b2 = beta * beta
+    denom = (1 + b2) * c.tp + b2 * c.fn + c.fp
+    if denom == 0:
+        return Score(None, "no predicted and no reference cosmic-ray pixels")
+    return Score((1 + b2) * c.tp / denom)
+
+
+def scores(c: Counts) -> dict[str, Score]:
+    """Precision, recall, F1 and F2 of ``c``, keyed by :data:`METRICS`."""
+    return {"precision": precision(c), "recall": recall(c), "f1": fbeta(c, 1.0),
+            "f2": fbeta(c, 2.0)}

@@ -1,0 +1,137 @@
+"""Results files: the JSON summary and the per-exposure mask FITS files.
+
+JSON (``"schema": "crbench-results/1"``), written once and atomically::
+
+    {
+      "schema": "crbench-results/1",
+      "provenance": {"package": "pytest-crbench", "version": ..., "python": ...,
+                     "numpy": ..., "settings": {...},
+                     "detectors": {spec: version, ...},
+                     "datasets": {name: {"version": ..., "seed": ..., "files": {name: sha256}}}},
+      "scores": [
+        {"detector": spec, "dataset": name, "group": g | null, "exposure": e | null,
+         "region": "full" | "k3" | ..., "tp": int, "fp": int, "fn": int,
+         "precision": float | null, "recall": ..., "f1": ..., "f2": ...,
+         "undefined": {metric: reason, ...}}          # only where some score is null
+      ],                                               # exposure null = pooled over the dataset
+      "reference_audit": [
+        {"dataset": name, "group": g, "exposure": e, "tp", "fp", "fn", "precision",
+         "recall", "recall_significant", "truth_fraction"}
+      ],
+      "timing": {"<detector> | <dataset>": seconds, ...}   # informative, not deterministic
+    }
+
+Mask files (``--crbench-save-masks DIR``): ``DIR/<dataset>/<detector>/<exposure>.fits``
+with uint8 extensions ``REFMASK`` (reference CR mask), ``IGNORE``, ``PRED`` (detector
+mask) and int16 ``REGION`` (largest k whose star region holds the pixel, 0 outside).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from .evaluation import Evaluation, PreparedDataset
+from .fitsio import atomic_write
+from .metrics import METRICS, Counts, scores
+
+SCHEMA = "crbench-results/1"
+
+
+def score_row(detector: str, dataset: str, group: str | None, exposure: str | None,
+              region: str, counts: Counts) -> dict[str, Any]:
+    row: dict[str, Any] = {"detector": detector, "dataset": dataset, "group": group,
+                           "exposure": exposure, "region": region, **counts.as_dict()}
+    undefined = {}
+    for name, score in scores(counts).items():
+        row[name] = score.value
+        if score.value is None:
+            undefined[name] = score.reason
+    if undefined:
+        row["undefined"] = undefined
+    return row
+
+
+def score_rows(evaluation: Evaluation) -> list[dict[str, Any]]:
+    """Pooled rows (exposure null) first, then one row per exposure and region."""
+    rows = [score_row(evaluation.detector, evaluation.dataset, None, None, region,
+                      evaluation.pooled(region)) for region in evaluation.regions]
+    for e in evaluation.exposures:
+        rows.extend(score_row(evaluation.detector, evaluation.dataset, e.group, e.exposure,
+                              region, e.counts[region]) for region in evaluation.regions)
+    return rows
+
+
+def provenance(settings: dict[str, Any], detectors: dict[str, str],
+               datasets: Iterable[PreparedDataset]) -> dict[str, Any]:
+    from . import __version__
+
+    return {
+        "package": "pytest-crbench", "version": __version__,
+        "python": platform.python_version(), "numpy": np.__version__,
+        "settings": settings, "detectors": dict(sorted(detectors.items())),
+        "datasets": {p.dataset.name: {"version": p.dataset.version, **p.dataset.provenance}
+                     for p in datasets},
+    }
+
+
+def write_json(path: Path, document: dict[str, Any]) -> Path:
+    text = json.dumps(document, indent=1, sort_keys=False, allow_nan=False, default=str)
+    return atomic_write(path, lambda tmp: tmp.write_text(text + "\n", encoding="utf-8"))
+
+
+def results_document(evaluations: list[Evaluation], prepared: list[PreparedDataset],
+                     settings: dict[str, Any], extra: dict[str, Any] | None = None
+                     ) -> dict[str, Any]:
+    detectors = {e.detector: e.version for e in evaluations}
+    audit = [{"dataset": p.dataset.name, **row} for p in prepared for row in p.audit]
+    doc = {
+        "schema": SCHEMA,
+        "provenance": provenance(settings, detectors, prepared),
+        "scores": [row for e in evaluations for row in score_rows(e)],
+        "reference_audit": audit,
+    }
+    doc.update(extra or {})
+    doc["timing"] = {f"{e.detector} | {e.dataset}": round(e.seconds, 3) for e in evaluations}
+    return doc
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe version of a detector spec or exposure name."""
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("_") or "unnamed"
+
+
+def write_masks(directory: Path, evaluation: Evaluation, prepared: PreparedDataset) -> list[Path]:
+    """One FITS file per exposure with REFMASK, IGNORE, PRED (uint8) and REGION (int16)."""
+    from astropy.io import fits
+
+    out = []
+    folder = Path(directory) / safe_name(evaluation.dataset) / safe_name(evaluation.detector)
+    for pe, er in zip(prepared.exposures, evaluation.exposures):
+        primary = fits.PrimaryHDU()
+        h = primary.header
+        h["DETECTOR"] = (evaluation.detector[:68], "cosmic-ray detector spec")
+        h["DATASET"] = evaluation.dataset
+        h["GROUP"] = er.group
+        h["EXPOSURE"] = er.exposure
+        h["REGIONK"] = (",".join(str(k) for k in prepared.ks), "star-region thresholds k")
+        h["COMMENT"] = "REFMASK: reference CR mask; IGNORE: excluded pixels; PRED: detector"
+        h["COMMENT"] = "REGION: largest k whose region (> k x background RMS) holds the pixel"
+        hdus = fits.HDUList([
+            primary,
+            fits.ImageHDU(pe.crmask.astype(np.uint8), name="REFMASK"),
+            fits.ImageHDU(pe.ignore.astype(np.uint8), name="IGNORE"),
+            fits.ImageHDU(er.mask.astype(np.uint8), name="PRED"),
+            fits.ImageHDU(pe.rmap.astype(np.int16), name="REGION"),
+        ])
+        path = folder / f"{safe_name(er.exposure)}.fits"
+        out.append(atomic_write(path, lambda tmp, h=hdus: h.writeto(tmp, overwrite=True)))
+    return out
+
+
+__all__ = ["SCHEMA", "METRICS", "score_rows", "results_document", "write_json", "write_masks"]
