@@ -68,22 +68,20 @@ def pixel_map(src_wcs, dst_wcs, dst_shape: tuple[int, int], *, offset=(0.0, 0.0)
     from scipy.ndimage import map_coordinates
 
     h, w = dst_shape
-    gy = np.unique(np.r_[np.arange(0, h, step), h - 1]).astype(float)
-    gx = np.unique(np.r_[np.arange(0, w, step), w - 1]).astype(float)
-    # Extend the coarse grid one step beyond the edges so the spline is well-behaved there.
-    gy = np.r_[gy[0] - step, gy, gy[-1] + step]
-    gx = np.r_[gx[0] - step, gx, gx[-1] + step]
-    if h * w <= gy.size * gx.size * 4:
+    if h * w <= 4 * ((h // step + 4) * (w // step + 4)):
         yy, xx = np.mgrid[0:h, 0:w].astype(float)
         ra, dec = dst_wcs.pixel_to_world_values(xx + offset[1], yy + offset[0])
         sx, sy = src_wcs.world_to_pixel_values(ra, dec)
         return np.asarray(sy, float), np.asarray(sx, float)
+    # A uniform coarse grid reaching one step beyond every edge (the spline needs uniform
+    # knots: a shorter last interval would bend the mapping near the edge).
+    gy = np.arange(-step, h + 2 * step, step, dtype=float)
+    gx = np.arange(-step, w + 2 * step, step, dtype=float)
     cy, cx = np.meshgrid(gy + offset[0], gx + offset[1], indexing="ij")
     ra, dec = dst_wcs.pixel_to_world_values(cx, cy)
     sx, sy = src_wcs.world_to_pixel_values(ra, dec)
-    # fractional index of every destination pixel in the (non-uniform at the end) coarse grid
-    fy = np.interp(np.arange(h), gy, np.arange(gy.size))
-    fx = np.interp(np.arange(w), gx, np.arange(gx.size))
+    fy = (np.arange(h, dtype=float) + step) / step
+    fx = (np.arange(w, dtype=float) + step) / step
     iy, ix = np.meshgrid(fy, fx, indexing="ij")
     coords = np.array([iy.ravel(), ix.ravel()])
     out_y = map_coordinates(np.asarray(sy), coords, order=3, mode="nearest").reshape(h, w)
@@ -211,7 +209,7 @@ def resample_onto(exposures: list[Exposure], target: int, *, order: int = 1,
                     "of one of them is wrong")
             if abs(dy) > 0.01 or abs(dx) > 0.01:
                 out = resample_array(exp.sci, src_wcs, dst_wcs, dst.shape, order=order,
-                                     bad=bad, offset=(-dy, -dx))
+                                     bad=bad, offset=(dy, dx))
         cube[k] = out
         k += 1
     return cube

