@@ -50,6 +50,12 @@ class PreparedDataset:
     def regions(self) -> list[str]:
         return ["full"] + [region_name(k) for k in sorted(self.ks)]
 
+    def summary(self) -> dict:
+        """What the results file needs of this dataset (plain, JSON-able)."""
+        return {"name": self.dataset.name, "version": self.dataset.version,
+                "provenance": self.dataset.provenance, "audit": self.audit,
+                "ks": list(self.ks)}
+
 
 def prepare(dataset: Dataset, ks, ref_config: ReferenceConfig | None = None) -> PreparedDataset:
     """References, region maps and the reference audit of every group of ``dataset``."""
@@ -70,8 +76,9 @@ class ExposureResult:
     group: str
     exposure: str
     counts: dict[str, Counts]
-    mask: np.ndarray
+    mask: np.ndarray | None
     seconds: float
+    cr_fraction: float = float("nan")
 
 
 @dataclass
@@ -90,6 +97,24 @@ class Evaluation:
     @property
     def seconds(self) -> float:
         return float(sum(e.seconds for e in self.exposures))
+
+    def to_record(self) -> dict:
+        """A JSON-able copy without the masks (how pytest-xdist workers report back)."""
+        return {"detector": self.detector, "version": self.version, "dataset": self.dataset,
+                "regions": list(self.regions), "exposures": [
+                    {"group": e.group, "exposure": e.exposure, "seconds": e.seconds,
+                     "cr_fraction": e.cr_fraction,
+                     "counts": {r: c.as_dict() for r, c in e.counts.items()}}
+                    for e in self.exposures]}
+
+    @classmethod
+    def from_record(cls, record: dict) -> "Evaluation":
+        ev = cls(record["detector"], record["version"], record["dataset"], record["regions"])
+        for e in record["exposures"]:
+            ev.exposures.append(ExposureResult(
+                e["group"], e["exposure"], {r: Counts(**c) for r, c in e["counts"].items()},
+                None, e["seconds"], e.get("cr_fraction", float("nan"))))
+        return ev
 
 
 def run_detector(detector, exposure: Exposure, ignore: np.ndarray, *,
@@ -119,7 +144,7 @@ def evaluate(detector, prepared: PreparedDataset, *, spec: str | None = None,
         counts = {name: confusion(pred.mask, pe.crmask, pe.ignore, region)
                   for name, region in regions.items()}
         result.exposures.append(ExposureResult(pe.group.name, pe.exposure.name, counts,
-                                               pred.mask, seconds))
+                                               pred.mask, seconds, pe.cr_fraction))
         if on_exposure is not None:
             on_exposure(pe, pred)
     return result

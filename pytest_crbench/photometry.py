@@ -355,12 +355,13 @@ def match_stars(star_lists: Sequence[np.ndarray], wcs_headers: Sequence[dict | N
 
     if n > 1:
         counts = np.bincount(np.concatenate(ids), minlength=len(cat_n)) if len(cat_n) else []
-        for name, out in zip(names, ids):
-            if len(out) and not np.any(counts[out] > 1):
-                raise CRBenchDataError(
-                    f"group {group!r}: none of the {len(out)} star(s) of exposure {name!r} "
-                    f"matches a star of the other exposures within {tol:g} {unit}; the "
-                    "exposures do not overlap (or their WCS/pixel grids disagree)")
+        alone = [f"{name!r} ({len(out)} stars)" for name, out in zip(names, ids)
+                 if len(out) and not np.any(counts[out] > 1)]
+        if alone:
+            raise CRBenchDataError(
+                f"group {group!r}: no star of exposure(s) {', '.join(alone)} matches a star "
+                f"of the other exposures within {tol:g} {unit}; the exposures do not "
+                "overlap (or their WCS/pixel grids disagree)")
     return ids
 
 

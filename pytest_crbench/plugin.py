@@ -64,6 +64,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[SESSION_KEY] = BenchSession(_settings(config))
     except CRBenchError as exc:
         raise pytest.UsageError(f"pytest-crbench: {exc}") from None
+    # under pytest-xdist, keep each (detector, dataset) on one worker so it runs once
+    if getattr(config.option, "dist", "no") == "load":
+        config.option.dist = "loadgroup"
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -93,13 +96,37 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             for region in regions for metric in METRICS]
     collector = CRBenchCollector.from_parent(session, name="crbench", nodeid="crbench",
                                              keys=keys)
-    items.extend(collector.collect())
+    for item in collector.collect():
+        item.add_marker(pytest.mark.xdist_group(f"crbench|{item.key.detector}|{item.key.dataset}"))
+        items.append(item)
+
+
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     bench = bench_session(session.config, required=False)
-    if bench is not None:
-        bench.written = bench.finish()
+    if bench is None:
+        return
+    bench.written = bench.write_masks()
+    if _is_xdist_worker(session.config):
+        import json
+
+        session.config.workeroutput["crbench"] = json.dumps(bench.worker_record())
+    else:
+        bench.written += bench.finish()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """pytest-xdist controller: gather a worker's evaluations."""
+    bench = bench_session(node.config, required=False)
+    record = getattr(node, "workeroutput", {}).get("crbench")
+    if bench is not None and record:
+        import json
+
+        bench.merge(json.loads(record))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
@@ -123,13 +150,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
                       f"{ev.seconds:.1f} s): score % (>= floor, margin)")
         for line in score_table(ev, bench.floors):
             tr.write_line("  " + line)
-    for p in bench.prepared_datasets:
-        if p.audit:
+    for summary in bench.dataset_summaries:
+        if summary["audit"]:
             from .reference import pooled_audit
 
-            a = pooled_audit(p.audit)
+            a = pooled_audit(summary["audit"])
             tr.write_line("")
-            tr.write_line(f"reference audit on {p.dataset.name} against CRTRUTH: precision "
+            tr.write_line(f"reference audit on {summary['name']} against CRTRUTH: precision "
                           f"{100 * (a['precision'] or 0):.1f} %, recall {100 * (a['recall'] or 0):.1f} % "
                           f"({a['n_exposures']} exposures)")
     if not bench.floors:

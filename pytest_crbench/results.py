@@ -68,15 +68,15 @@ def score_rows(evaluation: Evaluation) -> list[dict[str, Any]]:
 
 
 def provenance(settings: dict[str, Any], detectors: dict[str, str],
-               datasets: Iterable[PreparedDataset]) -> dict[str, Any]:
+               datasets: Iterable[dict]) -> dict[str, Any]:
     from . import __version__
 
     return {
         "package": "pytest-crbench", "version": __version__,
         "python": platform.python_version(), "numpy": np.__version__,
         "settings": settings, "detectors": dict(sorted(detectors.items())),
-        "datasets": {p.dataset.name: {"version": p.dataset.version, **p.dataset.provenance}
-                     for p in datasets},
+        "datasets": {d["name"]: {"version": d["version"], **d["provenance"]}
+                     for d in datasets},
     }
 
 
@@ -85,11 +85,12 @@ def write_json(path: Path, document: dict[str, Any]) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text + "\n", encoding="utf-8"))
 
 
-def results_document(evaluations: list[Evaluation], prepared: list[PreparedDataset],
+def results_document(evaluations: list[Evaluation], datasets: list[dict],
                      settings: dict[str, Any], extra: dict[str, Any] | None = None
                      ) -> dict[str, Any]:
+    """The results JSON; ``datasets`` are :meth:`PreparedDataset.summary` dicts."""
     detectors = {e.detector: e.version for e in evaluations}
-    audit = [{"dataset": p.dataset.name, **row} for p in prepared for row in p.audit]
+    audit = [{"dataset": d["name"], **row} for d in datasets for row in d["audit"]]
     doc = {
         "schema": SCHEMA,
         "provenance": provenance(settings, detectors, prepared),

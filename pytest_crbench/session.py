@@ -36,6 +36,7 @@ class BenchSession:
     _detectors: dict[str, Any] = field(default_factory=dict)
     _prepared: dict[str, PreparedDataset] = field(default_factory=dict)
     _evaluations: dict[tuple[str, str], Evaluation] = field(default_factory=dict)
+    _summaries: dict[str, dict] = field(default_factory=dict)
     _errors: dict[Any, BaseException] = field(default_factory=dict)
     outcomes: list[Outcome] = field(default_factory=list)
     written: list[str] = field(default_factory=list)
@@ -69,7 +70,9 @@ class BenchSession:
         def make():
             data = load_dataset(dataset, data_dir=self.settings.data_dir,
                                 offline=self.settings.offline)
-            return prepare(data, self.settings.k)
+            prepared = prepare(data, self.settings.k)
+            self._summaries[dataset] = prepared.summary()
+            return prepared
 
         return self._cached(self._prepared, ("dataset", dataset), make)
 
@@ -95,26 +98,54 @@ class BenchSession:
 
     @property
     def evaluations(self) -> list[Evaluation]:
-        return list(self._evaluations.values())
+        """Evaluations in the configured order (dataset, then detector): deterministic."""
+        ds, det = self.settings.dataset, self.settings.model
+
+        def order(key):
+            return (ds.index(key[1]) if key[1] in ds else len(ds),
+                    det.index(key[0]) if key[0] in det else len(det), key)
+
+        return [self._evaluations[k] for k in sorted(self._evaluations, key=order)]
 
     @property
-    def prepared_datasets(self) -> list[PreparedDataset]:
-        return list(self._prepared.values())
+    def dataset_summaries(self) -> list[dict]:
+        names = self.settings.dataset
+        return [self._summaries[n] for n in sorted(
+            self._summaries, key=lambda n: (names.index(n) if n in names else len(names), n))]
+
+    # -- pytest-xdist: workers send records, the controller merges and writes once --
+    def worker_record(self) -> dict:
+        return {"evaluations": [ev.to_record() for ev in self.evaluations],
+                "datasets": self.dataset_summaries}
+
+    def merge(self, record: dict) -> None:
+        for ev in record.get("evaluations", []):
+            self._evaluations.setdefault((ev["detector"], ev["dataset"]),
+                                         Evaluation.from_record(ev))
+        for summary in record.get("datasets", []):
+            self._summaries.setdefault(summary["name"], summary)
+
+    def write_masks(self) -> list[str]:
+        """Mask files of the evaluations computed in this process."""
+        from .results import write_masks
+
+        if self.settings.save_masks is None:
+            return []
+        n = 0
+        for (spec, dataset), ev in self._evaluations.items():
+            if dataset in self._prepared and all(e.mask is not None for e in ev.exposures):
+                n += len(write_masks(self.settings.save_masks, ev, self._prepared[dataset]))
+        return [f"mask files: {n} in {self.settings.save_masks}"] if n else []
 
     def finish(self) -> list[str]:
-        """Write the configured outputs; returns one line per file written."""
-        from .results import results_document, write_json, write_masks
+        """Write the results JSON and generated floors; returns one line per output."""
+        from .results import results_document, write_json
 
         lines = []
         s = self.settings
         if s.json is not None and self.evaluations:
-            doc = results_document(self.evaluations, self.prepared_datasets, s.as_dict())
+            doc = results_document(self.evaluations, self.dataset_summaries, s.as_dict())
             lines.append(f"results JSON: {write_json(s.json, doc)}")
-        if s.save_masks is not None:
-            n = 0
-            for ev in self.evaluations:
-                n += len(write_masks(s.save_masks, ev, self._prepared[ev.dataset]))
-            lines.append(f"mask files: {n} in {s.save_masks}")
         if s.generate_floors is not None and self.evaluations:
             new = {}
             for ev in self.evaluations:

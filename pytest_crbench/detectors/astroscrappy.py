@@ -1,0 +1,168 @@
+"""LA Cosmic (van Dokkum 2001) through astroscrappy, as a pytest-crbench detector.
+
+Images reach detectors in electrons, so ``gain=1``; the read noise and the saturation
+level come from the :class:`~pytest_crbench.model.Exposure` (defaults 5 e- and
+70,000 e- when no exposure is given); the ignore mask (bad pixels, saturation boxes) is
+passed as astroscrappy's ``inmask``, so those pixels are neither flagged nor used.
+
+Default parameters (astroscrappy's own defaults, documented here so that the version
+string pins them): ``sigclip=4.5, sigfrac=0.3, objlim=5.0, niter=4, sepmed=True,
+cleantype='meanmask', fsmode='median'`` (with ``fsmode='convolve'`` also ``psfmodel``,
+``psffwhm``, ``psfsize``, ``psfbeta``).  Any of them can be overridden by keyword or in
+a spec string: ``astroscrappy:sigclip=5,objlim=4,sepmed=false``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import CRBenchDetectorError
+from .base import Prediction
+
+__all__ = ["AstroscrappyDetector", "DEFAULTS", "make_detector", "parse_options"]
+
+#: The parameters this adapter passes to ``astroscrappy.detect_cosmics``.
+DEFAULTS: dict[str, Any] = {
+    "sigclip": 4.5,
+    "sigfrac": 0.3,
+    "objlim": 5.0,
+    "niter": 4,
+    "sepmed": True,
+    "cleantype": "meanmask",
+    "fsmode": "median",
+    "psfmodel": "gauss",
+    "psffwhm": 2.5,
+    "psfsize": 7,
+    "psfbeta": 4.765,
+}
+_TYPES = {"sigclip": float, "sigfrac": float, "objlim": float, "niter": int, "sepmed": bool,
+          "cleantype": str, "fsmode": str, "psfmodel": str, "psffwhm": float, "psfsize": int,
+          "psfbeta": float}
+_CHOICES = {"cleantype": ("median", "medmask", "meanmask", "idw"),
+            "fsmode": ("median", "convolve"),
+            "psfmodel": ("gauss", "gaussx", "gaussy", "moffat")}
+_PSF_KEYS = ("psfmodel", "psffwhm", "psfsize", "psfbeta")
+
+
+def _coerce(key: str, value: Any) -> Any:
+    typ = _TYPES[key]
+    if typ is bool:
+        if isinstance(value, str):
+            low = value.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise CRBenchDetectorError(f"astroscrappy: {key} must be true or false, got {value!r}")
+        return bool(value)
+    try:
+        out = typ(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        raise CRBenchDetectorError(
+            f"astroscrappy: {key} must be a {typ.__name__}, got {value!r}") from None
+    if key in _CHOICES and out not in _CHOICES[key]:
+        raise CRBenchDetectorError(
+            f"astroscrappy: {key} must be one of {', '.join(_CHOICES[key])}, got {out!r}")
+    return out
+
+
+def parse_options(text: str) -> dict[str, Any]:
+    """Parse ``"key=value,key=value"`` (the part of a spec after ``astroscrappy:``)."""
+    opts: dict[str, Any] = {}
+    for item in (text or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if "=" not in item:
+            raise CRBenchDetectorError(
+                f"astroscrappy: option {item!r} is not key=value; valid keys: {', '.join(DEFAULTS)}")
+        key, value = (s.strip() for s in item.split("=", 1))
+        opts[key] = value
+    return opts
+
+
+class AstroscrappyDetector:
+    """``astroscrappy.detect_cosmics`` with gain 1 and the exposure's noise/saturation."""
+
+    threshold = None
+
+    def __init__(self, **params: Any) -> None:
+        unknown = sorted(set(params) - set(DEFAULTS))
+        if unknown:
+            raise CRBenchDetectorError(
+                f"astroscrappy: unknown parameter(s) {', '.join(unknown)}; valid: {', '.join(DEFAULTS)}")
+        self.params = dict(DEFAULTS)
+        self.params.update({k: _coerce(k, v) for k, v in params.items()})
+        for key in ("sigclip", "sigfrac", "objlim"):
+            if self.params[key] <= 0:
+                raise CRBenchDetectorError(f"astroscrappy: {key} must be > 0, got {self.params[key]}")
+        if self.params["niter"] < 1:
+            raise CRBenchDetectorError(f"astroscrappy: niter must be >= 1, got {self.params['niter']}")
+        try:
+            import astroscrappy
+        except ImportError as exc:  # pragma: no cover - a hard dependency
+            raise CRBenchDetectorError(f"astroscrappy is not installed: {exc}") from exc
+        self._detect_cosmics = astroscrappy.detect_cosmics
+        self.library_version = getattr(astroscrappy, "__version__", "unknown")
+        shown = {k: v for k, v in self.params.items()
+                 if self.params["fsmode"] == "convolve" or k not in _PSF_KEYS}
+        changed = {k: v for k, v in params.items()}
+        self.name = "astroscrappy" + (
+            ":" + ",".join(f"{k}={self.params[k]}" for k in sorted(changed)) if changed else "")
+        self.version = f"astroscrappy {self.library_version} " + " ".join(
+            f"{k}={v}" for k, v in shown.items()) + " gain=1"
+
+    def __repr__(self) -> str:
+        return f"AstroscrappyDetector({self.params!r})"
+
+    def detect(self, image: np.ndarray, ignore: np.ndarray | None = None,
+               exposure: Any = None) -> Prediction:
+        img = np.ascontiguousarray(image, dtype=np.float32)
+        if img.ndim != 2:
+            raise CRBenchDetectorError(f"{self.name}: image must be 2-D, got shape {img.shape}")
+        inmask = None
+        if ignore is not None:
+            inmask = np.ascontiguousarray(ignore, dtype=bool)
+            if inmask.shape != img.shape:
+                raise CRBenchDetectorError(
+                    f"{self.name}: ignore mask shape {inmask.shape} differs from image {img.shape}")
+        readnoise = float(getattr(exposure, "read_noise", 5.0)) if exposure is not None else 5.0
+        satlevel = float(getattr(exposure, "saturation", 70000.0)) if exposure is not None else 70000.0
+        p = self.params
+        kwargs = dict(sigclip=p["sigclip"], sigfrac=p["sigfrac"], objlim=p["objlim"], gain=1.0,
+                      readnoise=readnoise, satlevel=satlevel, niter=p["niter"], sepmed=p["sepmed"],
+                      cleantype=p["cleantype"], fsmode=p["fsmode"], verbose=False)
+        if p["fsmode"] == "convolve":
+            kwargs.update(psfmodel=p["psfmodel"], psffwhm=p["psffwhm"], psfsize=p["psfsize"],
+                          psfbeta=p["psfbeta"])
+        mask, cleaned = self._detect_cosmics(img, inmask=inmask, **kwargs)
+        mask = np.asarray(mask, dtype=bool)
+        if inmask is not None:
+            mask &= ~inmask
+        return Prediction(mask=mask, probability=None,
+                          cleaned=np.asarray(cleaned, dtype=np.float32))
+
+
+def make_detector(spec: str = "astroscrappy", **options: Any) -> AstroscrappyDetector:
+    """Factory (entry point ``astroscrappy``).
+
+    ``spec`` may be ``"astroscrappy"``, ``"astroscrappy:key=value,..."`` or just the
+    ``"key=value,..."`` remainder (what the entry-point resolution passes); keyword
+    ``options`` override the spec.  ``threshold``/``device`` are accepted and ignored
+    (LA Cosmic is a binary, CPU-only detector).
+    """
+    options.pop("device", None)
+    threshold = options.pop("threshold", None)
+    if threshold is not None:
+        raise CRBenchDetectorError(
+            "astroscrappy has no probability threshold; tune sigclip/sigfrac/objlim instead")
+    text = (spec or "").strip()
+    if text.lower() == "astroscrappy":
+        text = ""
+    elif text.lower().startswith("astroscrappy:"):
+        text = text.split(":", 1)[1]
+    params = parse_options(text)
+    params.update(options)
+    return AstroscrappyDetector(**params)

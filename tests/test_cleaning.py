@@ -1,0 +1,120 @@
+"""The one fill method for mask-only detectors, and the choice of the cleaned image."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from pytest_crbench.cleaning import cleaned_image, fill_masked
+from pytest_crbench.errors import CRBenchDataError
+
+
+def test_single_pixel_gets_median_of_5x5_neighbours():
+    img = np.arange(49, dtype=float).reshape(7, 7)
+    mask = np.zeros((7, 7), bool)
+    mask[3, 3] = True
+    img[3, 3] = 1e6
+    out = fill_masked(img, mask)
+    box = np.delete(img[1:6, 1:6].ravel(), 12)
+    assert out[3, 3] == pytest.approx(np.median(box))
+    assert np.array_equal(out[~mask], img[~mask])
+
+
+def test_ignored_pixels_are_not_used_and_keep_their_value():
+    img = np.full((9, 9), 10.0)
+    img[2:7, 2:7] = 10.0
+    ignore = np.zeros((9, 9), bool)
+    ignore[2:4, 2:7] = True
+    img[ignore] = 5000.0  # bad pixels: must not leak into the fill
+    mask = np.zeros((9, 9), bool)
+    mask[4, 4] = True
+    img[4, 4] = 999.0
+    out = fill_masked(img, mask, ignore)
+    assert out[4, 4] == 10.0
+    assert np.array_equal(out[ignore], img[ignore])
+
+
+def test_window_grows_where_all_masked_and_clips_at_edges():
+    img = np.full((20, 20), 3.0)
+    mask = np.zeros((20, 20), bool)
+    mask[5:15, 5:15] = True  # 10x10 block: centre pixels have no usable 5x5 neighbour
+    img[mask] = 1000.0
+    out = fill_masked(img, mask)
+    assert np.allclose(out, 3.0)
+    corner = np.zeros((20, 20), bool)
+    corner[:3, :3] = True
+    assert np.allclose(fill_masked(img, corner)[:3, :3], 3.0)
+
+
+def test_everything_masked_or_ignored_raises():
+    img = np.ones((5, 5))
+    with pytest.raises(CRBenchDataError, match="every pixel is masked or ignored"):
+        fill_masked(img, np.ones((5, 5), bool))
+    half = np.zeros((5, 5), bool)
+    half[:, :2] = True
+    with pytest.raises(CRBenchDataError, match="every pixel"):
+        fill_masked(img, half, ~half)
+
+
+def test_shape_mismatch_raises():
+    with pytest.raises(CRBenchDataError, match="mask has shape"):
+        fill_masked(np.ones((5, 5)), np.ones((4, 5), bool))
+    with pytest.raises(CRBenchDataError, match="detector_cleaned has shape"):
+        cleaned_image(np.ones((5, 5)), np.zeros((5, 5), bool), np.ones((3, 3)))
+
+
+def test_idw_method_recovers_smooth_surface():
+    yy, xx = np.mgrid[:30, :30].astype(float)
+    img = 2 * xx + 3 * yy + 7
+    mask = np.zeros(img.shape, bool)
+    mask[10, 10] = mask[20, 21] = True
+    orig = img.copy()
+    orig[mask] = 1e5
+    out = fill_masked(orig, mask, method="idw")
+    np.testing.assert_allclose(out[mask], img[mask])  # symmetric weights: exact on a plane
+    with pytest.raises(ValueError, match="median' or 'idw"):
+        fill_masked(orig, mask, method="spline")
+
+
+def test_cleaned_image_prefers_detector_image():
+    img = np.ones((6, 6))
+    own = np.full((6, 6), 2.0)
+    mask = np.zeros((6, 6), bool)
+    mask[2, 2] = True
+    assert np.array_equal(cleaned_image(img, mask, own), own)
+    img2 = img.copy()
+    img2[2, 2] = 50
+    assert np.array_equal(cleaned_image(img2, mask), img)
+    bad = own.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(CRBenchDataError, match="NaN"):
+        cleaned_image(img, mask, bad)
+
+
+def test_large_image_is_fast_enough():
+    import time
+
+    rng = np.random.default_rng(0)
+    img = rng.normal(100, 5, (1024, 1024)).astype(np.float32)
+    mask = rng.random(img.shape) < 0.03
+    t = time.perf_counter()
+    out = fill_masked(img, mask)
+    assert time.perf_counter() - t < 5.0
+    assert out.dtype == np.float32
+    assert abs(float(out[mask].mean()) - 100) < 0.5
+
+
+@settings(max_examples=40, deadline=None)
+@given(arrays(np.float64, st.tuples(st.integers(1, 12), st.integers(1, 12)),
+              elements=st.floats(-1e4, 1e4)),
+       st.data())
+def test_unmasked_pixels_unchanged_and_fill_within_range(img, data):
+    mask = data.draw(arrays(bool, img.shape))
+    if mask.all():
+        mask.flat[0] = False
+    out = fill_masked(img, mask)
+    assert np.array_equal(out[~mask], img[~mask])
+    assert np.isfinite(out).all()
+    lo, hi = img[~mask].min(), img[~mask].max()
+    assert ((out[mask] >= lo - 1e-9) & (out[mask] <= hi + 1e-9)).all()
