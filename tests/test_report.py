@@ -1,12 +1,10 @@
 """The HTML/Markdown report: files, content, atomicity, and rendering in a real browser."""
 
 import base64
-import os
 import re
 import shutil
 import subprocess
 import tempfile
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -151,13 +151,11 @@ def make_detector(spec: str = "astroscrappy", **options: Any) -> AstroscrappyDet
     ``spec`` may be ``"astroscrappy"``, ``"astroscrappy:key=value,..."`` or just the
     ``"key=value,..."`` remainder (what the entry-point resolution passes); keyword
     ``options`` override the spec.  ``threshold``/``device`` are accepted and ignored
-    (LA Cosmic is a binary, CPU-only detector).
+    (LA Cosmic is a binary, CPU-only detector: its ``threshold`` stays ``None``; tune
+    ``sigclip``/``sigfrac``/``objlim`` instead).
     """
     options.pop("device", None)
-    threshold = options.pop("threshold", None)
-    if threshold is not None:
-        raise CRBenchDetectorError(
-            "astroscrappy has no probability threshold; tune sigclip/sigfrac/objlim instead")
+    options.pop("threshold", None)
     text = (spec or "").strip()
     if text.lower() == "astroscrappy":
         text = ""

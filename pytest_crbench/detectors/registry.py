@@ -1,0 +1,209 @@
+"""Resolve a detector spec string to a :class:`~pytest_crbench.detectors.base.Detector`.
+
+Accepted specs, tried in this order:
+
+``deepcr`` / ``deepcr:<mask>`` / ``deepcr:<mask>+<inpaint>``
+    a shipped deepCR model, e.g. ``deepcr:ACS-WFC``, ``deepcr:ACS-WFC-F606W-2-4``,
+    ``deepcr:ACS-WFC+ACS-WFC-F606W-2-32`` (bare ``deepcr`` = ``deepcr:ACS-WFC``).
+``astroscrappy`` / ``astroscrappy:key=value,...``
+    LA Cosmic with the given parameters.
+``<name>`` / ``<name>:<rest>``
+    a factory another package registers in the entry-point group
+    ``pytest_crbench.detectors``; it is called with ``<rest>`` (``""`` if none).
+``package.module:factory``
+    an import path; ``factory`` (a callable, dotted attributes allowed) is called with
+    no positional argument.
+
+Factories get ``threshold=`` and ``device=`` keyword arguments when their signature
+accepts them.  Whatever they return must have ``name``, ``version``, ``threshold`` and a
+callable ``detect``; anything else raises :class:`CRBenchDetectorError` listing what is
+missing.  Importing this module imports neither torch nor deepCR.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import inspect
+from typing import Any, Callable
+
+from ..errors import CRBenchDetectorError
+from .base import Detector
+
+__all__ = ["ENTRY_POINT_GROUP", "SPEC_FORMS", "available_detectors", "detector_id",
+           "load_detector", "validate_detector"]
+
+ENTRY_POINT_GROUP = "pytest_crbench.detectors"
+
+SPEC_FORMS = (
+    "deepcr:<mask model>  (e.g. deepcr:ACS-WFC)",
+    "deepcr:<mask model>+<inpaint model>  (e.g. deepcr:ACS-WFC+ACS-WFC-F606W-2-32)",
+    "astroscrappy  or  astroscrappy:key=value,...  (e.g. astroscrappy:sigclip=5,objlim=4)",
+    f"<name>[:<args>]  for a detector registered in the entry-point group {ENTRY_POINT_GROUP!r}",
+    "package.module:factory  (an importable factory returning a detector)",
+)
+
+#: Attribute set on every detector load_detector returns: the spec it was loaded from.
+SPEC_ATTR = "crbench_spec"
+
+_REQUIRED = ("name", "version", "threshold")
+
+
+def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
+    found: dict[str, importlib.metadata.EntryPoint] = {}
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        found.setdefault(ep.name, ep)  # first on sys.path wins, as importlib does
+    return found
+
+
+def available_detectors() -> list[str]:
+    """Every spec that resolves without arguments: each deepCR mask model,
+    ``astroscrappy`` and each entry point of the ``pytest_crbench.detectors`` group."""
+    from .deepcr import mask_model_names
+
+    names = [f"deepcr:{m}" for m in mask_model_names()] + ["astroscrappy"]
+    for name in sorted(_entry_points()):
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def validate_detector(obj: Any, where: str) -> Detector:
+    """Check that ``obj`` satisfies the Detector protocol; raise listing what is missing."""
+    missing = [attr for attr in _REQUIRED if not hasattr(obj, attr)]
+    if not callable(getattr(obj, "detect", None)):
+        missing.append("detect() method")
+    if missing:
+        raise CRBenchDetectorError(
+            f"detector {where!r} returned {type(obj).__name__} object which does not satisfy the "
+            f"Detector protocol: missing {', '.join(missing)} (needs name: str, version: str, "
+            "threshold: float | None and detect(image, ignore, exposure))"
+        )
+    bad = [attr for attr in ("name", "version") if not isinstance(getattr(obj, attr), str)]
+    if bad:
+        raise CRBenchDetectorError(
+            f"detector {where!r}: {' and '.join(bad)} must be str, got "
+            + ", ".join(f"{a}={getattr(obj, a)!r}" for a in bad))
+    thr = getattr(obj, "threshold")
+    if thr is not None and not isinstance(thr, (int, float)):
+        raise CRBenchDetectorError(f"detector {where!r}: threshold must be a number or None, got {thr!r}")
+    return obj
+
+
+def _call_factory(factory: Callable[..., Any], args: tuple, *, threshold: float | None,
+                  device: str, where: str) -> Any:
+    try:
+        sig = inspect.signature(factory)
+        params = sig.parameters
+        var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        accepts = {k for k in ("threshold", "device")
+                   if var_kw or (k in params and params[k].kind in (
+                       inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD))}
+    except (TypeError, ValueError):  # builtins without a signature
+        accepts = set()
+    kwargs: dict[str, Any] = {}
+    if "threshold" in accepts and threshold is not None:
+        kwargs["threshold"] = threshold
+    if "device" in accepts:
+        kwargs["device"] = device
+    try:
+        det = factory(*args, **kwargs)
+    except CRBenchDetectorError:
+        raise
+    except Exception as exc:
+        raise CRBenchDetectorError(
+            f"detector factory {where!r} raised {type(exc).__name__}: {exc}") from exc
+    validate_detector(det, where)
+    if threshold is not None and "threshold" not in accepts and det.threshold != threshold:
+        try:
+            det.threshold = threshold
+        except Exception as exc:
+            raise CRBenchDetectorError(
+                f"detector {where!r}: its factory takes no threshold and its threshold attribute "
+                f"cannot be set to {threshold}: {exc}") from exc
+    return det
+
+
+def _import_factory(spec: str) -> Callable[..., Any]:
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise CRBenchDetectorError(
+            f"detector {spec!r}: cannot import module {module_name!r}: "
+            f"{type(exc).__name__}: {exc}") from exc
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise CRBenchDetectorError(
+                f"detector {spec!r}: module {module_name!r} has no attribute {attr!r}") from None
+    if not callable(obj):
+        raise CRBenchDetectorError(f"detector {spec!r}: {attr!r} is not callable")
+    return obj
+
+
+def _unknown(spec: str, why: str = "") -> CRBenchDetectorError:
+    forms = "\n  ".join(SPEC_FORMS)
+    avail = ", ".join(available_detectors())
+    return CRBenchDetectorError(
+        f"unknown detector spec {spec!r}{why}. Accepted forms:\n  {forms}\n"
+        f"Available names: {avail}")
+
+
+def load_detector(spec: str, *, threshold: float | None = None, device: str = "cpu") -> Detector:
+    """Build the detector a spec string names (see the module docstring for the forms)."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise _unknown(str(spec), " (empty)")
+    spec = spec.strip()
+    head, sep, rest = spec.partition(":")
+    low = head.lower()
+
+    if low == "deepcr":
+        from .deepcr import DeepCRDetector
+
+        model, plus, inpaint = (rest or "ACS-WFC").partition("+")
+        if not model.strip() or (plus and not inpaint.strip()):
+            raise _unknown(spec, " (deepcr needs deepcr:<mask> or deepcr:<mask>+<inpaint>)")
+        det = DeepCRDetector(model.strip(), threshold=0.5 if threshold is None else threshold,
+                             device=device, inpaint=inpaint.strip() or None)
+        canonical = det.name
+    elif low == "astroscrappy":
+        from .astroscrappy import make_detector
+
+        det = make_detector(rest)
+        canonical = spec
+    else:
+        eps = _entry_points()
+        if head in eps:
+            try:
+                factory = eps[head].load()
+            except Exception as exc:
+                raise CRBenchDetectorError(
+                    f"detector {spec!r}: entry point {head!r} ({eps[head].value}) of group "
+                    f"{ENTRY_POINT_GROUP!r} failed to load: {type(exc).__name__}: {exc}") from exc
+            det = _call_factory(factory, (rest,), threshold=threshold, device=device, where=spec)
+        elif sep and rest and all(p.isidentifier() for p in head.split(".")) \
+                and all(p.isidentifier() for p in rest.split(".")):
+            factory = _import_factory(spec)
+            det = _call_factory(factory, (), threshold=threshold, device=device, where=spec)
+        else:
+            raise _unknown(spec)
+        canonical = spec
+    try:
+        setattr(det, SPEC_ATTR, canonical)
+    except Exception:  # slots or frozen: detector_id falls back on .name
+        pass
+    return det
+
+
+def detector_id(det: Any) -> str:
+    """A stable name for reports: the spec the detector was loaded from, else its name."""
+    spec = getattr(det, SPEC_ATTR, None)
+    if isinstance(spec, str) and spec:
+        return spec
+    name = getattr(det, "name", None)
+    if isinstance(name, str) and name:
+        return name
+    return type(det).__name__
