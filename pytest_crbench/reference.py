@@ -54,7 +54,7 @@ def _stack_on_grid(group: Group, i: int) -> tuple[np.ndarray, np.ndarray, np.nda
     if group.kind == "dithered":
         from .alignment import resample_onto
 
-        others = resample_onto(exps, i)  # counts of the others, on i's grid, NaN outside
+        others = resample_onto(exps, i, mask_bad=True)  # others on i's grid, NaN = no data
         images = [exps[i].sci] + [others[m] for m in range(others.shape[0])]
         bad = [exps[i].bad_pixels] + [~np.isfinite(o) for o in others]
     else:
