@@ -93,7 +93,7 @@ def results_document(evaluations: list[Evaluation], datasets: list[dict],
     audit = [{"dataset": d["name"], **row} for d in datasets for row in d["audit"]]
     doc = {
         "schema": SCHEMA,
-        "provenance": provenance(settings, detectors, prepared),
+        "provenance": provenance(settings, detectors, datasets),
         "scores": [row for e in evaluations for row in score_rows(e)],
         "reference_audit": audit,
     }

@@ -48,20 +48,22 @@ class BenchSession:
 
     # -- lazily computed pieces; an error is remembered so it is raised once per key --
     def _cached(self, store: dict, key, make):
-        if key in self._errors:
-            raise self._errors[key]
+        """``store[key]``, made once; a CRBenchError is remembered and raised again."""
+        error_key = (id(store), key)
+        if error_key in self._errors:
+            raise self._errors[error_key]
         if key not in store:
             try:
                 store[key] = make()
             except CRBenchError as exc:
-                self._errors[key] = exc
+                self._errors[error_key] = exc
                 raise
         return store[key]
 
     def detector(self, spec: str):
         from .detectors.registry import load_detector
 
-        return self._cached(self._detectors, ("detector", spec), lambda: load_detector(
+        return self._cached(self._detectors, spec, lambda: load_detector(
             spec, threshold=self.settings.threshold, device=self.settings.device))
 
     def prepared(self, dataset: str) -> PreparedDataset:
@@ -74,13 +76,13 @@ class BenchSession:
             self._summaries[dataset] = prepared.summary()
             return prepared
 
-        return self._cached(self._prepared, ("dataset", dataset), make)
+        return self._cached(self._prepared, dataset, make)
 
     def evaluation(self, spec: str, dataset: str) -> Evaluation:
         def make():
             return evaluate(self.detector(spec), self.prepared(dataset), spec=spec)
 
-        return self._cached(self._evaluations, ("evaluation", spec, dataset), make)
+        return self._cached(self._evaluations, (spec, dataset), make)
 
     # -- the floor assertion behind each standard test item --
     def check(self, key: FloorKey) -> Outcome:

@@ -5,6 +5,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# pytester's in-process runs restore sys.modules afterwards; a compiled extension
+# imported inside such a run could not be imported again ("cannot load module more than
+# once per process").  Import the compiled modules the plugin uses here, once.
+import astropy.io.fits  # noqa: E402,F401
+import astropy.wcs  # noqa: E402,F401
+import scipy.ndimage  # noqa: E402,F401
+import scipy.stats  # noqa: E402,F401
+import sep  # noqa: E402,F401
+
 from pytest_crbench.model import Exposure, Group
 
 SHARED_HST = Path(__file__).resolve().parents[2] / "shared" / "data" / "hst"
