@@ -21,6 +21,7 @@ DEFAULT_MODELS = ("deepcr:ACS-WFC", "astroscrappy")
 DEFAULT_DATASETS = ("sim",)
 DEFAULT_KS = (3, 5, 10, 20, 40, 80, 160)
 DEVICES = ("cpu", "cuda", "auto")
+FILL_METHODS = ("median", "idw")
 
 
 def _list(value: Any, what: str) -> list[str]:
@@ -78,6 +79,14 @@ def _device(value: Any, what: str) -> str:
     v = str(value).strip().lower()
     if v not in DEVICES:
         raise CRBenchConfigError(f"{what}: expected one of {', '.join(DEVICES)}, got {value!r}")
+    return v
+
+
+def _fill_method(value: Any, what: str) -> str:
+    v = str(value).strip().lower()
+    if v not in FILL_METHODS:
+        raise CRBenchConfigError(
+            f"{what}: expected one of {', '.join(FILL_METHODS)}, got {value!r}")
     return v
 
 
@@ -140,8 +149,22 @@ OPTIONS: tuple[Option, ...] = (
            "the floors margin) to PATH", None, _str, path=True, metavar="PATH"),
     Option("floors_margin", "margin subtracted from observed scores by "
            "--crbench-generate-floors (default: 0.02)", 0.02, _unit_interval, metavar="M"),
-    Option("json", "write the results (schema crbench-results/1) to PATH", None, _str,
+    Option("json", "write the results (schema crbench-results/2) to PATH", None, _str,
            path=True, metavar="PATH"),
+    Option("report", "write report.html, report.md and figures/ (Table 1, photometry, "
+           "CR density, stability, failure gallery) into DIR", None, _str, path=True,
+           metavar="DIR"),
+    Option("fill_method", "how the masked pixels of a mask-only detector are filled "
+           "before photometry, the same for every detector of a run: idw (inverse-"
+           "distance weighted mean of the usable 5x5 neighbours) or median (their "
+           "median).  Detectors that return their own cleaned image (astroscrappy, "
+           "deepCR with an inpaint model) keep it.  Default idw: with a perfect mask it "
+           "biases star fluxes far less than the median, which cannot restore a star's "
+           "peak (measured on sim: see the README)", "idw", _fill_method,
+           metavar="METHOD"),
+    Option("anomalous_level", "fraction of anomalous stars (per size bin) for which the "
+           "CR-density fit gives the longest allowed exposure time (default: 0.1)", 0.1,
+           _unit_interval, metavar="F"),
     Option("save_masks", "write per detector/dataset/exposure FITS masks (REFMASK, IGNORE, "
            "PRED, REGION) into DIR", None, _str, path=True, metavar="DIR"),
     Option("data_dir", "data cache folder (default: $CRBENCH_DATA_DIR, else the user "
@@ -165,6 +188,9 @@ class Settings:
     generate_floors: Path | None
     floors_margin: float
     json: Path | None
+    report: Path | None
+    fill_method: str
+    anomalous_level: float
     save_masks: Path | None
     data_dir: Path | None
     offline: bool

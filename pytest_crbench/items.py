@@ -1,7 +1,15 @@
-"""The standard suite's test items: one per (detector, dataset, region, metric).
+"""The standard suite's test items, collected automatically under ``--crbench`` (a
+downstream repository needs no test file):
 
-They are collected automatically under ``--crbench`` (a downstream repository needs no
-test file), each asserting that the pooled score reaches its floor.
+* ``crbench::<det>::<dataset>::<region>::<metric>``: the pooled pixel score reaches its
+  floor;
+* ``crbench::<det>::<dataset>::photometry::<all|16-50|50-200|200-400>::<limit>``
+  (``max_anomalous``, ``min_inside_97_103``, ``max_outside_90_110``): the photometric
+  fraction respects its floor or ceiling;
+* ``crbench::<det>::<dataset>::stability::<f1|f2|rms>``: no group lies outside the
+  mean ± 3σ band of the other groups (skipped with fewer than 3 groups).
+
+Without a floor (or ceiling) a score item passes and only reports its value.
 """
 
 from __future__ import annotations
@@ -9,11 +17,24 @@ from __future__ import annotations
 import pytest
 
 from .errors import CRBenchError
-from .floors import FloorKey
+from .floors import FloorKey, PhotometryKey, StabilityKey
 
 
 class FloorFailure(AssertionError):
     """A score is below its floor, or undefined where a floor was set."""
+
+
+class StabilityFailure(AssertionError):
+    """A group lies outside the stability band of the other groups."""
+
+
+def item_name(key) -> str:
+    """The node name below ``crbench`` of the item asserting ``key``."""
+    if isinstance(key, PhotometryKey):
+        return f"{key.detector}::{key.dataset}::photometry::{key.bin}::{key.metric}"
+    if isinstance(key, StabilityKey):
+        return f"{key.detector}::{key.dataset}::stability::{key.quantity}"
+    return f"{key.detector}::{key.dataset}::{key.region}::{key.metric}"
 
 
 class CRBenchCollector(pytest.Collector):
@@ -25,16 +46,20 @@ class CRBenchCollector(pytest.Collector):
 
     def collect(self):
         for key in self.keys:
-            name = f"{key.detector}::{key.dataset}::{key.region}::{key.metric}"
-            yield FloorItem.from_parent(self, name=name, key=key)
+            yield FloorItem.from_parent(self, name=item_name(key), key=key)
 
 
 class FloorItem(pytest.Item):
     def __init__(self, *, key: FloorKey, **kwargs):
         super().__init__(**kwargs)
         self.key = key
-        self.user_properties.extend([("detector", key.detector), ("dataset", key.dataset),
-                                     ("region", key.region), ("metric", key.metric)])
+        self.user_properties.extend([("detector", key.detector), ("dataset", key.dataset)])
+        if isinstance(key, PhotometryKey):
+            self.user_properties.extend([("size_bin", key.bin), ("metric", key.metric)])
+        elif isinstance(key, StabilityKey):
+            self.user_properties.append(("quantity", key.quantity))
+        else:
+            self.user_properties.extend([("region", key.region), ("metric", key.metric)])
 
     def runtest(self) -> None:
         from .plugin import bench_session
@@ -42,8 +67,14 @@ class FloorItem(pytest.Item):
         outcome = bench_session(self.config).check(self.key)
         self.user_properties.append(("value", outcome.value))
         self.user_properties.append(("floor", outcome.floor))
+        if outcome.skip:
+            pytest.skip(outcome.skip)
         if outcome.passed:
             return
+        if isinstance(self.key, StabilityKey):
+            raise StabilityFailure(outcome.message)
+        if outcome.message:
+            raise FloorFailure(outcome.message)
         if outcome.value is None:
             raise FloorFailure(f"{self.key}: score is undefined ({outcome.reason}) but has "
                                f"floor {outcome.floor:.3f}")
@@ -53,7 +84,7 @@ class FloorItem(pytest.Item):
         )
 
     def repr_failure(self, excinfo, style=None):
-        if isinstance(excinfo.value, (FloorFailure, CRBenchError)):
+        if isinstance(excinfo.value, (FloorFailure, StabilityFailure, CRBenchError)):
             return f"{type(excinfo.value).__name__}: {excinfo.value}"
         return super().repr_failure(excinfo, style=style)
 

@@ -85,15 +85,21 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     bench = bench_session(config, required=False)
     if bench is None:
         return
-    from .floors import FloorKey
+    from .floors import PHOTOMETRY_BINS, PHOTOMETRY_METRICS, FloorKey, PhotometryKey, StabilityKey
     from .items import CRBenchCollector
     from .metrics import METRICS
     from .regions import region_name
 
     s = bench.settings
     regions = ["full"] + [region_name(k) for k in s.k]
-    keys = [FloorKey(det, ds, region, metric) for ds in s.dataset for det in s.model
-            for region in regions for metric in METRICS]
+    keys = []
+    for ds in s.dataset:
+        for det in s.model:
+            keys += [FloorKey(det, ds, region, metric) for region in regions
+                     for metric in METRICS]
+            keys += [PhotometryKey(det, ds, size_bin, metric)
+                     for size_bin in ("all",) + PHOTOMETRY_BINS for metric in PHOTOMETRY_METRICS]
+            keys += [StabilityKey(det, ds, q) for q in ("f1", "f2", "rms")]
     collector = CRBenchCollector.from_parent(session, name="crbench", nodeid="crbench",
                                              keys=keys)
     for item in collector.collect():
@@ -144,12 +150,30 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
                           "(region k: pixels above k x background RMS)")
             for line in table:
                 tr.write_line("  " + line)
+    from .table import density_lines, photometry_table, stability_lines
+
     for ev in bench.evaluations:
         tr.write_line("")
         tr.write_line(f"{ev.detector} on {ev.dataset} ({len(ev.exposures)} exposures, "
                       f"{ev.seconds:.1f} s): score % (>= floor, margin)")
         for line in score_table(ev, bench.floors):
             tr.write_line("  " + line)
+        a = bench._analyses.get((ev.detector, ev.dataset))
+        if a is None:
+            continue
+        if a.error:
+            tr.write_line(f"  photometry: {a.error}")
+        elif a.photometry is not None:
+            tr.write_line(f"  photometry (% of contaminated stars, F_cleaned/F_clean; "
+                          f"cleaned: {a.fill_method}; (limit)):")
+            for line in photometry_table(a, bench.floors):
+                tr.write_line("    " + line)
+        for line in density_lines(a):
+            tr.write_line("  density: " + line)
+        for line in stability_lines(a):
+            tr.write_line("  " + line)
+        for note in a.notes:
+            tr.write_line("  note: " + note)
     for summary in bench.dataset_summaries:
         if summary["audit"]:
             from .reference import pooled_audit

@@ -1,9 +1,9 @@
 """Results files: the JSON summary and the per-exposure mask FITS files.
 
-JSON (``"schema": "crbench-results/1"``), written once and atomically::
+JSON (``"schema": "crbench-results/2"``), written once and atomically::
 
     {
-      "schema": "crbench-results/1",
+      "schema": "crbench-results/2",
       "provenance": {"package": "pytest-crbench", "version": ..., "python": ...,
                      "numpy": ..., "settings": {...},
                      "detectors": {spec: version, ...},
@@ -18,8 +18,45 @@ JSON (``"schema": "crbench-results/1"``), written once and atomically::
         {"dataset": name, "group": g, "exposure": e, "tp", "fp", "fn", "precision",
          "recall", "recall_significant", "truth_fraction"}
       ],
+      "stars": [                                       # method.md section 4, per star image
+        {"detector", "dataset", "group", "exposure", "star_id", "x", "y", "radius",
+         "area", "size_bin", "flux_original", "flux_clean", "flux_cleaned", "flux_err",
+         "ratio_cleaned", "ratio_original", "contaminated", "anomalous"}
+      ],                                               # ratios null where F_clean <= 0
+      "photometry": [
+        {"detector", "dataset", "fill_method", "population": text,
+         "overall": BLOCK, "by_size": {"16-50": BLOCK, "50-200": BLOCK, "200-400": BLOCK},
+         "notes": [text, ...], "error": text | null}
+      ],            # BLOCK: photometry.photometry_summary (n, n_contaminated, ...,
+                    # anomalous, inside_97_103, outside_90_110 over contaminated stars,
+                    # *_of_all over all stars, "reasons" for null fractions)
+      "density": [                                     # method.md section 5
+        {"detector", "dataset",
+         "quantities": {"contaminated" | "anomalous" | "anomalous_<bin>":
+                        {"x": [...], "y": [...], "labels": ["group/exposure", ...],
+                         "n_stars": [...], "n_skipped": int,
+                         "fit": {"slope", "intercept", "r", "p", "n", "stderr",
+                                 "intercept_stderr", "x_min", "x_max"} | null,
+                         "reason": text | null}},
+         "cr_fraction_per_second": float | null,
+         "anomalous_level": float,
+         "exposure_limits": [{"quantity", "level", "seconds": float | null, "note"}]}
+      ],                                               # seconds null = no limit
+      "stability": [                                   # method.md section 6
+        {"detector", "dataset", "region": "k3", "nsigma", "trim", "center",
+         "exclude_self": true,
+         "groups": [{"group", "date", "tp", "fp", "fn", "f1", "f2", "rms", "n_ratios",
+                     "reasons"}],
+         "f1" | "f2" | "rms": {"n", "mean", "std", "lower", "upper", "outliers": [group],
+                               "reason"},
+         "leave_one_out": {"f1" | "f2" | "rms": {group: {"value", "mean", "std",
+                                                         "lower", "upper"}}}}
+      ],
       "timing": {"<detector> | <dataset>": seconds, ...}   # informative, not deterministic
     }
+
+Every non-finite number is written as null.  Changes from ``crbench-results/1``: the
+``stars``, ``photometry``, ``density`` and ``stability`` sections.
 
 Mask files (``--crbench-save-masks DIR``): ``DIR/<dataset>/<detector>/<exposure>.fits``
 with uint8 extensions ``REFMASK`` (reference CR mask), ``IGNORE``, ``PRED`` (detector
@@ -40,7 +77,7 @@ from .evaluation import Evaluation, PreparedDataset
 from .fitsio import atomic_write
 from .metrics import METRICS, Counts, scores
 
-SCHEMA = "crbench-results/1"
+SCHEMA = "crbench-results/2"
 
 
 def score_row(detector: str, dataset: str, group: str | None, exposure: str | None,
@@ -85,10 +122,40 @@ def write_json(path: Path, document: dict[str, Any]) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text + "\n", encoding="utf-8"))
 
 
+def jsonable(obj: Any) -> Any:
+    """``obj`` with numpy scalars as Python numbers and NaN/inf as None (recursively)."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def analysis_sections(analyses: Iterable[Any]) -> dict[str, list]:
+    """The ``stars``, ``photometry``, ``density`` and ``stability`` sections."""
+    out: dict[str, list] = {"stars": [], "photometry": [], "density": [], "stability": []}
+    for a in analyses:
+        head = {"detector": a.detector, "dataset": a.dataset}
+        out["stars"].extend(a.stars)
+        out["photometry"].append({**head, "fill_method": a.fill_method,
+                                  **(a.photometry or {"overall": None, "by_size": {}}),
+                                  "notes": a.notes, "error": a.error})
+        if a.density is not None:
+            out["density"].append({**head, **a.density})
+        if a.stability is not None:
+            out["stability"].append({**head, **a.stability})
+    return jsonable(out)
+
+
 def results_document(evaluations: list[Evaluation], datasets: list[dict],
-                     settings: dict[str, Any], extra: dict[str, Any] | None = None
-                     ) -> dict[str, Any]:
-    """The results JSON; ``datasets`` are :meth:`PreparedDataset.summary` dicts."""
+                     settings: dict[str, Any], extra: dict[str, Any] | None = None,
+                     analyses: Iterable[Any] = ()) -> dict[str, Any]:
+    """The results JSON; ``datasets`` are :meth:`PreparedDataset.summary` dicts and
+    ``analyses`` :class:`pytest_crbench.analysis.Analysis` objects."""
     detectors = {e.detector: e.version for e in evaluations}
     audit = [{"dataset": d["name"], **row} for d in datasets for row in d["audit"]]
     doc = {
@@ -96,6 +163,7 @@ def results_document(evaluations: list[Evaluation], datasets: list[dict],
         "provenance": provenance(settings, detectors, datasets),
         "scores": [row for e in evaluations for row in score_rows(e)],
         "reference_audit": audit,
+        **analysis_sections(analyses),
     }
     doc.update(extra or {})
     doc["timing"] = {f"{e.detector} | {e.dataset}": round(e.seconds, 3) for e in evaluations}

@@ -1,8 +1,10 @@
 """The state of one benchmark run: detectors, prepared datasets, evaluations, outputs.
 
 Everything is computed lazily and once: the first test that needs deepCR on ``sim``
-runs it, every later test reads the cached :class:`~pytest_crbench.evaluation.Evaluation`.
-At the end :meth:`BenchSession.finish` writes the JSON, the masks and the generated
+runs it, every later test reads the cached :class:`~pytest_crbench.evaluation.Evaluation`
+and its :class:`~pytest_crbench.analysis.Analysis` (photometry, CR density, stability:
+computed in the same pass over the exposures, see :mod:`pytest_crbench.analysis`).
+At the end :meth:`BenchSession.finish` writes the JSON, the report and the generated
 floors, each once and atomically.
 """
 
@@ -16,7 +18,8 @@ from typing import Any
 from .config import Settings
 from .errors import CRBenchError
 from .evaluation import Evaluation, PreparedDataset, evaluate, prepare
-from .floors import FloorKey, floor_from_observed, load_floors, write_floors
+from .floors import (PHOTOMETRY_METRICS, FloorKey, PhotometryKey, StabilityKey,
+                     floor_from_observed, limit_from_observed, load_floors, write_floors)
 from .metrics import METRICS, scores
 
 
@@ -27,6 +30,8 @@ class Outcome:
     floor: float | None
     passed: bool
     reason: str | None = None
+    message: str | None = None  # failure text (photometry/stability items)
+    skip: str | None = None  # the item cannot assert anything (stability, < 3 groups)
 
 
 @dataclass
@@ -36,6 +41,8 @@ class BenchSession:
     _detectors: dict[str, Any] = field(default_factory=dict)
     _prepared: dict[str, PreparedDataset] = field(default_factory=dict)
     _evaluations: dict[tuple[str, str], Evaluation] = field(default_factory=dict)
+    _catalogs: dict[str, Any] = field(default_factory=dict)
+    _analyses: dict[tuple[str, str], Any] = field(default_factory=dict)
     _summaries: dict[str, dict] = field(default_factory=dict)
     _errors: dict[Any, BaseException] = field(default_factory=dict)
     outcomes: list[Outcome] = field(default_factory=list)
@@ -78,14 +85,45 @@ class BenchSession:
 
         return self._cached(self._prepared, dataset, make)
 
+    def catalog(self, dataset: str):
+        """The stars of every exposure of ``dataset`` (found once, for every detector)."""
+        from .analysis import find_catalog
+
+        return self._cached(self._catalogs, dataset,
+                            lambda: find_catalog(self.prepared(dataset)))
+
     def evaluation(self, spec: str, dataset: str) -> Evaluation:
+        """Pixel scores of ``spec`` on ``dataset``; photometry, density and stability are
+        computed in the same pass (the cleaned images are never kept)."""
+        from .analysis import ExposurePhotometry, analyse
+
         def make():
-            return evaluate(self.detector(spec), self.prepared(dataset), spec=spec)
+            detector, prepared = self.detector(spec), self.prepared(dataset)
+            collector = ExposurePhotometry(self.catalog(dataset),
+                                           fill_method=self.settings.fill_method)
+            ev = evaluate(detector, prepared, spec=spec, on_exposure=collector)
+            self._analyses[(spec, dataset)] = analyse(
+                ev, prepared, collector, anomalous_level=self.settings.anomalous_level)
+            return ev
 
         return self._cached(self._evaluations, (spec, dataset), make)
 
+    def analysis(self, spec: str, dataset: str):
+        self.evaluation(spec, dataset)
+        return self._analyses[(spec, dataset)]
+
     # -- the floor assertion behind each standard test item --
-    def check(self, key: FloorKey) -> Outcome:
+    def check(self, key) -> Outcome:
+        if isinstance(key, PhotometryKey):
+            outcome = self._check_photometry(key)
+        elif isinstance(key, StabilityKey):
+            outcome = self._check_stability(key)
+        else:
+            outcome = self._check_pixels(key)
+        self.outcomes.append(outcome)
+        return outcome
+
+    def _check_pixels(self, key: FloorKey) -> Outcome:
         ev = self.evaluation(key.detector, key.dataset)
         score = scores(ev.pooled(key.region))[key.metric]
         floor = self.floors.get(key)
@@ -95,8 +133,58 @@ class BenchSession:
             outcome = Outcome(key, score.value, None, True)
         else:
             outcome = Outcome(key, score.value, floor, score.value >= floor)
-        self.outcomes.append(outcome)
         return outcome
+
+    def _check_photometry(self, key: PhotometryKey) -> Outcome:
+        a = self.analysis(key.detector, key.dataset)
+        if a.error:
+            raise CRBenchError(a.error)
+        limit = self.floors.get(key)
+        block = a.summary_block(key.bin) or {}
+        value = block.get(key.field)
+        if value is None:
+            reason = (block.get("reasons") or {}).get(key.field) or f"no {key.bin} px stars"
+            return Outcome(key, None, limit, limit is None, reason,
+                           message=None if limit is None else
+                           f"{key}: fraction is undefined ({reason}) but has limit "
+                           f"{limit:.3f}")
+        if limit is None:
+            return Outcome(key, value, None, True)
+        if key.kind == "max":
+            passed = value <= limit
+            msg = (f"{key}: observed {value:.4f} is above ceiling {limit:.3f} "
+                   f"(over by {value - limit:.4f}; {block.get('n_contaminated', '?')} "
+                   "contaminated stars)")
+        else:
+            passed = value >= limit
+            msg = (f"{key}: observed {value:.4f} is below floor {limit:.3f} "
+                   f"(short by {limit - value:.4f}; {block.get('n_contaminated', '?')} "
+                   "contaminated stars)")
+        return Outcome(key, value, limit, passed, message=None if passed else msg)
+
+    def _check_stability(self, key: StabilityKey) -> Outcome:
+        st = self.analysis(key.detector, key.dataset).stability
+        band = st[key.quantity]
+        if band.get("reason"):
+            return Outcome(key, None, None, True, band["reason"],
+                           skip=f"{key}: not assessed: {band['reason']}")
+        outliers = band["outliers"]
+        if not outliers:
+            return Outcome(key, None, None, True)
+        loo = st.get("leave_one_out", {}).get(key.quantity, {})
+        fmt = (lambda v: f"{v:.4f}") if key.quantity == "rms" else (lambda v: f"{100 * v:.1f} %")
+        parts = []
+        for g in outliers:
+            b = loo.get(g)
+            if b is None:
+                parts.append(g)
+                continue
+            parts.append(f"{g} = {fmt(b['value'])} outside {fmt(b['mean'])} ± "
+                         f"{st['nsigma']:g}σ = [{fmt(b['lower'])}, {fmt(b['upper'])}]")
+        msg = (f"{key}: {len(outliers)} group(s) outside the mean ± {st['nsigma']:g}σ band "
+               f"of the other groups (region {st.get('region')}, {band['n']} groups): "
+               + "; ".join(parts))
+        return Outcome(key, None, None, False, message=msg)
 
     @property
     def evaluations(self) -> list[Evaluation]:
@@ -110,6 +198,12 @@ class BenchSession:
         return [self._evaluations[k] for k in sorted(self._evaluations, key=order)]
 
     @property
+    def analyses(self) -> list:
+        """Analyses in the order of :attr:`evaluations`."""
+        return [self._analyses[(e.detector, e.dataset)] for e in self.evaluations
+                if (e.detector, e.dataset) in self._analyses]
+
+    @property
     def dataset_summaries(self) -> list[dict]:
         names = self.settings.dataset
         return [self._summaries[n] for n in sorted(
@@ -118,6 +212,7 @@ class BenchSession:
     # -- pytest-xdist: workers send records, the controller merges and writes once --
     def worker_record(self) -> dict:
         return {"evaluations": [ev.to_record() for ev in self.evaluations],
+                "analyses": [a.to_record() for a in self.analyses],
                 "datasets": self.dataset_summaries}
 
     def merge(self, record: dict) -> None:
@@ -126,6 +221,12 @@ class BenchSession:
                                          Evaluation.from_record(ev))
         for summary in record.get("datasets", []):
             self._summaries.setdefault(summary["name"], summary)
+        if record.get("analyses"):
+            from .analysis import Analysis
+
+            for a in record["analyses"]:
+                self._analyses.setdefault((a["detector"], a["dataset"]),
+                                          Analysis.from_record(a))
 
     def write_masks(self) -> list[str]:
         """Mask files of the evaluations computed in this process."""
@@ -146,7 +247,8 @@ class BenchSession:
         lines = []
         s = self.settings
         if s.json is not None and self.evaluations:
-            doc = results_document(self.evaluations, self.dataset_summaries, s.as_dict())
+            doc = results_document(self.evaluations, self.dataset_summaries, s.as_dict(),
+                                   analyses=self.analyses)
             lines.append(f"results JSON: {write_json(s.json, doc)}")
         if s.generate_floors is not None and self.evaluations:
             new = {}
@@ -156,8 +258,27 @@ class BenchSession:
                         if score.value is not None:
                             key = FloorKey(ev.detector, ev.dataset, region, metric)
                             new[key] = floor_from_observed(score.value, s.floors_margin)
+            for a in self.analyses:
+                for size_bin in ["all"] + list((a.photometry or {}).get("by_size", {})):
+                    block = a.summary_block(size_bin) or {}
+                    for metric, (fld, _) in PHOTOMETRY_METRICS.items():
+                        key = PhotometryKey(a.detector, a.dataset, size_bin, metric)
+                        if block.get(fld) is not None:
+                            new[key] = limit_from_observed(key, block[fld], s.floors_margin)
             path = write_floors(s.generate_floors, new, header=(
                 f"Floors generated by pytest-crbench from a run: observed score minus "
-                f"{s.floors_margin:g}, rounded down."))
+                f"{s.floors_margin:g}, rounded down\n(max_* photometric ceilings: observed "
+                f"plus {s.floors_margin:g}, rounded up)."))
             lines.append(f"floors written: {path} ({len(new)} floors)")
+        if s.report is not None and self.evaluations:
+            from .analysis import report_results
+            from .report import write_report
+
+            meta = {"detectors": ", ".join(dict.fromkeys(e.detector for e in self.evaluations)),
+                    "datasets": ", ".join(dict.fromkeys(e.dataset for e in self.evaluations)),
+                    "fill method": s.fill_method,
+                    "anomalous level": f"{s.anomalous_level:g}"}
+            html_path, _ = write_report(s.report, report_results(
+                self.evaluations, self.analyses, meta))
+            lines.append(f"report: {html_path} (and report.md)")
         return lines

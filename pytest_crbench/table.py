@@ -57,3 +57,99 @@ def _format(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 __all__ = ["METRICS", "score_table", "paper_table"]
+
+
+# --------------------------------------------------------------------------- analyses
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f}"
+
+
+def _limited(value, key, floors) -> str:
+    text = _pct(value)
+    limit = floors.get(key)
+    if limit is not None:
+        text += f" ({'<=' if key.kind == 'max' else '>='}{100 * limit:.1f})"
+    return text
+
+
+def photometry_table(analysis, floors: dict) -> list[str]:
+    """Rows = all stars and each size bin; fractions (%) over contaminated stars."""
+    from .floors import PhotometryKey
+
+    if analysis.photometry is None:
+        return []
+    header = ["stars", "n", "contaminated", "anomalous", "in [0.97,1.03]", "out [0.9,1.1]"]
+    rows = []
+    blocks = [("all", analysis.photometry["overall"])] + list(
+        analysis.photometry["by_size"].items())
+    for size_bin, b in blocks:
+        key = lambda m: PhotometryKey(analysis.detector, analysis.dataset, size_bin, m)
+        rows.append([size_bin if size_bin == "all" else f"{size_bin} px", str(b["n"]),
+                     f"{b['n_contaminated']} ({_pct(b['contaminated'])} %)",
+                     _limited(b["anomalous"], key("max_anomalous"), floors),
+                     _limited(b["inside_97_103"], key("min_inside_97_103"), floors),
+                     _limited(b["outside_90_110"], key("max_outside_90_110"), floors)])
+    return _format(header, rows)
+
+
+def density_lines(analysis) -> list[str]:
+    """Fit lines y = slope·x + intercept against the CR pixel fraction, and the limits."""
+    d = analysis.density
+    if d is None:
+        return []
+    lines = []
+    for q, e in d["quantities"].items():
+        fit = e["fit"]
+        if fit is None:
+            lines.append(f"{q}: no fit ({e['reason']})")
+            continue
+        r = "r undefined" if fit["r"] is None else f"r = {fit['r']:.2f}"
+        p = "" if fit["p"] is None else f", p = {fit['p']:.2g}"
+        lines.append(f"{q}: y = {fit['slope']:.3g} x {fit['intercept']:+.3g} ({r}{p}, "
+                     f"{fit['n']} exposures)")
+    rate = d["cr_fraction_per_second"]
+    if rate is not None:
+        lines.append(f"CR pixel fraction per second: {rate:.3g} ({100 * rate * 1000:.2f} % "
+                     "per 1000 s)")
+    limits = []
+    for lim in d["exposure_limits"]:
+        q = lim["quantity"].removeprefix("anomalous").lstrip("_") or "all"
+        if lim["seconds"] is not None:
+            text = f"{lim['seconds']:.0f} s"
+        elif d["quantities"][lim["quantity"]]["fit"] is None:
+            text = "no fit"
+        else:
+            text = "no limit"
+        limits.append(f"{q} {text}")
+    if limits:
+        lines.append(f"longest exposure with anomalous <= {100 * d['anomalous_level']:g} %: "
+                     + ", ".join(limits))
+    return lines
+
+
+def stability_lines(analysis) -> list[str]:
+    """One line: per-group mean ± σ of F1, F2, trimmed RMS and the groups outside."""
+    st = analysis.stability
+    if st is None:
+        return []
+    parts, outside = [], []
+    for q, label in (("f1", "F1"), ("f2", "F2"), ("rms", "RMS")):
+        b = st[q]
+        if b["mean"] is None:
+            parts.append(f"{label} -")
+            continue
+        if q == "rms":
+            val = f"{b['mean']:.4f}" + ("" if b["std"] is None else f" ± {b['std']:.4f}")
+        else:
+            val = f"{100 * b['mean']:.1f}" + ("" if b["std"] is None else
+                                              f" ± {100 * b['std']:.1f}") + " %"
+        parts.append(f"{label} {val}")
+        outside += [f"{g} ({label})" for g in b["outliers"]]
+    n = len(st["groups"])
+    reason = next((st[q]["reason"] for q in ("f1", "f2", "rms") if st[q]["reason"]), None)
+    tail = (f"not assessed: {reason}" if reason else
+            "outside the leave-one-out ±" + f"{st['nsigma']:g}σ band: "
+            + (", ".join(outside) if outside else "none"))
+    return [f"stability ({n} groups, region {st['region']}): " + "; ".join(parts),
+            "  " + tail]

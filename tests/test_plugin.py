@@ -34,6 +34,8 @@ USER_DETECTOR = textwrap.dedent('''
 ''')
 
 N_REGIONS = 3  # full + the two thresholds used below
+N_PHOT = 4 * 3  # photometry items: (all + 3 size bins) x 3 limits, pass without floors
+N_STAB = 3  # stability items f1, f2, rms: skipped on sim-tiny (2 groups < 3)
 
 
 @pytest.fixture(scope="session")
@@ -77,7 +79,7 @@ def test_fixtures_skip_without_the_flag(pytester):
 
 def test_gate_items_are_collected_and_reported(project):
     result = project.runpytest("--crbench", "-v")
-    result.assert_outcomes(passed=N_REGIONS * 4)
+    result.assert_outcomes(passed=N_REGIONS * 4 + N_PHOT, skipped=N_STAB)
     result.stdout.fnmatch_lines([
         "*crbench::mydet:make::sim-tiny::full::recall PASSED*",
         "*crbench: cosmic-ray detector scores*",
@@ -91,11 +93,11 @@ def test_gate_items_are_collected_and_reported(project):
 def test_floors_generate_then_pass_then_fail_exactly_the_low_ones(project):
     floors = project.path / "floors.toml"
     project.runpytest("--crbench", f"--crbench-generate-floors={floors}").assert_outcomes(
-        passed=N_REGIONS * 4)
+        passed=N_REGIONS * 4 + N_PHOT, skipped=N_STAB)
     text = floors.read_text()
     assert 'schema = "crbench-floors/1"' in text and "[floors.\"mydet:make\".sim-tiny.k20]" in text
     project.runpytest("--crbench", f"--crbench-floors={floors}").assert_outcomes(
-        passed=N_REGIONS * 4)
+        passed=N_REGIONS * 4 + N_PHOT, skipped=N_STAB)
     # raise one floor above anything reachable: exactly that item fails, and says why
     lines = text.splitlines()
     i = lines.index('[floors."mydet:make".sim-tiny.k20]')
@@ -103,7 +105,7 @@ def test_floors_generate_then_pass_then_fail_exactly_the_low_ones(project):
     lines[j] = "recall = 1.0"
     floors.write_text("\n".join(lines))
     result = project.runpytest("--crbench", f"--crbench-floors={floors}")
-    result.assert_outcomes(passed=N_REGIONS * 4 - 1, failed=1)
+    result.assert_outcomes(passed=N_REGIONS * 4 - 1 + N_PHOT, failed=1, skipped=N_STAB)
     result.stdout.fnmatch_lines([
         "*FloorFailure: mydet:make / sim-tiny / k20 / recall: observed 0.* is below floor 1.000*",
         "FAILED crbench::mydet:make::sim-tiny::k20::recall*",
@@ -115,9 +117,10 @@ def test_json_and_masks_are_as_documented(project):
     masks = project.path / "masks"
     project.runpytest("--crbench", f"--crbench-json={out}", f"--crbench-save-masks={masks}",
                       "--crbench-model=mydet:make", "--crbench-model=mydet:make_blind"
-                      ).assert_outcomes(passed=2 * N_REGIONS * 4)
+                      ).assert_outcomes(passed=2 * (N_REGIONS * 4 + N_PHOT),
+                                        skipped=2 * N_STAB)
     doc = json.loads(out.read_text())
-    assert doc["schema"] == "crbench-results/1"
+    assert doc["schema"] == "crbench-results/2"
     assert set(doc["provenance"]["detectors"]) == {"mydet:make", "mydet:make_blind"}
     assert doc["provenance"]["datasets"]["sim-tiny"]
     pooled = [r for r in doc["scores"] if r["exposure"] is None]
@@ -181,8 +184,8 @@ def test_malformed_floors_is_a_usage_error(project):
 
 def test_unknown_model_and_dataset_fail_their_items_with_clear_errors(project):
     result = project.runpytest("--crbench", "--crbench-model=deepcr:NOPE", "--crbench-k=3")
-    result.assert_outcomes(failed=2 * 4)
+    result.assert_outcomes(failed=2 * 4 + N_PHOT + N_STAB)
     result.stdout.fnmatch_lines(["CRBenchDetectorError: unknown deepCR mask model 'NOPE'; valid mask models: ACS-WFC, *"])
     result = project.runpytest("--crbench", "--crbench-dataset=nodata", "--crbench-k=3")
-    result.assert_outcomes(failed=2 * 4)
+    result.assert_outcomes(failed=2 * 4 + N_PHOT + N_STAB)
     result.stdout.fnmatch_lines(["*unknown dataset 'nodata'; available:*sim*"])

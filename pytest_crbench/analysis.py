@@ -1,0 +1,356 @@
+"""Photometry, cosmic-ray density and stability of one detector on one dataset.
+
+The orchestration of method.md sections 4–6 around :func:`pytest_crbench.evaluation.evaluate`,
+usable without pytest::
+
+    prepared = prepare(dataset, ks)
+    catalog = find_catalog(prepared)                     # stars, once per dataset
+    collector = ExposurePhotometry(catalog, fill_method="idw")
+    ev = evaluate(detector, prepared, on_exposure=collector)
+    result = analyse(ev, prepared, collector, anomalous_level=0.1)
+
+* **Stars** (:func:`find_catalog`): :func:`~pytest_crbench.photometry.find_group_stars`
+  on the clean references of each group — independent of the detector, so found once per
+  dataset.  A group in which no star passes the criteria is noted and left out.
+* **Per exposure** (:class:`ExposurePhotometry`, the ``on_exposure`` callback): the
+  detector-cleaned image — the detector's own ``Prediction.cleaned`` where it returns
+  one, else :func:`~pytest_crbench.cleaning.cleaned_image` with the run's single
+  ``fill_method`` — is measured with the same centres and apertures as the original and
+  the clean reference, then dropped; only the photometry table and at most
+  ``gallery_size`` stamp sets (the anomalous stars farthest from ratio 1) are kept.
+* **Per dataset** (:func:`analyse`): the photometry summary, the density relation with
+  its fits, the CR fraction per second and the exposure-time limits, and the per-group
+  stability (F1/F2 of the smallest-k star region pooled over the group's exposures,
+  trimmed RMS of the flux ratios) with leave-one-out ±3σ bands.
+
+:class:`Analysis` is plain data; :meth:`Analysis.to_record` / :meth:`Analysis.from_record`
+carry it through JSON (pytest-xdist workers send it to the controller that way).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import CRBenchDataError, CRBenchError
+from .evaluation import Evaluation, PreparedDataset, PreparedExposure
+from .photometry import PhotometryConfig
+
+#: gallery stamps kept per (detector, dataset): the worst anomalous stars
+GALLERY_SIZE = 6
+STAMP_HALF = 10
+
+
+# --------------------------------------------------------------------------- stars
+
+@dataclass
+class StarCatalog:
+    """Stars of every exposure of a prepared dataset (keys: (group, exposure))."""
+
+    stars: dict[tuple[str, str], np.ndarray]
+    config: PhotometryConfig
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None  # no group has a star: photometry is impossible
+
+    def get(self, pe: PreparedExposure) -> np.ndarray | None:
+        return self.stars.get((pe.group.name, pe.exposure.name))
+
+
+def find_catalog(prepared: PreparedDataset, config: PhotometryConfig | None = None
+                 ) -> StarCatalog:
+    """Find and match the stars of each group on its clean references."""
+    from .photometry import find_group_stars
+
+    config = config or PhotometryConfig()
+    by_group: dict[str, list[PreparedExposure]] = {}
+    for pe in prepared.exposures:
+        by_group.setdefault(pe.group.name, []).append(pe)
+    catalog = StarCatalog({}, config)
+    for name, pes in by_group.items():
+        group = pes[0].group
+        headers = [pe.exposure.wcs_header for pe in pes] if group.kind == "dithered" else None
+        try:
+            lists = find_group_stars([pe.clean for pe in pes], [pe.ignore for pe in pes],
+                                     config, group=name,
+                                     names=[pe.exposure.name for pe in pes],
+                                     wcs_headers=headers)
+        except CRBenchDataError as exc:
+            catalog.notes.append(f"group {name!r} left out of the photometry: {exc}")
+            continue
+        for pe, stars in zip(pes, lists):
+            catalog.stars[(name, pe.exposure.name)] = stars
+    if not catalog.stars:
+        catalog.error = (f"dataset {prepared.dataset.name!r}: no star found in any group, so "
+                         "no photometry: " + "; ".join(catalog.notes))
+    return catalog
+
+
+# --------------------------------------------------------------------------- per exposure
+
+class ExposurePhotometry:
+    """The ``on_exposure`` callback of :func:`evaluate`: photometry and gallery stamps."""
+
+    def __init__(self, catalog: StarCatalog, *, fill_method: str = "idw",
+                 gallery_size: int = GALLERY_SIZE, stamp_half: int = STAMP_HALF):
+        self.catalog = catalog
+        self.fill_method = fill_method
+        self.gallery_size = int(gallery_size)
+        self.stamp_half = int(stamp_half)
+        self.records: list[dict[str, Any]] = []  # one per exposure (density input)
+        self.gallery: list[dict[str, Any]] = []
+        self.notes: list[str] = []
+        self.cleaned_by_detector = 0
+
+    def __call__(self, pe: PreparedExposure, pred) -> None:
+        from .cleaning import cleaned_image
+        from .photometry import PHOT_DTYPE, measure_stars
+
+        stars = self.catalog.get(pe)
+        record = {"group": pe.group.name, "exposure": pe.exposure.name,
+                  "exptime": float(pe.exposure.exptime), "cr_fraction": pe.cr_fraction,
+                  "date": pe.group.date_obs, "stars": np.zeros(0, dtype=PHOT_DTYPE)}
+        self.records.append(record)
+        if stars is None or len(stars) == 0:
+            return
+        try:
+            cleaned = cleaned_image(pe.exposure.sci, pred.mask, pred.cleaned, pe.ignore,
+                                    method=self.fill_method)
+            table = measure_stars(pe.exposure.sci, pe.clean, cleaned, pe.exposure.err,
+                                  pe.ignore, stars, self.catalog.config,
+                                  exposure=pe.exposure.name)
+        except CRBenchError as exc:
+            self.notes.append(f"exposure {pe.exposure.name!r}: photometry failed: {exc}")
+            return
+        self.cleaned_by_detector += pred.cleaned is not None
+        record["stars"] = table
+        self._gallery(pe, cleaned, table)
+
+    def _gallery(self, pe: PreparedExposure, cleaned: np.ndarray, table: np.ndarray) -> None:
+        from .photometry import worst_stars
+        from .report import gallery_stamps
+
+        if self.gallery_size <= 0:
+            return
+        for row in worst_stars(table, self.gallery_size):
+            ratio = float(row["ratio_cleaned"])
+            dev = abs(ratio - 1.0) if math.isfinite(ratio) else math.inf
+            if len(self.gallery) >= self.gallery_size and dev <= self.gallery[-1]["_dev"]:
+                break  # rows come worst first
+            stamps = gallery_stamps(pe.exposure.sci, pe.clean, cleaned, float(row["x"]),
+                                    float(row["y"]), half=self.stamp_half)
+            self.gallery.append({
+                "_dev": dev, "group": pe.group.name, "exposure": pe.exposure.name,
+                "star_id": int(row["star_id"]), "x": float(row["x"]), "y": float(row["y"]),
+                "radius": float(row["radius"]), "area": int(row["area"]),
+                "ratio_cleaned": _finite(row["ratio_cleaned"]),
+                "ratio_original": _finite(row["ratio_original"]),
+                "stamps": {k: v.tolist() for k, v in stamps.items()}})
+            self.gallery.sort(key=lambda e: -e["_dev"])
+            del self.gallery[self.gallery_size:]
+
+
+def _finite(v) -> float | None:
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+# --------------------------------------------------------------------------- per dataset
+
+@dataclass
+class Analysis:
+    """Photometry, density and stability of one detector on one dataset (plain data)."""
+
+    detector: str
+    dataset: str
+    stars: list[dict[str, Any]] = field(default_factory=list)
+    photometry: dict[str, Any] | None = None
+    density: dict[str, Any] | None = None
+    stability: dict[str, Any] | None = None
+    gallery: list[dict[str, Any]] = field(default_factory=list)
+    fill_method: str = ""
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> "Analysis":
+        return cls(**{k: record[k] for k in cls.__dataclass_fields__ if k in record})
+
+    def summary_block(self, size_bin: str = "all") -> dict[str, Any] | None:
+        """The photometry_summary block of ``size_bin`` ("all" or a bin label)."""
+        if self.photometry is None:
+            return None
+        if size_bin == "all":
+            return self.photometry["overall"]
+        return self.photometry["by_size"].get(size_bin)
+
+
+def failed_analysis(detector: str, dataset: str, error: str) -> Analysis:
+    return Analysis(detector, dataset, error=error)
+
+
+def _fit_dict(fit) -> dict[str, Any] | None:
+    if fit is None:
+        return None
+    return {k: (v if not (isinstance(v, float) and not math.isfinite(v)) else None)
+            for k, v in fit.as_dict().items()}
+
+
+def fit_from_dict(d: dict[str, Any] | None):
+    """A :class:`~pytest_crbench.density.FitResult` back from its JSON dict."""
+    from .density import FitResult
+
+    if d is None:
+        return None
+    d = dict(d)
+    for k in ("x_min", "x_max"):
+        if d.get(k) is None:
+            d[k] = math.nan
+    return FitResult(**d)
+
+
+def _density(records: list[dict], labels: list[str], level: float) -> dict[str, Any]:
+    from .density import cr_fraction_per_second, density_relation, max_exposure_time
+
+    relation = density_relation(records, labels)
+    rate = cr_fraction_per_second(records)
+    limits = []
+    for q in ["anomalous"] + [f"anomalous_{b}" for b in labels]:
+        fit = relation[q]["fit"]
+        seconds = max_exposure_time(fit, rate, level)
+        note = relation[q]["reason"]
+        if fit is not None and seconds is not None and rate and fit.x_max == fit.x_max \
+                and seconds * rate > fit.x_max:
+            note = (f"extrapolated beyond the densest exposure ({100 * fit.x_max:.1f} % "
+                    "CR pixels)")
+        limits.append({"quantity": q, "level": level, "seconds": seconds, "note": note})
+    quantities = {q: {**{k: v for k, v in e.items() if k != "fit"}, "fit": _fit_dict(e["fit"])}
+                  for q, e in relation.items()}
+    return {"quantities": quantities, "cr_fraction_per_second": rate,
+            "anomalous_level": level, "exposure_limits": limits}
+
+
+def _leave_one_out(groups: list[dict], what: str, nsigma: float) -> dict[str, dict]:
+    vals = {g["group"]: g[what] for g in groups if g[what] is not None}
+    out = {}
+    if len(vals) < 3:
+        return out
+    for name, v in vals.items():
+        rest = np.array([x for n, x in vals.items() if n != name], float)
+        m, s = float(rest.mean()), float(rest.std(ddof=1))
+        out[name] = {"value": v, "mean": m, "std": s, "lower": m - nsigma * s,
+                     "upper": m + nsigma * s}
+    return out
+
+
+def _stability(ev: Evaluation, prepared: PreparedDataset, records: list[dict]) -> dict:
+    from .regions import region_name
+    from .stability import group_stability
+
+    region = region_name(min(prepared.ks))
+    groups: dict[str, dict[str, Any]] = {}
+    dates = {pe.group.name: pe.group.date_obs for pe in prepared.exposures}
+    for er in ev.exposures:
+        g = groups.setdefault(er.group, {"group": er.group, "date": dates.get(er.group, ""),
+                                         "tp": 0, "fp": 0, "fn": 0, "ratios": []})
+        c = er.counts[region]
+        g["tp"] += c.tp
+        g["fp"] += c.fp
+        g["fn"] += c.fn
+    for rec in records:
+        if rec["group"] in groups and len(rec["stars"]):
+            groups[rec["group"]]["ratios"].extend(
+                float(r) for r in rec["stars"]["ratio_cleaned"])
+    out = group_stability(list(groups.values()), exclude_self=True)
+    out["region"] = region
+    out["leave_one_out"] = {w: _leave_one_out(out["groups"], w, out["nsigma"])
+                            for w in ("f1", "f2", "rms")}
+    return out
+
+
+def analyse(ev: Evaluation, prepared: PreparedDataset, collector: ExposurePhotometry, *,
+            anomalous_level: float = 0.1) -> Analysis:
+    """Photometry summary, density relation and stability bands of ``ev``."""
+    from .photometry import concatenate, photometry_summary, stars_to_rows
+
+    config = collector.catalog.config
+    result = Analysis(ev.detector, ev.dataset, fill_method=collector.fill_method,
+                      notes=list(collector.catalog.notes) + list(collector.notes),
+                      error=collector.catalog.error)
+    records = collector.records
+    if result.error is None:
+        for rec in records:
+            for row in stars_to_rows(rec["stars"]):
+                result.stars.append({"detector": ev.detector, "dataset": ev.dataset,
+                                     "group": rec["group"], **row})
+        table = concatenate(rec["stars"] for rec in records)
+        result.photometry = photometry_summary(table, config)
+        try:
+            result.density = _density(records, config.bin_labels(), anomalous_level)
+        except CRBenchDataError as exc:
+            result.notes.append(f"CR density: {exc}")
+        result.gallery = [{k: v for k, v in e.items() if k != "_dev"}
+                          for e in collector.gallery]
+        if collector.cleaned_by_detector:
+            result.fill_method = "detector's own cleaned image"
+    result.stability = _stability(ev, prepared, records)
+    return result
+
+
+def report_results(evaluations: list[Evaluation], analyses: list[Analysis],
+                   meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``results`` dict of :func:`pytest_crbench.report.write_report` for a run.
+
+    Detectors are labelled ``<detector>`` with one dataset, ``<detector> on <dataset>``
+    with several (the report keys its figures by that label).
+    """
+    from .metrics import scores
+
+    datasets = {a.dataset for a in analyses} | {e.dataset for e in evaluations}
+    label = (lambda det, ds: det) if len(datasets) <= 1 else (lambda det, ds: f"{det} on {ds}")
+    table1 = []
+    for ev in evaluations:
+        for region in ev.regions:
+            c = ev.pooled(region)
+            sc = scores(c)
+            table1.append({"detector": ev.detector, "dataset": ev.dataset, "region": region,
+                           **{m: s.value for m, s in sc.items()}, **c.as_dict()})
+    photometry: dict[str, dict[str, Any]] = {}
+    stars, density, stability, limits, gallery = {}, {}, {}, [], []
+    rates = {}
+    for a in analyses:
+        lab = label(a.detector, a.dataset)
+        if a.photometry is not None:
+            photometry.setdefault(a.detector, {})[a.dataset] = a.photometry
+        if a.stars:
+            stars[lab] = [{**r, "ratio_cleaned": _nan(r["ratio_cleaned"]),
+                           "ratio_original": _nan(r["ratio_original"])} for r in a.stars]
+        if a.density is not None:
+            density[lab] = {q: {**e, "fit": fit_from_dict(e["fit"])}
+                            for q, e in a.density["quantities"].items()}
+            rates[a.dataset] = a.density["cr_fraction_per_second"]
+            limits += [{"detector": lab, **lim} for lim in a.density["exposure_limits"]]
+        if a.stability is not None:
+            stability[lab] = a.stability
+        gallery += [{"detector": lab, **e} for e in a.gallery]
+    meta = dict(meta or {})
+    if len(rates) > 1:
+        for ds, r in rates.items():
+            meta[f"CR fraction per second ({ds})"] = "—" if r is None else f"{r:.3g}"
+    return {"title": "pytest-crbench report", "meta": meta, "table1": table1,
+            "photometry": photometry, "stars": stars, "density": density,
+            "cr_fraction_per_second": next(iter(rates.values())) if len(rates) == 1 else None,
+            "exposure_limits": limits, "stability": stability, "gallery": gallery}
+
+
+def _nan(v):
+    return math.nan if v is None else v
+
+
+__all__ = ["StarCatalog", "find_catalog", "ExposurePhotometry", "Analysis", "analyse",
+           "report_results", "fit_from_dict", "GALLERY_SIZE"]
