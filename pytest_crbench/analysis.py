@@ -21,7 +21,8 @@ usable without pytest::
 * **Per dataset** (:func:`analyse`): the photometry summary, the density relation with
   its fits, the CR fraction per second and the exposure-time limits, and the per-group
   stability (F1/F2 of the smallest-k star region pooled over the group's exposures,
-  trimmed RMS of the flux ratios) with leave-one-out ±3σ bands.
+  trimmed RMS of the flux ratios) with leave-one-out 3σ-equivalent prediction intervals
+  (:mod:`pytest_crbench.stability`).
 
 :class:`Analysis` is plain data; :meth:`Analysis.to_record` / :meth:`Analysis.from_record`
 carry it through JSON (pytest-xdist workers send it to the controller that way).
@@ -235,19 +236,6 @@ def _density(records: list[dict], labels: list[str], level: float) -> dict[str, 
             "anomalous_level": level, "exposure_limits": limits}
 
 
-def _leave_one_out(groups: list[dict], what: str, nsigma: float) -> dict[str, dict]:
-    vals = {g["group"]: g[what] for g in groups if g[what] is not None}
-    out = {}
-    if len(vals) < 3:
-        return out
-    for name, v in vals.items():
-        rest = np.array([x for n, x in vals.items() if n != name], float)
-        m, s = float(rest.mean()), float(rest.std(ddof=1))
-        out[name] = {"value": v, "mean": m, "std": s, "lower": m - nsigma * s,
-                     "upper": m + nsigma * s}
-    return out
-
-
 def _stability(ev: Evaluation, prepared: PreparedDataset, records: list[dict]) -> dict:
     from .regions import region_name
     from .stability import group_stability
@@ -268,8 +256,7 @@ def _stability(ev: Evaluation, prepared: PreparedDataset, records: list[dict]) -
                 float(r) for r in rec["stars"]["ratio_cleaned"])
     out = group_stability(list(groups.values()), exclude_self=True)
     out["region"] = region
-    out["leave_one_out"] = {w: _leave_one_out(out["groups"], w, out["nsigma"])
-                            for w in ("f1", "f2", "rms")}
+    out["leave_one_out"] = {w: out[w].get("per_group", {}) for w in ("f1", "f2", "rms")}
     return out
 
 

@@ -94,7 +94,7 @@ class PhotometryKey:
 
 @dataclass(frozen=True)
 class StabilityKey:
-    """No group outside the leave-one-out mean ± 3σ band of ``quantity`` (no floor)."""
+    """No group outside the 3σ-equivalent leave-one-out prediction interval of ``quantity`` (no floor)."""
 
     detector: str
     dataset: str

@@ -7,7 +7,7 @@ downstream repository needs no test file):
   (``max_anomalous``, ``min_inside_97_103``, ``max_outside_90_110``): the photometric
   fraction respects its floor or ceiling;
 * ``crbench::<det>::<dataset>::stability::<f1|f2|rms>``: no group lies outside the
-  mean ± 3σ band of the other groups (skipped with fewer than 3 groups).
+  3σ-equivalent prediction interval of the other groups (skipped with fewer than 3 groups).
 
 Without a floor (or ceiling) a score item passes and only reports its value.
 """

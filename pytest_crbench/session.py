@@ -180,9 +180,11 @@ class BenchSession:
                 parts.append(g)
                 continue
             parts.append(f"{g} = {fmt(b['value'])} outside {fmt(b['mean'])} ± "
-                         f"{st['nsigma']:g}σ = [{fmt(b['lower'])}, {fmt(b['upper'])}]")
-        msg = (f"{key}: {len(outliers)} group(s) outside the mean ± {st['nsigma']:g}σ band "
-               f"of the other groups (region {st.get('region')}, {band['n']} groups): "
+                         f"{b['factor']:.2f}·{fmt(b['std'])} = [{fmt(b['lower'])}, "
+                         f"{fmt(b['upper'])}]")
+        msg = (f"{key}: {len(outliers)} group(s) outside the {st['nsigma']:g}σ-equivalent "
+               f"prediction interval of the other groups (region {st.get('region')}, "
+               f"{band['n']} groups): "
                + "; ".join(parts))
         return Outcome(key, None, None, False, message=msg)
 

@@ -15,7 +15,13 @@ Caveat (documented, not hidden): when the band's σ is computed from all groups
 including the tested one, a single group can only lie outside mean ± kσ if there are
 more than k² + 1 groups (the largest possible |z| of one point among n is
 (n − 1)/√n): with 3σ, ten groups or fewer can never produce an outlier.
-``exclude_self=True`` compares each group with the mean and σ of the *other* groups.
+``exclude_self=True`` therefore compares each group with the *other* groups, through a
+prediction interval rather than a bare ±3σ: with m other groups of mean x̄ and standard
+deviation s, a new group lies in x̄ ± t·s·√(1 + 1/m) with the same two-sided probability
+as ±nσ of a normal law (99.73 % for 3σ), t being Student's quantile with m − 1 degrees of
+freedom.  A bare 3σ from 2–5 values would be crossed by chance far more often than the
+99.73 % it claims; for many groups the interval tends to ±3σ.  Each group's interval is
+reported under ``per_group``.
 """
 
 from __future__ import annotations
@@ -77,10 +83,20 @@ def _band(values: dict[str, float | None], nsigma: float, exclude_self: bool,
         if len(names) < 3:
             out["reason"] = "exclude_self needs at least 3 groups"
             return out
+        from scipy import stats
+
+        coverage = math.erf(nsigma / math.sqrt(2))  # two-sided coverage of ±nσ
+        out["coverage"] = coverage
+        out["per_group"] = {}
         for i, name in enumerate(names):
             rest = np.delete(vals, i)
-            m, s = rest.mean(), rest.std(ddof=1)
-            if abs(vals[i] - m) > nsigma * s and not (s == 0 and vals[i] == m):
+            m = len(rest)
+            mean, sd = float(rest.mean()), float(rest.std(ddof=1))
+            factor = float(stats.t.ppf(0.5 + coverage / 2, df=m - 1)) * math.sqrt(1 + 1 / m)
+            lower, upper = mean - factor * sd, mean + factor * sd
+            out["per_group"][name] = {"value": float(vals[i]), "mean": mean, "std": sd,
+                                      "factor": factor, "lower": lower, "upper": upper}
+            if not lower <= vals[i] <= upper:
                 out["outliers"].append(name)
     else:
         for name, v in zip(names, vals):

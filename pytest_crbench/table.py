@@ -149,7 +149,7 @@ def stability_lines(analysis) -> list[str]:
     n = len(st["groups"])
     reason = next((st[q]["reason"] for q in ("f1", "f2", "rms") if st[q]["reason"]), None)
     tail = (f"not assessed: {reason}" if reason else
-            "outside the leave-one-out ±" + f"{st['nsigma']:g}σ band: "
+            "outside the leave-one-out " + f"{st['nsigma']:g}σ-equivalent interval: "
             + (", ".join(outside) if outside else "none"))
     return [f"stability ({n} groups, region {st['region']}): " + "; ".join(parts),
             "  " + tail]

