@@ -38,3 +38,40 @@ def load_dataset(name: str, *, data_dir: Path | None = None, offline: bool = Fal
     raise CRBenchConfigError(
         f"--crbench-dataset: unknown dataset {name!r}; available: {', '.join(sorted(available()))}"
     )
+
+
+def is_scored(name: str, *, data_dir: Path | None = None) -> bool:
+    """False for smoke-only datasets (single exposures: no reference can be built).
+
+    Reads only the groups files (no FITS, nothing heavy); an unknown name counts as
+    scored, and loading it later raises the error that names the known datasets.
+    """
+    from .cache import data_dir as resolve_data_dir
+    from .registry import load_groups
+    from .simulate import PRESETS
+
+    if name in PRESETS:
+        return True
+    try:
+        groups = load_groups(resolve_data_dir(data_dir))
+    except Exception:  # a broken groups file is reported when the dataset is loaded
+        return True
+    info = groups.datasets.get(name)
+    return True if info is None else bool(info.scored)
+
+
+def domain_note(detector, dataset: Dataset) -> str | None:
+    """A sentence when ``dataset`` lies outside the instrument/detector a model was
+    trained on (``detector.domain``, e.g. ``("ACS", "WFC")``), else None."""
+    domain = getattr(detector, "domain", None)
+    if not domain:
+        return None
+    seen = sorted({(e.instrument.upper(), e.detector.upper()) for _, e in dataset.exposures()})
+    want = tuple(str(d).upper() for d in domain)
+    outside = [f"{i}/{d}" for i, d in seen if (i, d)[: len(want)] != want]
+    if not outside:
+        return None
+    return (f"{getattr(detector, 'name', detector)} was trained on {'/'.join(want)} data; "
+            f"{dataset.name} is {', '.join(outside)}: out of the model's domain, so its "
+            "scores test the data path and real cosmic-ray shapes, not the model's "
+            "published performance")

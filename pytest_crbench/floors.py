@@ -104,6 +104,18 @@ class StabilityKey:
         return f"{self.detector} / {self.dataset} / stability / {self.quantity}"
 
 
+@dataclass(frozen=True)
+class SmokeKey:
+    """A smoke-only dataset (no reference possible): the detector runs on every exposure
+    and returns a valid mask (no floor)."""
+
+    detector: str
+    dataset: str
+
+    def __str__(self) -> str:
+        return f"{self.detector} / {self.dataset} / smoke"
+
+
 def load_floors(path: Path, *, metrics: tuple[str, ...],
                 bins: tuple[str, ...] = PHOTOMETRY_BINS) -> dict:
     """Read a floors file; errors name the file and the offending key.

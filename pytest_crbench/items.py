@@ -7,7 +7,9 @@ downstream repository needs no test file):
   (``max_anomalous``, ``min_inside_97_103``, ``max_outside_90_110``): the photometric
   fraction respects its floor or ceiling;
 * ``crbench::<det>::<dataset>::stability::<f1|f2|rms>``: no group lies outside the
-  3σ-equivalent prediction interval of the other groups (skipped with fewer than 3 groups).
+  3σ-equivalent prediction interval of the other groups (skipped with fewer than 3 groups);
+* ``crbench::<det>::<dataset>::smoke`` for smoke-only datasets (single exposures, no
+  reference possible): the detector runs on every exposure and returns a valid mask.
 
 Without a floor (or ceiling) a score item passes and only reports its value.
 """
@@ -17,7 +19,7 @@ from __future__ import annotations
 import pytest
 
 from .errors import CRBenchError
-from .floors import FloorKey, PhotometryKey, StabilityKey
+from .floors import FloorKey, PhotometryKey, SmokeKey, StabilityKey
 
 
 class FloorFailure(AssertionError):
@@ -34,6 +36,8 @@ def item_name(key) -> str:
         return f"{key.detector}::{key.dataset}::photometry::{key.bin}::{key.metric}"
     if isinstance(key, StabilityKey):
         return f"{key.detector}::{key.dataset}::stability::{key.quantity}"
+    if isinstance(key, SmokeKey):
+        return f"{key.detector}::{key.dataset}::smoke"
     return f"{key.detector}::{key.dataset}::{key.region}::{key.metric}"
 
 
@@ -58,6 +62,8 @@ class FloorItem(pytest.Item):
             self.user_properties.extend([("size_bin", key.bin), ("metric", key.metric)])
         elif isinstance(key, StabilityKey):
             self.user_properties.append(("quantity", key.quantity))
+        elif isinstance(key, SmokeKey):
+            pass
         else:
             self.user_properties.extend([("region", key.region), ("metric", key.metric)])
 

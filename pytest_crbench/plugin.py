@@ -85,7 +85,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     bench = bench_session(config, required=False)
     if bench is None:
         return
-    from .floors import PHOTOMETRY_BINS, PHOTOMETRY_METRICS, FloorKey, PhotometryKey, StabilityKey
+    from .datasets import is_scored
+    from .floors import (PHOTOMETRY_BINS, PHOTOMETRY_METRICS, FloorKey, PhotometryKey,
+                         SmokeKey, StabilityKey)
     from .items import CRBenchCollector
     from .metrics import METRICS
     from .regions import region_name
@@ -94,6 +96,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     regions = ["full"] + [region_name(k) for k in s.k]
     keys = []
     for ds in s.dataset:
+        if not is_scored(ds, data_dir=s.data_dir):
+            keys += [SmokeKey(det, ds) for det in s.model]
+            continue
         for det in s.model:
             keys += [FloorKey(det, ds, region, metric) for region in regions
                      for metric in METRICS]
@@ -137,54 +142,10 @@ def pytest_testnodedown(node, error) -> None:
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
     bench = bench_session(config, required=False)
-    if bench is None or not bench.evaluations:
+    if bench is None or not (bench.evaluations or bench.smoke_results):
         return
-    from .table import paper_table, score_table
+    from .table import summary_lines
 
-    tr = terminalreporter
-    tr.write_sep("=", "crbench: cosmic-ray detector scores")
-    for ds in bench.settings.dataset:
-        table = paper_table(bench.evaluations, ds)
-        if table:
-            tr.write_line(f"dataset {ds}: recall and precision (%) per star region "
-                          "(region k: pixels above k x background RMS)")
-            for line in table:
-                tr.write_line("  " + line)
-    from .table import density_lines, photometry_table, stability_lines
-
-    for ev in bench.evaluations:
-        tr.write_line("")
-        tr.write_line(f"{ev.detector} on {ev.dataset} ({len(ev.exposures)} exposures, "
-                      f"{ev.seconds:.1f} s): score % (>= floor, margin)")
-        for line in score_table(ev, bench.floors):
-            tr.write_line("  " + line)
-        a = bench._analyses.get((ev.detector, ev.dataset))
-        if a is None:
-            continue
-        if a.error:
-            tr.write_line(f"  photometry: {a.error}")
-        elif a.photometry is not None:
-            tr.write_line(f"  photometry (% of contaminated stars, F_cleaned/F_clean; "
-                          f"cleaned: {a.fill_method}; (limit)):")
-            for line in photometry_table(a, bench.floors):
-                tr.write_line("    " + line)
-        for line in density_lines(a):
-            tr.write_line("  density: " + line)
-        for line in stability_lines(a):
-            tr.write_line("  " + line)
-        for note in a.notes:
-            tr.write_line("  note: " + note)
-    for summary in bench.dataset_summaries:
-        if summary["audit"]:
-            from .reference import pooled_audit
-
-            a = pooled_audit(summary["audit"])
-            tr.write_line("")
-            tr.write_line(f"reference audit on {summary['name']} against CRTRUTH: precision "
-                          f"{100 * (a['precision'] or 0):.1f} %, recall {100 * (a['recall'] or 0):.1f} % "
-                          f"({a['n_exposures']} exposures)")
-    if not bench.floors:
-        tr.write_line("no floors configured: scores were reported, not asserted "
-                      "(--crbench-floors PATH or [tool.crbench] floors)")
-    for line in getattr(bench, "written", []):
-        tr.write_line(line)
+    terminalreporter.write_sep("=", "crbench: cosmic-ray detector scores")
+    for line in summary_lines(bench):
+        terminalreporter.write_line(line)

@@ -52,6 +52,10 @@ JSON (``"schema": "crbench-results/2"``), written once and atomically::
          "leave_one_out": {"f1" | "f2" | "rms": {group: {"value", "mean", "std",
                                                          "lower", "upper"}}}}
       ],
+      "smoke": [{"detector", "version", "dataset", "note",        # smoke-only datasets:
+                 "exposures": [{"group", "exposure", "shape",      # run, never scored
+                                "flagged_fraction", "seconds"}]}],
+      "notes": [{"detector", "dataset", "note"}],   # e.g. data outside a model's domain
       "timing": {"<detector> | <dataset>": seconds, ...}   # informative, not deterministic
     }
 

@@ -18,7 +18,7 @@ from typing import Any
 from .config import Settings
 from .errors import CRBenchError
 from .evaluation import Evaluation, PreparedDataset, evaluate, prepare
-from .floors import (PHOTOMETRY_METRICS, FloorKey, PhotometryKey, StabilityKey,
+from .floors import (PHOTOMETRY_METRICS, FloorKey, PhotometryKey, SmokeKey, StabilityKey,
                      floor_from_observed, limit_from_observed, load_floors, write_floors)
 from .metrics import METRICS, scores
 
@@ -44,6 +44,8 @@ class BenchSession:
     _catalogs: dict[str, Any] = field(default_factory=dict)
     _analyses: dict[tuple[str, str], Any] = field(default_factory=dict)
     _summaries: dict[str, dict] = field(default_factory=dict)
+    _smoke: dict[tuple[str, str], dict] = field(default_factory=dict)
+    notes: dict[tuple[str, str], str] = field(default_factory=dict)
     _errors: dict[Any, BaseException] = field(default_factory=dict)
     outcomes: list[Outcome] = field(default_factory=list)
     written: list[str] = field(default_factory=list)
@@ -102,6 +104,11 @@ class BenchSession:
             collector = ExposurePhotometry(self.catalog(dataset),
                                            fill_method=self.settings.fill_method)
             ev = evaluate(detector, prepared, spec=spec, on_exposure=collector)
+            from .datasets import domain_note
+
+            note = domain_note(detector, prepared.dataset)
+            if note:
+                self.notes[(spec, dataset)] = note
             self._analyses[(spec, dataset)] = analyse(
                 ev, prepared, collector, anomalous_level=self.settings.anomalous_level)
             return ev
@@ -113,7 +120,38 @@ class BenchSession:
         return self._analyses[(spec, dataset)]
 
     # -- the floor assertion behind each standard test item --
+    def smoke(self, spec: str, dataset: str) -> dict:
+        """Run ``spec`` on every exposure of a smoke-only dataset (nothing is scored)."""
+        from .datasets import domain_note, load_dataset
+        from .evaluation import run_detector
+
+        def make():
+            data = load_dataset(dataset, data_dir=self.settings.data_dir,
+                                offline=self.settings.offline)
+            det = self.detector(spec)
+            rows = []
+            for group, exp in data.exposures():
+                t0 = time.perf_counter()
+                pred = run_detector(det, exp, exp.bad_pixels, spec=spec)
+                rows.append({"group": group.name, "exposure": exp.name,
+                             "shape": list(exp.shape),
+                             "flagged_fraction": float(pred.mask.mean()),
+                             "seconds": time.perf_counter() - t0})
+            note = domain_note(det, data)
+            if note:
+                self.notes[(spec, dataset)] = note
+            return {"detector": spec, "version": str(getattr(det, "version", "")),
+                    "dataset": dataset, "exposures": rows, "note": note}
+
+        return self._cached(self._smoke, (spec, dataset), make)
+
     def check(self, key) -> Outcome:
+        if isinstance(key, SmokeKey):
+            result = self.smoke(key.detector, key.dataset)
+            outcome = Outcome(key, None, None, bool(result["exposures"]),
+                              message=f"{key}: the dataset has no exposure")
+            self.outcomes.append(outcome)
+            return outcome
         if isinstance(key, PhotometryKey):
             outcome = self._check_photometry(key)
         elif isinstance(key, StabilityKey):
@@ -212,12 +250,21 @@ class BenchSession:
             self._summaries, key=lambda n: (names.index(n) if n in names else len(names), n))]
 
     # -- pytest-xdist: workers send records, the controller merges and writes once --
+    @property
+    def smoke_results(self) -> list[dict]:
+        return [self._smoke[k] for k in sorted(self._smoke)]
+
     def worker_record(self) -> dict:
-        return {"evaluations": [ev.to_record() for ev in self.evaluations],
+        return {"smoke": self.smoke_results, "notes": [[*k, v] for k, v in self.notes.items()],
+                "evaluations": [ev.to_record() for ev in self.evaluations],
                 "analyses": [a.to_record() for a in self.analyses],
                 "datasets": self.dataset_summaries}
 
     def merge(self, record: dict) -> None:
+        for sm in record.get("smoke", []):
+            self._smoke.setdefault((sm["detector"], sm["dataset"]), sm)
+        for spec, dataset, note in record.get("notes", []):
+            self.notes.setdefault((spec, dataset), note)
         for ev in record.get("evaluations", []):
             self._evaluations.setdefault((ev["detector"], ev["dataset"]),
                                          Evaluation.from_record(ev))
@@ -248,9 +295,12 @@ class BenchSession:
 
         lines = []
         s = self.settings
-        if s.json is not None and self.evaluations:
+        if s.json is not None and (self.evaluations or self._smoke):
+            extra = {"smoke": self.smoke_results,
+                     "notes": [{"detector": k[0], "dataset": k[1], "note": v}
+                               for k, v in sorted(self.notes.items())]}
             doc = results_document(self.evaluations, self.dataset_summaries, s.as_dict(),
-                                   analyses=self.analyses)
+                                   extra=extra, analyses=self.analyses)
             lines.append(f"results JSON: {write_json(s.json, doc)}")
         if s.generate_floors is not None and self.evaluations:
             new = {}

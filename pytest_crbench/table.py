@@ -153,3 +153,53 @@ def stability_lines(analysis) -> list[str]:
             + (", ".join(outside) if outside else "none"))
     return [f"stability ({n} groups, region {st['region']}): " + "; ".join(parts),
             "  " + tail]
+
+
+def summary_lines(bench) -> list[str]:
+    """The terminal summary of a :class:`~pytest_crbench.session.BenchSession`."""
+    from .reference import pooled_audit
+
+    out: list[str] = []
+    for ds in bench.settings.dataset:
+        table = paper_table(bench.evaluations, ds)
+        if table:
+            out.append(f"dataset {ds}: recall and precision (%) per star region "
+                       "(region k: pixels above k x background RMS)")
+            out += ["  " + line for line in table]
+    for ev in bench.evaluations:
+        out += ["", f"{ev.detector} on {ev.dataset} ({len(ev.exposures)} exposures, "
+                    f"{ev.seconds:.1f} s): score % (>= floor, margin)"]
+        out += ["  " + line for line in score_table(ev, bench.floors)]
+        note = bench.notes.get((ev.detector, ev.dataset))
+        if note:
+            out.append("  note: " + note)
+        a = bench._analyses.get((ev.detector, ev.dataset))
+        if a is None:
+            continue
+        if a.error:
+            out.append(f"  photometry: {a.error}")
+        elif a.photometry is not None:
+            out.append(f"  photometry (% of contaminated stars, F_cleaned/F_clean; "
+                       f"cleaned: {a.fill_method}; (limit)):")
+            out += ["    " + line for line in photometry_table(a, bench.floors)]
+        out += ["  density: " + line for line in density_lines(a)]
+        out += ["  " + line for line in stability_lines(a)]
+        out += ["  note: " + note for note in a.notes]
+    for sm in bench.smoke_results:
+        fr = [r["flagged_fraction"] for r in sm["exposures"]]
+        out += ["", f"{sm['detector']} on {sm['dataset']} (smoke only, not scored: "
+                    f"{len(fr)} exposures ran; flagged {100 * min(fr):.2f}–{100 * max(fr):.2f} "
+                    "% of pixels)"]
+        if sm.get("note"):
+            out.append("  note: " + sm["note"])
+    for summary in bench.dataset_summaries:
+        if summary["audit"]:
+            a = pooled_audit(summary["audit"])
+            out += ["", f"reference audit on {summary['name']} against CRTRUTH: precision "
+                        f"{100 * (a['precision'] or 0):.1f} %, recall "
+                        f"{100 * (a['recall'] or 0):.1f} % ({a['n_exposures']} exposures)"]
+    if not bench.floors:
+        out.append("no floors configured: scores were reported, not asserted "
+                   "(--crbench-floors PATH or [tool.crbench] floors)")
+    out += list(bench.written)
+    return out
