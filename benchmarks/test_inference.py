@@ -11,9 +11,9 @@ from pytest_crbench.timing import PeakMemory, synced_timer
 
 
 @pytest.mark.benchmark(group="crbench-inference", timer=synced_timer)
-def test_inference_time(benchmark, crbench_detector, crbench_detector_spec, crbench_prepared):
-    pe = crbench_prepared.exposures[0]
-    image, ignore, exposure = pe.exposure.sci, pe.ignore, pe.exposure
+def test_inference_time(benchmark, crbench_detector, crbench_detector_spec, crbench_exposure):
+    exposure = crbench_exposure
+    image, ignore = exposure.sci, exposure.bad_pixels
     crbench_detector.detect(image, ignore, exposure)  # warm-up outside the statistics
     with PeakMemory() as peak:
         result = benchmark.pedantic(crbench_detector.detect, args=(image, ignore, exposure),
@@ -22,7 +22,7 @@ def test_inference_time(benchmark, crbench_detector, crbench_detector_spec, crbe
     mpix = image.size / 1e6
     benchmark.extra_info.update({
         "detector": crbench_detector_spec, "version": getattr(crbench_detector, "version", ""),
-        "exposure": pe.exposure.name, "shape": list(image.shape), "mpix": mpix,
+        "exposure": exposure.name, "shape": list(image.shape), "mpix": mpix,
         "peak_rss_bytes": peak.rss_bytes, "peak_cuda_bytes": peak.cuda_bytes,
         "device": str(getattr(crbench_detector, "device", "cpu")),
     })

@@ -55,9 +55,15 @@ def crbench_prepared(crbench_session, crbench_dataset_name):
 
 
 @pytest.fixture
-def crbench_dataset(crbench_prepared):
-    """The :class:`~pytest_crbench.model.Dataset`."""
-    return crbench_prepared.dataset
+def crbench_dataset(crbench_session, crbench_dataset_name):
+    """The :class:`~pytest_crbench.model.Dataset` (smoke-only datasets too)."""
+    return crbench_session.dataset(crbench_dataset_name)
+
+
+@pytest.fixture
+def crbench_exposure(crbench_dataset):
+    """The first exposure of the dataset (what the inference benchmark times)."""
+    return crbench_dataset.groups[0].exposures[0]
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import pytest
 from .config import OPTIONS
 from .fixtures import (  # noqa: F401  (fixtures are registered from this module)
     crbench_dataset, crbench_dataset_name, crbench_detector, crbench_detector_spec,
+    crbench_exposure,
     crbench_group, crbench_predictions, crbench_prepared, crbench_reference,
     crbench_scores, crbench_session,
 )

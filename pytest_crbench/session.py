@@ -39,6 +39,7 @@ class BenchSession:
     settings: Settings
     floors: dict[FloorKey, float] = field(default_factory=dict)
     _detectors: dict[str, Any] = field(default_factory=dict)
+    _datasets: dict[str, Any] = field(default_factory=dict)
     _prepared: dict[str, PreparedDataset] = field(default_factory=dict)
     _evaluations: dict[tuple[str, str], Evaluation] = field(default_factory=dict)
     _catalogs: dict[str, Any] = field(default_factory=dict)
@@ -75,13 +76,16 @@ class BenchSession:
         return self._cached(self._detectors, spec, lambda: load_detector(
             spec, threshold=self.settings.threshold, device=self.settings.device))
 
-    def prepared(self, dataset: str) -> PreparedDataset:
+    def dataset(self, name: str):
+        """The loaded :class:`~pytest_crbench.model.Dataset` (built or fetched once)."""
         from .datasets import load_dataset
 
+        return self._cached(self._datasets, name, lambda: load_dataset(
+            name, data_dir=self.settings.data_dir, offline=self.settings.offline))
+
+    def prepared(self, dataset: str) -> PreparedDataset:
         def make():
-            data = load_dataset(dataset, data_dir=self.settings.data_dir,
-                                offline=self.settings.offline)
-            prepared = prepare(data, self.settings.k)
+            prepared = prepare(self.dataset(dataset), self.settings.k)
             self._summaries[dataset] = prepared.summary()
             return prepared
 
@@ -122,12 +126,11 @@ class BenchSession:
     # -- the floor assertion behind each standard test item --
     def smoke(self, spec: str, dataset: str) -> dict:
         """Run ``spec`` on every exposure of a smoke-only dataset (nothing is scored)."""
-        from .datasets import domain_note, load_dataset
+        from .datasets import domain_note
         from .evaluation import run_detector
 
         def make():
-            data = load_dataset(dataset, data_dir=self.settings.data_dir,
-                                offline=self.settings.offline)
+            data = self.dataset(dataset)
             det = self.detector(spec)
             rows = []
             for group, exp in data.exposures():
