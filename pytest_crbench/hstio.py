@@ -153,6 +153,28 @@ def _sat_dq(electrons: np.ndarray, saturation: float, raw_dn: np.ndarray | None 
 # ------------------------------------------------------------------------------ STIS
 
 
+def _raw_imsets(hdul, primary, path, where0: str, what: str):
+    """Every raw SCI imset of an open file as ``(ver, where, header, data_DN, n)``.
+
+    Errors name the file and extension: no SCI extension, an empty one, or a ``BUNIT``
+    other than counts (DN).
+    """
+    sci_hdus = [h for h in hdul[1:] if h.name == "SCI"]
+    if not sci_hdus:
+        raise CRBenchDataError(
+            f"{where0}: no SCI extension (extensions present: {[h.name for h in hdul]})")
+    out = []
+    for sci in sci_hdus:
+        where = f"{path}[SCI,{sci.ver}]"
+        if sci.data is None:
+            raise CRBenchDataError(f"{where}: SCI extension holds no image")
+        bunit = str(_get("BUNIT", sci.header, primary, default="COUNTS"))
+        if bunit.strip().upper() not in ("COUNTS", "DN"):
+            raise CRBenchDataError(f"{where}: BUNIT={bunit!r}; {what} must be in COUNTS (DN)")
+        out.append((sci.ver, where, sci.header, native(sci.data, np.float32), len(sci_hdus)))
+    return out
+
+
 def read_stis_raw(path: str | os.PathLike, *, name: str | None = None) -> list[Exposure]:
     """Read a STIS/CCD ``_raw`` file: one Exposure per imset (CR-SPLIT member).
 
@@ -173,31 +195,18 @@ def read_stis_raw(path: str | os.PathLike, *, name: str | None = None) -> list[E
         det = str(_get("DETECTOR", primary, default="")).strip().upper()
         if det != "CCD":
             raise CRBenchDataError(f"{where0}: DETECTOR = {det!r}; only the STIS CCD is supported")
-        sci_hdus = [h for h in hdul[1:] if h.name == "SCI"]
-        if not sci_hdus:
-            raise CRBenchDataError(
-                f"{where0}: no SCI extension (extensions present: {[h.name for h in hdul]})")
+        imsets = _raw_imsets(hdul, primary, path, where0, "a STIS _raw imset")
         ccdgain = float(require(primary, "CCDGAIN", where=where0, why="DN → electrons",
                                 positive=True))
         atodgain = float(_get("ATODGAIN", primary, default=0.0) or 0.0)
         gain = atodgain if atodgain > 0 else ccdgain
         out = []
-        for sci in sci_hdus:
-            ver = sci.ver
-            where = f"{path}[SCI,{ver}]"
-            if sci.data is None:
-                raise CRBenchDataError(f"{where}: SCI extension holds no image")
-            hdr = sci.header
-            bunit = str(_get("BUNIT", hdr, primary, default="COUNTS"))
-            if bunit.strip().upper() not in ("COUNTS", "DN"):
-                raise CRBenchDataError(
-                    f"{where}: BUNIT={bunit!r}; a STIS _raw imset must be in COUNTS (DN)")
+        for ver, where, hdr, raw, _ in imsets:
             exptime = float(require(hdr, "EXPTIME", where=where, why="the exposure time",
                                     positive=True))
             date_obs = str(_get("DATE-OBS", hdr, primary, default="")).strip()
             if not date_obs:
                 raise CRBenchDataError(f"{where}: the DATE-OBS keyword is missing")
-            raw = native(sci.data, np.float32)
             (ys, xs), binning = _illuminated(raw.shape, hdr, STIS_ILLUMINATED, where=where,
                                               primary=primary)
             bias, noise_dn, region = _overscan_bias(raw, ys, xs, where=where)
@@ -331,10 +340,7 @@ def read_acs_raw(path: str | os.PathLike, *, name: str | None = None) -> list[Ex
             raise CRBenchDataError(
                 f"{where0}: INSTRUME/DETECTOR = {instr}/{det}; the raw loader supports ACS/HRC "
                 "(use the calibrated _flc/_flt for ACS/WFC)")
-        sci_hdus = [h for h in hdul[1:] if h.name == "SCI"]
-        if not sci_hdus:
-            raise CRBenchDataError(
-                f"{where0}: no SCI extension (extensions present: {[h.name for h in hdul]})")
+        imsets = _raw_imsets(hdul, primary, path, where0, "a raw frame")
         exptime = float(require(primary, "EXPTIME", where=where0, why="the exposure time",
                                 positive=True))
         gain = float(require(primary, "CCDGAIN", where=where0, why="DN → electrons",
@@ -343,16 +349,7 @@ def read_acs_raw(path: str | os.PathLike, *, name: str | None = None) -> list[Ex
         from .fitsio import _filter_name  # noqa: PLC0415 (shared helper)
 
         out = []
-        for sci in sci_hdus:
-            ver = sci.ver
-            where = f"{path}[SCI,{ver}]"
-            if sci.data is None:
-                raise CRBenchDataError(f"{where}: SCI extension holds no image")
-            hdr = sci.header
-            bunit = str(_get("BUNIT", hdr, primary, default="COUNTS"))
-            if bunit.strip().upper() not in ("COUNTS", "DN"):
-                raise CRBenchDataError(f"{where}: BUNIT={bunit!r}; a raw frame must be in COUNTS")
-            raw = native(sci.data, np.float32)
+        for ver, where, hdr, raw, n_imsets in imsets:
             (ys, xs), _ = _illuminated(raw.shape, hdr, HRC_ILLUMINATED, where=where, primary=primary)
             bias, noise_dn, region = _overscan_bias(raw, ys, xs, where=where)
             electrons = to_electrons(raw[ys, xs] - np.float32(bias), "COUNTS", exptime=exptime,
@@ -370,7 +367,7 @@ def read_acs_raw(path: str | os.PathLike, *, name: str | None = None) -> list[Ex
                 wcs["CRPIX1"] = float(wcs.get("CRPIX1", 0.0)) - xs.start
                 wcs["CRPIX2"] = float(wcs.get("CRPIX2", 0.0)) - ys.start
             out.append(Exposure(
-                name=stem if len(sci_hdus) == 1 else f"{stem}[{ver}]", sci=electrons, dq=dq,
+                name=stem if n_imsets == 1 else f"{stem}[{ver}]", sci=electrons, dq=dq,
                 err=None, exptime=exptime, instrument="ACS", detector="HRC",
                 filter=_filter_name(primary), date_obs=date_obs, gain=gain,
                 read_noise=float(read_noise), saturation=saturation,
