@@ -53,3 +53,26 @@ def make_group(n=4, *, shape=(96, 96), seed=0, exptimes=None, n_cr=25, rn=4.5, *
 @pytest.fixture
 def small_group():
     return make_group()
+
+
+@pytest.fixture(scope="session")
+def crbench_data_dir(tmp_path_factory):
+    """One data cache for the plugin tests: the simulated presets are built once."""
+    return tmp_path_factory.mktemp("crbench-data")
+
+
+def make_project(pytester, monkeypatch, data_dir, detector_source: str):
+    """A pytester project gating ``mydet:make`` (written from ``detector_source``) on
+    ``sim-tiny`` with regions k3 and k20."""
+    import textwrap
+
+    monkeypatch.setenv("CRBENCH_DATA_DIR", str(data_dir))
+    pytester.makepyfile(mydet=detector_source)
+    pytester.syspathinsert()
+    pytester.makepyprojecttoml(textwrap.dedent('''
+        [tool.crbench]
+        model = ["mydet:make"]
+        dataset = ["sim-tiny"]
+        k = [3, 20]
+    '''))
+    return pytester

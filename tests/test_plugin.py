@@ -6,6 +6,8 @@ import textwrap
 import numpy as np
 import pytest
 
+from conftest import make_project
+
 USER_DETECTOR = textwrap.dedent('''
     import numpy as np
     from scipy import ndimage
@@ -38,23 +40,9 @@ N_PHOT = 4 * 3  # photometry items: (all + 3 size bins) x 3 limits, pass without
 N_STAB = 3  # stability items f1, f2, rms: skipped on sim-tiny (2 groups < 3)
 
 
-@pytest.fixture(scope="session")
-def data_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("crbench-data")
-
-
 @pytest.fixture
-def project(pytester, data_dir, monkeypatch):
-    monkeypatch.setenv("CRBENCH_DATA_DIR", str(data_dir))
-    pytester.makepyfile(mydet=USER_DETECTOR)
-    pytester.syspathinsert()
-    pytester.makepyprojecttoml(textwrap.dedent('''
-        [tool.crbench]
-        model = ["mydet:make"]
-        dataset = ["sim-tiny"]
-        k = [3, 20]
-    '''))
-    return pytester
+def project(pytester, crbench_data_dir, monkeypatch):
+    return make_project(pytester, monkeypatch, crbench_data_dir, USER_DETECTOR)
 
 
 def test_without_the_flag_nothing_runs_and_nothing_heavy_is_imported(pytester):

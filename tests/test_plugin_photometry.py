@@ -7,6 +7,7 @@ import pytest
 
 from pytest_crbench import simulate
 
+from conftest import make_project
 from test_plugin import N_PHOT, N_REGIONS, N_STAB, USER_DETECTOR
 
 BAD_ON_ONE_GROUP = textwrap.dedent('''
@@ -31,23 +32,9 @@ BAD_ON_ONE_GROUP = textwrap.dedent('''
 N_ITEMS = N_REGIONS * 4 + N_PHOT  # passing items per (detector, dataset) on sim-tiny
 
 
-@pytest.fixture(scope="session")
-def data_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("crbench-data-phot")
-
-
 @pytest.fixture
-def project(pytester, data_dir, monkeypatch):
-    monkeypatch.setenv("CRBENCH_DATA_DIR", str(data_dir))
-    pytester.makepyfile(mydet=USER_DETECTOR + BAD_ON_ONE_GROUP)
-    pytester.syspathinsert()
-    pytester.makepyprojecttoml(textwrap.dedent('''
-        [tool.crbench]
-        model = ["mydet:make"]
-        dataset = ["sim-tiny"]
-        k = [3, 20]
-    '''))
-    return pytester
+def project(pytester, crbench_data_dir, monkeypatch):
+    return make_project(pytester, monkeypatch, crbench_data_dir, USER_DETECTOR + BAD_ON_ONE_GROUP)
 
 
 def test_photometric_items_pass_without_floors_and_are_summarised(project):
