@@ -60,17 +60,13 @@ def data_dir(explicit: str | os.PathLike | None = None) -> Path:
 def config_data_dir(start: str | os.PathLike | None = None) -> str | None:
     """``[tool.crbench] data_dir`` of the nearest ``pyproject.toml`` at or above ``start``
     (relative paths are relative to that file's folder), or ``None``."""
-    import tomllib  # noqa: PLC0415
+    from .config import read_toml
 
     here = Path(start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         pp = folder / "pyproject.toml"
         if pp.is_file():
-            try:
-                with open(pp, "rb") as fh:
-                    conf = tomllib.load(fh)
-            except tomllib.TOMLDecodeError as exc:
-                raise CRBenchConfigError(f"{pp}: not valid TOML ({exc})") from None
+            conf = read_toml(pp, "project file")
             value = conf.get("tool", {}).get("crbench", {}).get("data_dir")
             if value is None:
                 return None

@@ -201,15 +201,22 @@ class Settings:
                          else getattr(self, o.name)) for o in OPTIONS}
 
 
+def read_toml(path: str | os.PathLike, what: str) -> dict[str, Any]:
+    """Parse the TOML file ``path``; errors name ``what`` ("floors file", …) and the file."""
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise CRBenchConfigError(f"{what} {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise CRBenchConfigError(f"{what} {path}: not valid TOML ({exc})") from None
+
+
 def read_tool_table(pyproject: Path | None) -> dict[str, Any]:
     """The ``[tool.crbench]`` table of ``pyproject`` ({} if there is none)."""
     if pyproject is None or not pyproject.is_file():
         return {}
-    try:
-        with open(pyproject, "rb") as fh:
-            data = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise CRBenchConfigError(f"{pyproject}: not valid TOML ({exc})") from None
+    data = read_toml(pyproject, "project file")
     table = data.get("tool", {}).get("crbench", {})
     if not isinstance(table, dict):
         raise CRBenchConfigError(f"{pyproject}: [tool.crbench] must be a table")

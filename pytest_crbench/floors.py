@@ -41,10 +41,10 @@ decimals, clipped to [0, 1]) — and writes it atomically.
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import read_toml
 from .errors import CRBenchConfigError
 
 SCHEMA = "crbench-floors/1"
@@ -124,13 +124,7 @@ def load_floors(path: Path, *, metrics: tuple[str, ...],
     ``photometry`` tables, in one dict.
     """
     path = Path(path)
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise CRBenchConfigError(f"floors file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise CRBenchConfigError(f"floors file {path}: not valid TOML ({exc})") from None
+    data = read_toml(path, "floors file")
     schema = data.get("schema")
     if schema != SCHEMA:
         raise CRBenchConfigError(

@@ -90,6 +90,17 @@ def _get(key, *headers, default=None):
     return default
 
 
+def _expect_instrument(primary, where: str, instrument: str, detector: str | None = None,
+                       hint: str = "") -> None:
+    """Refuse a file from another instrument (and detector) than the loader reads."""
+    instr = str(_get("INSTRUME", primary, default="")).strip().upper()
+    det = str(_get("DETECTOR", primary, default="")).strip().upper()
+    if instr != instrument or (detector is not None and det != detector):
+        want = instrument + (f"/{detector}" if detector else "")
+        raise CRBenchDataError(f"{where}: INSTRUME/DETECTOR = {instr}/{det}, expected "
+                               f"{want}{hint}")
+
+
 def robust_level(values: np.ndarray, *, nsigma: float = 3.0, iters: int = 5
                  ) -> tuple[float, float]:
     """Median and sigma-clipped standard deviation of ``values`` (integer DN data make the
@@ -189,12 +200,7 @@ def read_stis_raw(path: str | os.PathLike, *, name: str | None = None) -> list[E
     with hdul:
         primary = hdul[0].header
         where0 = str(path)
-        instr = str(_get("INSTRUME", primary, default="")).strip().upper()
-        if instr != "STIS":
-            raise CRBenchDataError(f"{where0}: INSTRUME = {instr!r}, expected STIS")
-        det = str(_get("DETECTOR", primary, default="")).strip().upper()
-        if det != "CCD":
-            raise CRBenchDataError(f"{where0}: DETECTOR = {det!r}; only the STIS CCD is supported")
+        _expect_instrument(primary, where0, "STIS", "CCD", " (only the STIS CCD is supported)")
         imsets = _raw_imsets(hdul, primary, path, where0, "a STIS _raw imset")
         ccdgain = float(require(primary, "CCDGAIN", where=where0, why="DN → electrons",
                                 positive=True))
@@ -260,9 +266,7 @@ def read_wfpc2_c0f(path: str | os.PathLike, *, name: str | None = None) -> list[
     with hdul:
         primary = hdul[0].header
         where = str(path)
-        instr = str(_get("INSTRUME", primary, default="")).strip().upper()
-        if instr != "WFPC2":
-            raise CRBenchDataError(f"{where}: INSTRUME = {instr!r}, expected WFPC2")
+        _expect_instrument(primary, where, "WFPC2")
         cube = hdul[0].data
         if cube is None or cube.ndim != 3:
             raise CRBenchDataError(
@@ -334,12 +338,8 @@ def read_acs_raw(path: str | os.PathLike, *, name: str | None = None) -> list[Ex
     with hdul:
         primary = hdul[0].header
         where0 = str(path)
-        instr = str(_get("INSTRUME", primary, default="")).strip().upper()
-        det = str(_get("DETECTOR", primary, default="")).strip().upper()
-        if instr != "ACS" or det != "HRC":
-            raise CRBenchDataError(
-                f"{where0}: INSTRUME/DETECTOR = {instr}/{det}; the raw loader supports ACS/HRC "
-                "(use the calibrated _flc/_flt for ACS/WFC)")
+        _expect_instrument(primary, where0, "ACS", "HRC",
+                           " (for ACS/WFC use the calibrated _flc/_flt)")
         imsets = _raw_imsets(hdul, primary, path, where0, "a raw frame")
         exptime = float(require(primary, "EXPTIME", where=where0, why="the exposure time",
                                 positive=True))

@@ -256,6 +256,16 @@ def _str_list(value: Any, *, where: str, key: str) -> list[str]:
     return value
 
 
+def _check_table(table, where: str, allowed: set[str]) -> None:
+    """``table`` must be a TOML table holding only ``allowed`` keys."""
+    if not isinstance(table, dict):
+        raise CRBenchConfigError(f"{where}: must be a table")
+    unknown = set(table) - allowed
+    if unknown:
+        raise CRBenchConfigError(
+            f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+
+
 def parse_groups(data: dict, *, source: str, registry: dict[str, RegistryEntry] | None
                  ) -> GroupsFile:
     """Validate a parsed groups TOML document (see ``data/groups.toml`` for the schema)."""
@@ -268,12 +278,7 @@ def parse_groups(data: dict, *, source: str, registry: dict[str, RegistryEntry] 
     groups: dict[str, GroupSpec] = {}
     for gname, table in (data.get("groups") or {}).items():
         where = f"{source} [groups.{gname}]"
-        if not isinstance(table, dict):
-            raise CRBenchConfigError(f"{where}: must be a table")
-        unknown = set(table) - _GROUP_KEYS
-        if unknown:
-            raise CRBenchConfigError(
-                f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_GROUP_KEYS)}")
+        _check_table(table, where, _GROUP_KEYS)
         kind = table.get("kind")
         if kind not in GROUP_KINDS:
             raise CRBenchConfigError(
@@ -318,12 +323,7 @@ def parse_groups(data: dict, *, source: str, registry: dict[str, RegistryEntry] 
     datasets: dict[str, DatasetSpec] = {}
     for dname, table in (data.get("datasets") or {}).items():
         where = f"{source} [datasets.{dname}]"
-        if not isinstance(table, dict):
-            raise CRBenchConfigError(f"{where}: must be a table")
-        unknown = set(table) - _DATASET_KEYS
-        if unknown:
-            raise CRBenchConfigError(
-                f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_DATASET_KEYS)}")
+        _check_table(table, where, _DATASET_KEYS)
         members = _str_list(table.get("groups", []), where=where, key="groups")
         if not members:
             raise CRBenchConfigError(f"{where}: 'groups' is empty")
@@ -347,14 +347,10 @@ def parse_groups(data: dict, *, source: str, registry: dict[str, RegistryEntry] 
 
 def read_groups_file(path: str | os.PathLike, *, registry: dict[str, RegistryEntry] | None
                      ) -> GroupsFile:
+    from .config import read_toml
+
     path = Path(path)
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise CRBenchConfigError(f"{path}: groups file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise CRBenchConfigError(f"{path}: not valid TOML ({exc})") from None
+    data = read_toml(path, "groups file")
     return parse_groups(data, source=str(path), registry=registry)
 
 

@@ -588,7 +588,7 @@ def _build(results: Mapping[str, Any]) -> _Page:
                                                     else html.escape(b.get("reason") or ""))])
     if rows:
         page.table(["detector", "quantity", "groups", "mean", "σ", "mean ± 3σ",
-                    "groups outside"], rows,
+                    "groups outside (vs. the other groups' interval)"], rows,
                    caption="Per-group scores over observation dates")
         grow = []
         for det, st in stab.items():
