@@ -7,7 +7,7 @@ Compare runs with ``--benchmark-autosave`` / ``--benchmark-compare``.
 
 import pytest
 
-from pytest_crbench.timing import PeakMemory, synced_timer
+from pytest_crbench.bench.timing import PeakMemory, synced_timer
 
 
 @pytest.mark.benchmark(group="crbench-inference", timer=synced_timer)

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import CRBenchError
+from pytest_crbench.errors import CRBenchError
 
 
 def _human(n: int | None) -> str:
@@ -35,14 +35,14 @@ def _human(n: int | None) -> str:
 
 
 def _resolve_dir(args) -> Path:
-    from .cache import config_data_dir, data_dir
+    from pytest_crbench.datasets.cache import config_data_dir, data_dir
 
     return data_dir(args.data_dir or config_data_dir())
 
 
 def _names_for(targets: list[str], directory: Path) -> tuple[list[str], str | None]:
     """Expand dataset names into their files; file names pass through."""
-    from .registry import load_groups, load_registry
+    from pytest_crbench.datasets.catalog import load_groups, load_registry
 
     registry = load_registry(directory)
     groups = load_groups(directory, registry=registry)
@@ -66,8 +66,8 @@ def _names_for(targets: list[str], directory: Path) -> tuple[list[str], str | No
 
 
 def cmd_list(args) -> int:
-    from .cache import status
-    from .registry import load_groups, load_registry
+    from pytest_crbench.datasets.cache import status
+    from pytest_crbench.datasets.catalog import load_groups, load_registry
 
     directory = _resolve_dir(args)
     registry = load_registry(directory)
@@ -98,7 +98,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_fetch(args) -> int:
-    from .cache import fetch
+    from pytest_crbench.datasets.cache import fetch
 
     directory = _resolve_dir(args)
     names, dataset = _names_for(args.targets, directory)
@@ -110,7 +110,7 @@ def cmd_fetch(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from .cache import verify
+    from pytest_crbench.datasets.cache import verify
 
     directory = _resolve_dir(args)
     names = _names_for(args.targets, directory)[0] if args.targets else None
@@ -127,7 +127,7 @@ def cmd_verify(args) -> int:
 
 
 def cmd_seed(args) -> int:
-    from .cache import seed
+    from pytest_crbench.datasets.cache import seed
 
     directory = _resolve_dir(args)
     names = _names_for(args.targets, directory)[0] if args.targets else None
@@ -147,10 +147,10 @@ def cmd_seed(args) -> int:
 def cmd_add(args) -> int:
     from urllib.parse import urlparse
 
-    from .cache import download, file_lock, sha256_file
-    from .errors import CRBenchConfigError
-    from .fitsio import atomic_write
-    from .registry import (
+    from pytest_crbench.datasets.cache import download, file_lock, sha256_file
+    from pytest_crbench.errors import CRBenchConfigError
+    from pytest_crbench.datasets.fits import atomic_write
+    from pytest_crbench.datasets.catalog import (
         RegistryEntry, add_registry_entries, add_user_group, check_name, check_url,
         load_registry, normalize_hash, user_groups_path, user_registry_path)
 
@@ -180,7 +180,7 @@ def cmd_add(args) -> int:
                         f"{item}: --offline needs --sha256 (the hash cannot be computed "
                         "without downloading)")
                 # Trust on first use: download, hash, record.
-                from .cache import _download_once
+                from pytest_crbench.datasets.cache import _download_once
 
                 tmp = directory / f".{name}.add.part"
                 try:
@@ -221,7 +221,7 @@ def cmd_add(args) -> int:
             files=[e.name for e in entries], loader=args.loader,
             instrument=args.instrument or "", dataset=args.dataset,
             description=args.description or "", scored=not args.smoke)
-        from .registry import load_groups
+        from pytest_crbench.datasets.catalog import load_groups
 
         load_groups(directory)  # full validation against the registry
         print(f"group {args.group} ({args.kind}) recorded in {gpath}"

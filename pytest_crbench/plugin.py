@@ -1,152 +1,17 @@
-"""pytest hooks and options of pytest-crbench.
+"""The pytest entry point of pytest-crbench (``pytest11: crbench``).
 
-Nothing here imports numpy, astropy, torch or deepCR at load time: users who never pass
-``--crbench`` pay nothing.  The science lives in plain modules (see the package docs).
+The hooks, options and fixtures live in :mod:`pytest_crbench.pytest_plugin`; this module
+only re-exports them so that pytest registers them under the stable name
+``pytest_crbench.plugin``.  Loading it imports pytest and nothing heavy.
 """
 
-from __future__ import annotations
-
-from pathlib import Path
-
-import pytest
-
-from .config import OPTIONS
-from .fixtures import (  # noqa: F401  (fixtures are registered from this module)
+from pytest_crbench.pytest_plugin.fixtures import (  # noqa: F401  (registered fixtures)
     crbench_dataset, crbench_dataset_name, crbench_detector, crbench_detector_spec,
-    crbench_exposure,
-    crbench_group, crbench_predictions, crbench_prepared, crbench_reference,
-    crbench_scores, crbench_session,
+    crbench_exposure, crbench_group, crbench_predictions, crbench_prepared,
+    crbench_reference, crbench_scores, crbench_session,
 )
-
-SESSION_KEY = pytest.StashKey["object"]()
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("crbench", "cosmic-ray detector benchmark (pytest-crbench)")
-    group.addoption("--crbench", action="store_true", default=False,
-                    help="run the cosmic-ray detector benchmark and its floors")
-    for opt in OPTIONS:
-        kwargs = dict(dest=opt.dest, default=None, help=opt.help)
-        if opt.convert.__name__ == "_bool":
-            kwargs.update(action="store_const", const=True)
-        else:
-            kwargs.update(action="append" if opt.repeat else "store", metavar=opt.metavar)
-        group.addoption(opt.flag, **kwargs)
-        parser.addini(f"crbench_{opt.name}", opt.help, default=None)
-
-
-def bench_session(config: pytest.Config, required: bool = True):
-    bench = config.stash.get(SESSION_KEY, None)
-    if bench is None and required:
-        raise RuntimeError("pytest-crbench is not active: pass --crbench")
-    return bench
-
-
-def _settings(config: pytest.Config):
-    from .config import read_tool_table, resolve
-
-    inipath = config.inipath
-    pyproject = inipath if inipath is not None and inipath.name == "pyproject.toml" \
-        else config.rootpath / "pyproject.toml"
-    tool = read_tool_table(pyproject)
-    flags = {o.name: config.getoption(o.dest) for o in OPTIONS}
-    ini = {o.name: config.getini(f"crbench_{o.name}") for o in OPTIONS}
-    return resolve(flags, tool, ini, tool_file=pyproject if tool else None,
-                   ini_file=inipath, cwd=Path(config.invocation_params.dir))
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    if not config.getoption("crbench"):
-        return
-    from .errors import CRBenchError
-    from .session import BenchSession
-
-    try:
-        config.stash[SESSION_KEY] = BenchSession(_settings(config))
-    except CRBenchError as exc:
-        raise pytest.UsageError(f"pytest-crbench: {exc}") from None
-    # under pytest-xdist, keep each (detector, dataset) on one worker so it runs once
-    if getattr(config.option, "dist", "no") == "load":
-        config.option.dist = "loadgroup"
-
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    bench = bench_session(metafunc.config, required=False)
-    names = {"crbench_detector_spec": "model", "crbench_dataset_name": "dataset"}
-    for fixture, option in names.items():
-        if fixture in metafunc.fixturenames:
-            values = getattr(bench.settings, option) if bench else [None]
-            metafunc.parametrize(fixture, values, indirect=True,
-                                 ids=[str(v) for v in values] if bench else ["no-crbench"])
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
-                                  items: list[pytest.Item]) -> None:
-    bench = bench_session(config, required=False)
-    if bench is None:
-        return
-    from .datasets import is_scored
-    from .floors import (PHOTOMETRY_BINS, PHOTOMETRY_METRICS, FloorKey, PhotometryKey,
-                         SmokeKey, StabilityKey)
-    from .items import CRBenchCollector
-    from .metrics import METRICS
-    from .regions import region_name
-
-    s = bench.settings
-    regions = ["full"] + [region_name(k) for k in s.k]
-    keys = []
-    for ds in s.dataset:
-        if not is_scored(ds, data_dir=s.data_dir):
-            keys += [SmokeKey(det, ds) for det in s.model]
-            continue
-        for det in s.model:
-            keys += [FloorKey(det, ds, region, metric) for region in regions
-                     for metric in METRICS]
-            keys += [PhotometryKey(det, ds, size_bin, metric)
-                     for size_bin in ("all",) + PHOTOMETRY_BINS for metric in PHOTOMETRY_METRICS]
-            keys += [StabilityKey(det, ds, q) for q in ("f1", "f2", "rms")]
-    collector = CRBenchCollector.from_parent(session, name="crbench", nodeid="crbench",
-                                             keys=keys)
-    for item in collector.collect():
-        item.add_marker(pytest.mark.xdist_group(f"crbench|{item.key.detector}|{item.key.dataset}"))
-        items.append(item)
-
-
-def _is_xdist_worker(config: pytest.Config) -> bool:
-    return hasattr(config, "workerinput")
-
-
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    bench = bench_session(session.config, required=False)
-    if bench is None:
-        return
-    bench.written = bench.write_masks()
-    if _is_xdist_worker(session.config):
-        import json
-
-        session.config.workeroutput["crbench"] = json.dumps(bench.worker_record())
-    else:
-        bench.written += bench.finish()
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_testnodedown(node, error) -> None:
-    """pytest-xdist controller: gather a worker's evaluations."""
-    bench = bench_session(node.config, required=False)
-    record = getattr(node, "workeroutput", {}).get("crbench")
-    if bench is not None and record:
-        import json
-
-        bench.merge(json.loads(record))
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
-    bench = bench_session(config, required=False)
-    if bench is None or not (bench.evaluations or bench.smoke_results):
-        return
-    from .table import summary_lines
-
-    terminalreporter.write_sep("=", "crbench: cosmic-ray detector scores")
-    for line in summary_lines(bench):
-        terminalreporter.write_line(line)
+from pytest_crbench.pytest_plugin.hooks import (  # noqa: F401  (registered hooks)
+    pytest_addoption, pytest_collection_modifyitems, pytest_configure,
+    pytest_generate_tests, pytest_sessionfinish, pytest_terminal_summary,
+    pytest_testnodedown,
+)

@@ -14,7 +14,7 @@ import scipy.ndimage  # noqa: E402,F401
 import scipy.stats  # noqa: E402,F401
 import sep  # noqa: E402,F401
 
-from pytest_crbench.model import Exposure, Group
+from pytest_crbench.science.exposures import Exposure, Group
 
 SHARED_HST = Path(__file__).resolve().parents[2] / "shared" / "data" / "hst"
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pytest_crbench.alignment import (
+from pytest_crbench.science.alignment import (
     blot_back, estimate_shift, resample_onto, wcs_offset)
 from pytest_crbench.errors import CRBenchDataError
-from pytest_crbench.model import Exposure, Group
+from pytest_crbench.science.exposures import Exposure, Group
 
 H, W = 240, 320
 SHIFTS = [(0.0, 0.0), (2.3, -1.7), (-3.45, 4.15), (0.5, 0.5)]  # (dy, dx) in pixels
@@ -95,7 +95,7 @@ def test_refine_corrects_a_slightly_wrong_wcs(group):
 
 
 def test_pixel_map_matches_exact_mapping():
-    from pytest_crbench.alignment import exposure_wcs, pixel_map
+    from pytest_crbench.science.alignment import exposure_wcs, pixel_map
 
     a = Exposure("a", np.zeros((2048, 1024)), np.zeros((2048, 1024)), 1.0,
                  wcs_header=_wcs(0, 0))
@@ -115,7 +115,7 @@ def test_rotated_dither_and_blot_back():
     a = Exposure("a", _render(stars, 0, 0) + rng.normal(0, 2, (H, W)), np.zeros((H, W)), 100.0,
                  wcs_header=_wcs(0, 0))
     # render B: where does each star fall in B's grid? use the WCS to place them
-    from pytest_crbench.alignment import exposure_wcs
+    from pytest_crbench.science.alignment import exposure_wcs
 
     wb = _wcs(1.2, -0.8, rot_deg=0.3)
     wa_obj = exposure_wcs(a)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_crbench import cache
+from pytest_crbench.datasets import cache
 from pytest_crbench.errors import CRBenchDataError, CRBenchMissingDataError
-from pytest_crbench.registry import RegistryEntry
+from pytest_crbench.datasets.catalog import RegistryEntry
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "hst"
 PAYLOAD = os.urandom(300_000)
@@ -216,7 +216,7 @@ def test_import_is_cheap():
     import subprocess
     import sys
 
-    code = "import sys, pytest_crbench.cache; print('pooch' in sys.modules, 'requests' in sys.modules)"
+    code = "import sys, pytest_crbench.datasets.cache; print('pooch' in sys.modules, 'requests' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
 

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from pytest_crbench.cleaning import cleaned_image, fill_masked
+from pytest_crbench.science.cleaning import cleaned_image, fill_masked
 from pytest_crbench.errors import CRBenchDataError
 
 

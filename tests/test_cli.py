@@ -69,9 +69,9 @@ def test_data_dir_from_pyproject(tmp_path, capsys):
 
 
 def test_add_own_files_as_a_dataset(tmp_path, capsys):
-    from pytest_crbench.fitsio import write_exposures
-    from pytest_crbench.model import Exposure
-    from pytest_crbench.realdata import load_real_dataset
+    from pytest_crbench.datasets.fits import write_exposures
+    from pytest_crbench.science.exposures import Exposure
+    from pytest_crbench.datasets.real import load_real_dataset
 
     rng = np.random.default_rng(0)
     files = []

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_crbench.config import OPTIONS, read_tool_table, resolve
+from pytest_crbench.bench.settings import OPTIONS, read_tool_table, resolve
 from pytest_crbench.errors import CRBenchConfigError
-from pytest_crbench.floors import FloorKey, floor_from_observed, load_floors, render_floors, write_floors
-from pytest_crbench.metrics import METRICS
+from pytest_crbench.bench.floors import FloorKey, floor_from_observed, load_floors, render_floors, write_floors
+from pytest_crbench.science.metrics import METRICS
 
 
 def test_defaults():

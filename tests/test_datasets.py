@@ -3,9 +3,9 @@
 import pytest
 
 from conftest import make_group
-from pytest_crbench.datasets import available, domain_note, is_scored, load_dataset
+from pytest_crbench.datasets.loading import available, domain_note, is_scored, load_dataset
 from pytest_crbench.errors import CRBenchConfigError
-from pytest_crbench.model import Dataset
+from pytest_crbench.science.exposures import Dataset
 
 
 def test_scored_and_smoke_only_datasets():

@@ -8,10 +8,10 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from pytest_crbench.density import (FitResult, cr_fraction_per_second, density_relation,
+from pytest_crbench.science.density import (FitResult, cr_fraction_per_second, density_relation,
                                     linear_fit, max_exposure_time)
 from pytest_crbench.errors import CRBenchDataError
-from pytest_crbench.photometry import PHOT_DTYPE
+from pytest_crbench.science.photometry import PHOT_DTYPE
 
 
 def test_known_data_matches_scipy():

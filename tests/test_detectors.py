@@ -22,19 +22,19 @@ from scipy import ndimage as ndi
 
 from pytest_crbench.detectors.base import Detector, Prediction, as_prediction
 from pytest_crbench.errors import CRBenchDetectorError
-from pytest_crbench.model import Exposure
+from pytest_crbench.science.exposures import Exposure
 
 pytest.importorskip("deepCR")
 torch = pytest.importorskip("torch")
 
-from pytest_crbench.detectors import registry  # noqa: E402
+from pytest_crbench.detectors import specs as registry  # noqa: E402
 from pytest_crbench.detectors.astroscrappy import AstroscrappyDetector, make_detector  # noqa: E402
 from pytest_crbench.detectors.deepcr import (  # noqa: E402
     INPAINT_MODELS,
     MASK_MODELS,
     DeepCRDetector,
 )
-from pytest_crbench.detectors.registry import (  # noqa: E402
+from pytest_crbench.detectors.specs import (  # noqa: E402
     available_detectors,
     detector_id,
     load_detector,
@@ -418,7 +418,7 @@ def test_astroscrappy_entry_point_is_declared():
 def test_registry_import_does_not_import_torch():
     code = textwrap.dedent("""
         import sys
-        import pytest_crbench.detectors.registry as r
+        import pytest_crbench.detectors.specs as r
         import pytest_crbench.detectors.deepcr, pytest_crbench.detectors.astroscrappy
         names = r.available_detectors()
         assert "deepcr:ACS-WFC" in names, names

@@ -9,7 +9,7 @@ import pytest
 from astropy.io import fits
 
 from pytest_crbench.errors import CRBenchDataError, CRBenchMissingDataError
-from pytest_crbench.hstio import (
+from pytest_crbench.datasets.hst import (
     DQ_SATURATED, detect_loader, load_product, read_acs_raw, read_stis_raw, read_wfpc2_c0f)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "hst"
@@ -101,8 +101,8 @@ def test_load_product_auto_matches_explicit():
 
 @needs_shared
 def test_real_datasets_load(tmp_path):
-    from pytest_crbench.cache import seed
-    from pytest_crbench.realdata import REAL_DATASETS, load_real_dataset
+    from pytest_crbench.datasets.cache import seed
+    from pytest_crbench.datasets.real import REAL_DATASETS, load_real_dataset
 
     with pytest.raises(CRBenchMissingDataError, match="crbench data fetch stis-crsplit"):
         load_real_dataset("stis-crsplit", data_dir=tmp_path, offline=True)

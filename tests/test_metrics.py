@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
-from pytest_crbench.metrics import Counts, confusion, fbeta, precision, recall, scores
+from pytest_crbench.science.metrics import Counts, confusion, fbeta, precision, recall, scores
 
 shapes = st.tuples(st.integers(1, 12), st.integers(1, 12))
 

@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from pytest_crbench.cleaning import cleaned_image
+from pytest_crbench.science.cleaning import cleaned_image
 from pytest_crbench.errors import CRBenchConfigError, CRBenchDataError
-from pytest_crbench.photometry import (PHOT_DTYPE, PhotometryConfig, concatenate,
+from pytest_crbench.science.photometry import (PHOT_DTYPE, PhotometryConfig, concatenate,
                                        find_group_stars, find_stars, match_stars,
                                        measure_stars, photometry_summary, stars_to_rows,
                                        worst_stars)

@@ -5,7 +5,7 @@ import textwrap
 
 import pytest
 
-from pytest_crbench import simulate
+from pytest_crbench.datasets import simulate
 
 from conftest import make_project
 from test_plugin import N_PHOT, N_REGIONS, N_STAB, USER_DETECTOR

@@ -5,9 +5,9 @@ import pytest
 
 from conftest import make_group
 from pytest_crbench.errors import CRBenchDataError
-from pytest_crbench.metrics import confusion, precision, recall
-from pytest_crbench.model import Exposure, Group
-from pytest_crbench.reference import ReferenceConfig, audit_reference, build_reference, pooled_audit
+from pytest_crbench.science.metrics import confusion, precision, recall
+from pytest_crbench.science.exposures import Exposure, Group
+from pytest_crbench.science.reference import ReferenceConfig, audit_reference, build_reference, pooled_audit
 
 
 @pytest.mark.parametrize("n", [2, 3, 6])
@@ -107,7 +107,7 @@ def test_mismatched_shapes_and_nonfinite_pixels_are_refused():
 def test_dithered_group_reference_through_the_wcs():
     """A dithered group (sub-pixel and integer shifts, WCS only) gives a reference as
     good as a same-pointing one: neighbours are resampled onto each exposure's grid."""
-    from pytest_crbench.simulate import simulate_dithered_group
+    from pytest_crbench.datasets.simulate import simulate_dithered_group
 
     group = simulate_dithered_group(shape=(160, 160), seed=3)
     assert group.kind == "dithered" and len(group.exposures) == 3

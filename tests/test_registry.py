@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pytest_crbench.errors import CRBenchConfigError
-from pytest_crbench.registry import (
+from pytest_crbench.datasets.catalog import (
     GROUPS_FILE, add_user_group, default_registry_path, load_groups, load_registry,
     parse_groups, parse_registry, read_registry_file, user_registry_path)
 

@@ -1,4 +1,4 @@
-"""Tests of the simulator (pytest_crbench.simulate): physics, determinism and the disk cache."""
+"""Tests of the simulator (pytest_crbench.datasets.simulate): physics, determinism and the disk cache."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
 
-from pytest_crbench import simulate as sim
+from pytest_crbench.datasets import simulate as sim
 from pytest_crbench.errors import CRBenchConfigError, CRBenchDataError
-from pytest_crbench.fitsio import read_exposures, write_exposures
+from pytest_crbench.datasets.fits import read_exposures, write_exposures
 
 MID_CYCLE = "2017-02-24"  # cos phase = 0: the un-modulated rate
 

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_crbench.errors import CRBenchDataError
-from pytest_crbench.stability import group_stability, trimmed_rms
+from pytest_crbench.science.stability import group_stability, trimmed_rms
 
 
 def test_trimmed_rms_drops_five_percent_each_end():

@@ -53,7 +53,7 @@ needs_shared = pytest.mark.skipif(not SHARED_HST.is_dir(),
 
 @needs_shared
 def test_real_stis_pairs_run_end_to_end(pytester, tmp_path, monkeypatch):
-    from pytest_crbench.cache import seed
+    from pytest_crbench.datasets.cache import seed
 
     data = tmp_path / "data"
     seed(SHARED_HST, data_dir=data)

@@ -1,7 +1,7 @@
 """LA Cosmic (van Dokkum 2001) through astroscrappy, as a pytest-crbench detector.
 
 Images reach detectors in electrons, so ``gain=1``; the read noise and the saturation
-level come from the :class:`~pytest_crbench.model.Exposure` (defaults 5 e- and
+level come from the :class:`~pytest_crbench.science.exposures.Exposure` (defaults 5 e- and
 70,000 e- when no exposure is given); the ignore mask (bad pixels, saturation boxes) is
 passed as astroscrappy's ``inmask``, so those pixels are neither flagged nor used.
 
@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CRBenchDetectorError
-from .base import Prediction
+from pytest_crbench.errors import CRBenchDetectorError
+from pytest_crbench.detectors.base import Prediction
 
 __all__ = ["AstroscrappyDetector", "DEFAULTS", "make_detector", "parse_options"]
 

@@ -1,7 +1,7 @@
 """The detector interface every cosmic-ray detector implements.
 
 A detector takes one image in electrons plus its ignore mask (pixels to leave alone:
-bad pixels and saturation) and the :class:`~pytest_crbench.model.Exposure` it came
+bad pixels and saturation) and the :class:`~pytest_crbench.science.exposures.Exposure` it came
 from (for gain, read noise, saturation level), and returns a :class:`Prediction`: a
 boolean cosmic-ray mask, optionally the per-pixel probability it was thresholded from,
 and optionally the detector's own cleaned image.
@@ -17,7 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..errors import CRBenchDetectorError
+from pytest_crbench.errors import CRBenchDetectorError
 
 
 @dataclass

@@ -62,8 +62,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CRBenchDetectorError
-from .base import Prediction
+from pytest_crbench.errors import CRBenchDetectorError
+from pytest_crbench.detectors.base import Prediction
 
 __all__ = [
     "DeepCRDetector",

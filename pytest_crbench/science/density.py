@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .errors import CRBenchDataError
+from pytest_crbench.errors import CRBenchDataError
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def linear_fit(x, y) -> FitResult:
 
 
 def _stars_columns(stars) -> dict[str, np.ndarray]:
-    from .photometry import _columns
+    from pytest_crbench.science.photometry import _columns
 
     return _columns(stars)
 
@@ -146,7 +146,7 @@ def density_relation(records: Iterable[Mapping[str, Any]],
     ``records``: one dict per exposure (of all groups) with keys ``group``, ``exposure``,
     ``exptime`` (s), ``cr_fraction`` (reference CR pixels / non-ignored pixels) and
     ``stars`` (that exposure's photometry table for one detector, from
-    :func:`pytest_crbench.photometry.measure_stars`).
+    :func:`pytest_crbench.science.photometry.measure_stars`).
 
     Returns ``{quantity: {"x", "y", "labels", "n_stars", "fit", "reason"}}`` for the
     quantities ``contaminated``, ``anomalous`` and ``anomalous_<bin>`` per size bin: the

@@ -1,22 +1,22 @@
-"""Dataset names → :class:`~pytest_crbench.model.Dataset` objects.
+"""Dataset names → :class:`~pytest_crbench.science.exposures.Dataset` objects.
 
 Simulated presets (``sim``, ``sim-tiny``, ``sim-full``) are generated once into the data
-cache by :mod:`pytest_crbench.simulate`; real HST datasets come from the registry
-through :mod:`pytest_crbench.realdata`.  Both are read back by the same FITS readers.
+cache by :mod:`pytest_crbench.datasets.simulate`; real HST datasets come from the registry
+through :mod:`pytest_crbench.datasets.real`.  Both are read back by the same FITS readers.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import CRBenchConfigError
-from .model import Dataset
+from pytest_crbench.errors import CRBenchConfigError
+from pytest_crbench.science.exposures import Dataset
 
 
 def available() -> dict[str, str]:
     """Every dataset name with a one-line description."""
-    from .realdata import REAL_DATASETS
-    from .simulate import PRESETS
+    from pytest_crbench.datasets.real import REAL_DATASETS
+    from pytest_crbench.datasets.simulate import PRESETS
 
     names = {name: f"simulated HST ACS/WFC F606W groups ({name} preset)" for name in PRESETS}
     for name, info in REAL_DATASETS.items():
@@ -26,9 +26,9 @@ def available() -> dict[str, str]:
 
 def load_dataset(name: str, *, data_dir: Path | None = None, offline: bool = False) -> Dataset:
     """Load dataset ``name`` from the cache (building or fetching it as allowed)."""
-    from .cache import data_dir as resolve_data_dir
-    from .realdata import REAL_DATASETS, load_real_dataset
-    from .simulate import PRESETS, load_simulated
+    from pytest_crbench.datasets.cache import data_dir as resolve_data_dir
+    from pytest_crbench.datasets.real import REAL_DATASETS, load_real_dataset
+    from pytest_crbench.datasets.simulate import PRESETS, load_simulated
 
     root = resolve_data_dir(data_dir)
     if name in PRESETS:
@@ -46,9 +46,9 @@ def is_scored(name: str, *, data_dir: Path | None = None) -> bool:
     Reads only the groups files (no FITS, nothing heavy); an unknown name counts as
     scored, and loading it later raises the error that names the known datasets.
     """
-    from .cache import data_dir as resolve_data_dir
-    from .registry import load_groups
-    from .simulate import PRESETS
+    from pytest_crbench.datasets.cache import data_dir as resolve_data_dir
+    from pytest_crbench.datasets.catalog import load_groups
+    from pytest_crbench.datasets.simulate import PRESETS
 
     if name in PRESETS:
         return True

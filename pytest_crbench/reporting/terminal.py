@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .floors import FloorKey
-from .metrics import METRICS, scores
+from pytest_crbench.bench.floors import FloorKey
+from pytest_crbench.science.metrics import METRICS, scores
 
 _LABELS = {"precision": "precision", "recall": "recall", "f1": "F1", "f2": "F2"}
 
@@ -75,7 +75,7 @@ def _limited(value, key, floors) -> str:
 
 def photometry_table(analysis, floors: dict) -> list[str]:
     """Rows = all stars and each size bin; fractions (%) over contaminated stars."""
-    from .floors import PhotometryKey
+    from pytest_crbench.bench.floors import PhotometryKey
 
     if analysis.photometry is None:
         return []
@@ -156,8 +156,8 @@ def stability_lines(analysis) -> list[str]:
 
 
 def summary_lines(bench) -> list[str]:
-    """The terminal summary of a :class:`~pytest_crbench.session.BenchSession`."""
-    from .reference import pooled_audit
+    """The terminal summary of a :class:`~pytest_crbench.bench.run.BenchSession`."""
+    from pytest_crbench.science.reference import pooled_audit
 
     out: list[str] = []
     for ds in bench.settings.dataset:

@@ -14,11 +14,11 @@ from typing import Callable
 
 import numpy as np
 
-from .detectors.base import Prediction, as_prediction
-from .metrics import Counts, confusion
-from .model import Dataset, Exposure, Group
-from .reference import ReferenceConfig, audit_reference, build_reference
-from .regions import background, region_map, region_name, regions_from_map
+from pytest_crbench.detectors.base import Prediction, as_prediction
+from pytest_crbench.science.metrics import Counts, confusion
+from pytest_crbench.science.exposures import Dataset, Exposure, Group
+from pytest_crbench.science.reference import ReferenceConfig, audit_reference, build_reference
+from pytest_crbench.science.regions import background, region_map, region_name, regions_from_map
 
 
 @dataclass

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import CRBenchDataError
+from pytest_crbench.errors import CRBenchDataError
 
 #: Side of the first fill box (pixels); it grows by 2 while a box has no usable pixel.
 FILL_BOX = 5

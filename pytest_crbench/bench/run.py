@@ -1,9 +1,9 @@
 """The state of one benchmark run: detectors, prepared datasets, evaluations, outputs.
 
 Everything is computed lazily and once: the first test that needs deepCR on ``sim``
-runs it, every later test reads the cached :class:`~pytest_crbench.evaluation.Evaluation`
-and its :class:`~pytest_crbench.analysis.Analysis` (photometry, CR density, stability:
-computed in the same pass over the exposures, see :mod:`pytest_crbench.analysis`).
+runs it, every later test reads the cached :class:`~pytest_crbench.bench.evaluation.Evaluation`
+and its :class:`~pytest_crbench.bench.analysis.Analysis` (photometry, CR density, stability:
+computed in the same pass over the exposures, see :mod:`pytest_crbench.bench.analysis`).
 At the end :meth:`BenchSession.finish` writes the JSON, the report and the generated
 floors, each once and atomically.
 """
@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import Settings
-from .errors import CRBenchError
-from .evaluation import Evaluation, PreparedDataset, evaluate, prepare
-from .floors import (PHOTOMETRY_METRICS, FloorKey, PhotometryKey, SmokeKey, StabilityKey,
+from pytest_crbench.bench.settings import Settings
+from pytest_crbench.errors import CRBenchError
+from pytest_crbench.bench.evaluation import Evaluation, PreparedDataset, evaluate, prepare
+from pytest_crbench.bench.floors import (PHOTOMETRY_METRICS, FloorKey, PhotometryKey, SmokeKey, StabilityKey,
                      floor_from_observed, limit_from_observed, load_floors, write_floors)
-from .metrics import METRICS, scores
+from pytest_crbench.science.metrics import METRICS, scores
 
 
 @dataclass
@@ -71,14 +71,14 @@ class BenchSession:
         return store[key]
 
     def detector(self, spec: str):
-        from .detectors.registry import load_detector
+        from pytest_crbench.detectors.specs import load_detector
 
         return self._cached(self._detectors, spec, lambda: load_detector(
             spec, threshold=self.settings.threshold, device=self.settings.device))
 
     def dataset(self, name: str):
-        """The loaded :class:`~pytest_crbench.model.Dataset` (built or fetched once)."""
-        from .datasets import load_dataset
+        """The loaded :class:`~pytest_crbench.science.exposures.Dataset` (built or fetched once)."""
+        from pytest_crbench.datasets.loading import load_dataset
 
         return self._cached(self._datasets, name, lambda: load_dataset(
             name, data_dir=self.settings.data_dir, offline=self.settings.offline))
@@ -93,7 +93,7 @@ class BenchSession:
 
     def catalog(self, dataset: str):
         """The stars of every exposure of ``dataset`` (found once, for every detector)."""
-        from .analysis import find_catalog
+        from pytest_crbench.bench.analysis import find_catalog
 
         return self._cached(self._catalogs, dataset,
                             lambda: find_catalog(self.prepared(dataset)))
@@ -101,14 +101,14 @@ class BenchSession:
     def evaluation(self, spec: str, dataset: str) -> Evaluation:
         """Pixel scores of ``spec`` on ``dataset``; photometry, density and stability are
         computed in the same pass (the cleaned images are never kept)."""
-        from .analysis import ExposurePhotometry, analyse
+        from pytest_crbench.bench.analysis import ExposurePhotometry, analyse
 
         def make():
             detector, prepared = self.detector(spec), self.prepared(dataset)
             collector = ExposurePhotometry(self.catalog(dataset),
                                            fill_method=self.settings.fill_method)
             ev = evaluate(detector, prepared, spec=spec, on_exposure=collector)
-            from .datasets import domain_note
+            from pytest_crbench.datasets.loading import domain_note
 
             note = domain_note(detector, prepared.dataset)
             if note:
@@ -126,8 +126,8 @@ class BenchSession:
     # -- the floor assertion behind each standard test item --
     def smoke(self, spec: str, dataset: str) -> dict:
         """Run ``spec`` on every exposure of a smoke-only dataset (nothing is scored)."""
-        from .datasets import domain_note
-        from .evaluation import run_detector
+        from pytest_crbench.datasets.loading import domain_note
+        from pytest_crbench.bench.evaluation import run_detector
 
         def make():
             data = self.dataset(dataset)
@@ -274,7 +274,7 @@ class BenchSession:
         for summary in record.get("datasets", []):
             self._summaries.setdefault(summary["name"], summary)
         if record.get("analyses"):
-            from .analysis import Analysis
+            from pytest_crbench.bench.analysis import Analysis
 
             for a in record["analyses"]:
                 self._analyses.setdefault((a["detector"], a["dataset"]),
@@ -282,7 +282,7 @@ class BenchSession:
 
     def write_masks(self) -> list[str]:
         """Mask files of the evaluations computed in this process."""
-        from .results import write_masks
+        from pytest_crbench.bench.results import write_masks
 
         if self.settings.save_masks is None:
             return []
@@ -294,7 +294,7 @@ class BenchSession:
 
     def finish(self) -> list[str]:
         """Write the results JSON and generated floors; returns one line per output."""
-        from .results import results_document, write_json
+        from pytest_crbench.bench.results import results_document, write_json
 
         lines = []
         s = self.settings
@@ -326,8 +326,8 @@ class BenchSession:
                 f"plus {s.floors_margin:g}, rounded up)."))
             lines.append(f"floors written: {path} ({len(new)} floors)")
         if s.report is not None and self.evaluations:
-            from .analysis import report_results
-            from .report import write_report
+            from pytest_crbench.bench.analysis import report_results
+            from pytest_crbench.reporting.html import write_report
 
             meta = {"detectors": ", ".join(dict.fromkeys(e.detector for e in self.evaluations)),
                     "datasets": ", ".join(dict.fromkeys(e.dataset for e in self.evaluations)),

@@ -27,8 +27,8 @@ import importlib.metadata
 import inspect
 from typing import Any, Callable
 
-from ..errors import CRBenchDetectorError
-from .base import Detector
+from pytest_crbench.errors import CRBenchDetectorError
+from pytest_crbench.detectors.base import Detector
 
 __all__ = ["ENTRY_POINT_GROUP", "SPEC_FORMS", "available_detectors", "detector_id",
            "load_detector", "validate_detector"]
@@ -59,7 +59,7 @@ def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
 def available_detectors() -> list[str]:
     """Every spec that resolves without arguments: each deepCR mask model,
     ``astroscrappy`` and each entry point of the ``pytest_crbench.detectors`` group."""
-    from .deepcr import mask_model_names
+    from pytest_crbench.detectors.deepcr import mask_model_names
 
     names = [f"deepcr:{m}" for m in mask_model_names()] + ["astroscrappy"]
     for name in sorted(_entry_points()):
@@ -161,7 +161,7 @@ def load_detector(spec: str, *, threshold: float | None = None, device: str = "c
     low = head.lower()
 
     if low == "deepcr":
-        from .deepcr import DeepCRDetector
+        from pytest_crbench.detectors.deepcr import DeepCRDetector
 
         model, plus, inpaint = (rest or "ACS-WFC").partition("+")
         if not model.strip() or (plus and not inpaint.strip()):
@@ -170,7 +170,7 @@ def load_detector(spec: str, *, threshold: float | None = None, device: str = "c
                              device=device, inpaint=inpaint.strip() or None)
         canonical = det.name
     elif low == "astroscrappy":
-        from .astroscrappy import make_detector
+        from pytest_crbench.detectors.astroscrappy import make_detector
 
         det = make_detector(rest)
         canonical = spec

@@ -15,7 +15,7 @@
   :class:`~pytest_crbench.errors.CRBenchMissingDataError` listing them and the commands
   that fetch (``crbench data fetch …``) or seed (``crbench data seed DIR``) them.
 
-``import pytest_crbench.cache`` is cheap: pooch (and requests) are imported on first download.
+``import pytest_crbench.datasets.cache`` is cheap: pooch (and requests) are imported on first download.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Iterable
 from urllib.parse import unquote, urlparse
 
-from .errors import CRBenchConfigError, CRBenchDataError, CRBenchMissingDataError
+from pytest_crbench.errors import CRBenchConfigError, CRBenchDataError, CRBenchMissingDataError
 
 ENV_DATA_DIR = "CRBENCH_DATA_DIR"
 #: Seconds the downloader waits for the server (connect and each read).
@@ -60,7 +60,7 @@ def data_dir(explicit: str | os.PathLike | None = None) -> Path:
 def config_data_dir(start: str | os.PathLike | None = None) -> str | None:
     """``[tool.crbench] data_dir`` of the nearest ``pyproject.toml`` at or above ``start``
     (relative paths are relative to that file's folder), or ``None``."""
-    from .config import read_toml
+    from pytest_crbench.bench.settings import read_toml
 
     here = Path(start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
@@ -115,7 +115,7 @@ def _read_stamps(directory: Path) -> dict:
 
 
 def _update_stamp(directory: Path, name: str, digest: str | None) -> None:
-    from .fitsio import atomic_write  # noqa: PLC0415
+    from pytest_crbench.datasets.fits import atomic_write  # noqa: PLC0415
 
     with file_lock(directory, _STAMPS):
         stamps = _read_stamps(directory)
@@ -272,7 +272,7 @@ def fetch(names: list[str], *, data_dir: Path, offline: bool, progress=True,
     :class:`CRBenchMissingDataError` listing them and the fetch/seed commands (``dataset``
     names the dataset in the suggested command).
     """
-    from .registry import load_registry  # noqa: PLC0415
+    from pytest_crbench.datasets.catalog import load_registry  # noqa: PLC0415
 
     directory = Path(data_dir)
     reg = registry if registry is not None else load_registry(directory)
@@ -327,7 +327,7 @@ def seed(source: str | os.PathLike, *, data_dir: Path, names: Iterable[str] | No
     Registered files found in ``source`` are hashed and copied (atomically) when they
     match; a mismatching file is refused and reported in :attr:`SeedReport.bad`.
     """
-    from .registry import load_registry  # noqa: PLC0415
+    from pytest_crbench.datasets.catalog import load_registry  # noqa: PLC0415
 
     src = Path(source)
     if not src.is_dir():
@@ -382,7 +382,7 @@ class VerifyReport:
 def verify(*, data_dir: Path, names: Iterable[str] | None = None,
            registry: dict | None = None) -> VerifyReport:
     """Re-hash every cached registered file; corrupted ones are deleted (and reported)."""
-    from .registry import load_registry  # noqa: PLC0415
+    from pytest_crbench.datasets.catalog import load_registry  # noqa: PLC0415
 
     directory = Path(data_dir)
     reg = registry if registry is not None else load_registry(directory)

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import CRBenchConfigError, CRBenchDataError
-from .model import Dataset, Group
+from pytest_crbench.errors import CRBenchConfigError, CRBenchDataError
+from pytest_crbench.science.exposures import Dataset, Group
 
 
 def _package_datasets() -> dict[str, str]:
     try:
-        from .registry import load_groups
+        from pytest_crbench.datasets.catalog import load_groups
 
         groups = load_groups(None)
     except Exception:  # pragma: no cover - a broken install reports on use, not on import
@@ -37,14 +37,14 @@ REAL_DATASETS: dict[str, str] = _package_datasets()
 
 def dataset_names(data_dir: Path | None = None) -> dict[str, str]:
     """Package and user datasets (name → description)."""
-    from .registry import load_groups
+    from pytest_crbench.datasets.catalog import load_groups
 
     return {n: d.description for n, d in load_groups(data_dir).datasets.items()}
 
 
 def dataset_files(name: str, *, data_dir: Path | None = None) -> list[str]:
     """Every file (loaded and extra) of dataset ``name``."""
-    from .registry import load_groups
+    from pytest_crbench.datasets.catalog import load_groups
 
     groups = load_groups(data_dir)
     if name not in groups.datasets:
@@ -64,9 +64,9 @@ def load_real_dataset(name: str, *, data_dir: Path, offline: bool, progress: boo
     Missing files raise :class:`~pytest_crbench.errors.CRBenchMissingDataError` listing
     them and the fetch/seed commands — never a silent skip.
     """
-    from .cache import fetch
-    from .hstio import load_product
-    from .registry import load_groups, load_registry
+    from pytest_crbench.datasets.cache import fetch
+    from pytest_crbench.datasets.hst import load_product
+    from pytest_crbench.datasets.catalog import load_groups, load_registry
 
     data_dir = Path(data_dir)
     registry = load_registry(data_dir)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import CRBenchDataError
+from pytest_crbench.errors import CRBenchDataError
 
 #: Default saturation level in electrons (ACS/WFC full well, method.md section 1).
 DEFAULT_SATURATION = 70000.0

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import CRBenchDataError
-from .model import Exposure
+from pytest_crbench.errors import CRBenchDataError
+from pytest_crbench.science.exposures import Exposure
 
 #: Step (pixels) of the coarse grid on which the WCS mapping is evaluated exactly.
 MAP_STEP = 32

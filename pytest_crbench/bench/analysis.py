@@ -1,6 +1,6 @@
 """Photometry, cosmic-ray density and stability of one detector on one dataset.
 
-The orchestration of method.md sections 4–6 around :func:`pytest_crbench.evaluation.evaluate`,
+The orchestration of method.md sections 4–6 around :func:`pytest_crbench.bench.evaluation.evaluate`,
 usable without pytest::
 
     prepared = prepare(dataset, ks)
@@ -9,12 +9,12 @@ usable without pytest::
     ev = evaluate(detector, prepared, on_exposure=collector)
     result = analyse(ev, prepared, collector, anomalous_level=0.1)
 
-* **Stars** (:func:`find_catalog`): :func:`~pytest_crbench.photometry.find_group_stars`
+* **Stars** (:func:`find_catalog`): :func:`~pytest_crbench.science.photometry.find_group_stars`
   on the clean references of each group — independent of the detector, so found once per
   dataset.  A group in which no star passes the criteria is noted and left out.
 * **Per exposure** (:class:`ExposurePhotometry`, the ``on_exposure`` callback): the
   detector-cleaned image — the detector's own ``Prediction.cleaned`` where it returns
-  one, else :func:`~pytest_crbench.cleaning.cleaned_image` with the run's single
+  one, else :func:`~pytest_crbench.science.cleaning.cleaned_image` with the run's single
   ``fill_method`` — is measured with the same centres and apertures as the original and
   the clean reference, then dropped; only the photometry table and at most
   ``gallery_size`` stamp sets (the anomalous stars farthest from ratio 1) are kept.
@@ -22,7 +22,7 @@ usable without pytest::
   its fits, the CR fraction per second and the exposure-time limits, and the per-group
   stability (F1/F2 of the smallest-k star region pooled over the group's exposures,
   trimmed RMS of the flux ratios) with leave-one-out 3σ-equivalent prediction intervals
-  (:mod:`pytest_crbench.stability`).
+  (:mod:`pytest_crbench.science.stability`).
 
 :class:`Analysis` is plain data; :meth:`Analysis.to_record` / :meth:`Analysis.from_record`
 carry it through JSON (pytest-xdist workers send it to the controller that way).
@@ -36,9 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import CRBenchDataError, CRBenchError
-from .evaluation import Evaluation, PreparedDataset, PreparedExposure
-from .photometry import PhotometryConfig
+from pytest_crbench.errors import CRBenchDataError, CRBenchError
+from pytest_crbench.bench.evaluation import Evaluation, PreparedDataset, PreparedExposure
+from pytest_crbench.science.photometry import PhotometryConfig
 
 #: gallery stamps kept per (detector, dataset): the worst anomalous stars
 GALLERY_SIZE = 6
@@ -63,7 +63,7 @@ class StarCatalog:
 def find_catalog(prepared: PreparedDataset, config: PhotometryConfig | None = None
                  ) -> StarCatalog:
     """Find and match the stars of each group on its clean references."""
-    from .photometry import find_group_stars
+    from pytest_crbench.science.photometry import find_group_stars
 
     config = config or PhotometryConfig()
     by_group: dict[str, list[PreparedExposure]] = {}
@@ -106,8 +106,8 @@ class ExposurePhotometry:
         self.cleaned_by_detector = 0
 
     def __call__(self, pe: PreparedExposure, pred) -> None:
-        from .cleaning import cleaned_image
-        from .photometry import PHOT_DTYPE, measure_stars
+        from pytest_crbench.science.cleaning import cleaned_image
+        from pytest_crbench.science.photometry import PHOT_DTYPE, measure_stars
 
         stars = self.catalog.get(pe)
         record = {"group": pe.group.name, "exposure": pe.exposure.name,
@@ -130,8 +130,8 @@ class ExposurePhotometry:
         self._gallery(pe, cleaned, table)
 
     def _gallery(self, pe: PreparedExposure, cleaned: np.ndarray, table: np.ndarray) -> None:
-        from .photometry import worst_stars
-        from .report import gallery_stamps
+        from pytest_crbench.science.photometry import worst_stars
+        from pytest_crbench.reporting.html import gallery_stamps
 
         if self.gallery_size <= 0:
             return
@@ -203,8 +203,8 @@ def _fit_dict(fit) -> dict[str, Any] | None:
 
 
 def fit_from_dict(d: dict[str, Any] | None):
-    """A :class:`~pytest_crbench.density.FitResult` back from its JSON dict."""
-    from .density import FitResult
+    """A :class:`~pytest_crbench.science.density.FitResult` back from its JSON dict."""
+    from pytest_crbench.science.density import FitResult
 
     if d is None:
         return None
@@ -216,7 +216,7 @@ def fit_from_dict(d: dict[str, Any] | None):
 
 
 def _density(records: list[dict], labels: list[str], level: float) -> dict[str, Any]:
-    from .density import cr_fraction_per_second, density_relation, max_exposure_time
+    from pytest_crbench.science.density import cr_fraction_per_second, density_relation, max_exposure_time
 
     relation = density_relation(records, labels)
     rate = cr_fraction_per_second(records)
@@ -237,8 +237,8 @@ def _density(records: list[dict], labels: list[str], level: float) -> dict[str, 
 
 
 def _stability(ev: Evaluation, prepared: PreparedDataset, records: list[dict]) -> dict:
-    from .regions import region_name
-    from .stability import group_stability
+    from pytest_crbench.science.regions import region_name
+    from pytest_crbench.science.stability import group_stability
 
     region = region_name(min(prepared.ks))
     groups: dict[str, dict[str, Any]] = {}
@@ -263,7 +263,7 @@ def _stability(ev: Evaluation, prepared: PreparedDataset, records: list[dict]) -
 def analyse(ev: Evaluation, prepared: PreparedDataset, collector: ExposurePhotometry, *,
             anomalous_level: float = 0.1) -> Analysis:
     """Photometry summary, density relation and stability bands of ``ev``."""
-    from .photometry import concatenate, photometry_summary, stars_to_rows
+    from pytest_crbench.science.photometry import concatenate, photometry_summary, stars_to_rows
 
     config = collector.catalog.config
     result = Analysis(ev.detector, ev.dataset, fill_method=collector.fill_method,
@@ -291,12 +291,12 @@ def analyse(ev: Evaluation, prepared: PreparedDataset, collector: ExposurePhotom
 
 def report_results(evaluations: list[Evaluation], analyses: list[Analysis],
                    meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The ``results`` dict of :func:`pytest_crbench.report.write_report` for a run.
+    """The ``results`` dict of :func:`pytest_crbench.reporting.html.write_report` for a run.
 
     Detectors are labelled ``<detector>`` with one dataset, ``<detector> on <dataset>``
     with several (the report keys its figures by that label).
     """
-    from .metrics import scores
+    from pytest_crbench.science.metrics import scores
 
     datasets = {a.dataset for a in analyses} | {e.dataset for e in evaluations}
     label = (lambda det, ds: det) if len(datasets) <= 1 else (lambda det, ds: f"{det} on {ds}")

@@ -47,8 +47,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .errors import CRBenchConfigError, CRBenchDataError
-from .fitsio import native
+from pytest_crbench.errors import CRBenchConfigError, CRBenchDataError
+from pytest_crbench.datasets.fits import native
 
 #: Fields of a star list (output of :func:`find_stars`).
 STAR_DTYPE = np.dtype([

@@ -39,7 +39,7 @@ def background(clean: np.ndarray, ignore: np.ndarray | None = None, *,
     """SEP background of ``clean`` with ``ignore`` masked; box shrinks for small images."""
     import sep
 
-    from .fitsio import native
+    from pytest_crbench.datasets.fits import native
 
     data = native(clean, np.float64)
     mask = None if ignore is None else np.ascontiguousarray(ignore, dtype=bool)

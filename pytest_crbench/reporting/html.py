@@ -11,27 +11,27 @@ a temporary folder inside ``directory``, then moved into place).
 
 ``"table1"``: list of rows ``{"detector", "dataset", "region", "precision", "recall",
 "f1", "f2"}`` (fractions 0–1 or None; optional ``"tp"``, ``"fp"``, ``"fn"``); regions
-as named by :func:`pytest_crbench.regions.region_name` (``"full"``, ``"k3"`` …), shown
+as named by :func:`pytest_crbench.science.regions.region_name` (``"full"``, ``"k3"`` …), shown
 in the order they first appear.  → the paper's Table 1 (rows regions, recall and
 precision per detector), one table per dataset.
 
 ``"photometry"``: ``{detector: {dataset: photometry_summary(...)}}``
-(:func:`pytest_crbench.photometry.photometry_summary`); when absent it is computed from
+(:func:`pytest_crbench.science.photometry.photometry_summary`); when absent it is computed from
 ``"stars"`` (one entry per detector, dataset "all").
 
 ``"stars"``: ``{detector: photometry table}`` — a
-:data:`pytest_crbench.photometry.PHOT_DTYPE` array or a list of its rows as dicts (all
+:data:`pytest_crbench.science.photometry.PHOT_DTYPE` array or a list of its rows as dicts (all
 exposures of all groups).  → Fig. 3: flux ratio against clean flux, per detector, with
 the [0.97, 1.03] and [0.9, 1.1] bands.
 
 ``"density"``: ``{detector: density_relation(...)}``
-(:func:`pytest_crbench.density.density_relation`).  → Fig. 6 with the fitted lines.
+(:func:`pytest_crbench.science.density.density_relation`).  → Fig. 6 with the fitted lines.
 ``"cr_fraction_per_second"``: float or None.  ``"exposure_limits"``: list of
 ``{"detector", "quantity", "level", "seconds"}`` (``seconds`` from
-:func:`pytest_crbench.density.max_exposure_time`, None = no limit).
+:func:`pytest_crbench.science.density.max_exposure_time`, None = no limit).
 
 ``"stability"``: ``{detector: group_stability(...)}``
-(:func:`pytest_crbench.stability.group_stability`).  → Figs. 7 (F1, F2) and 8 (RMS)
+(:func:`pytest_crbench.science.stability.group_stability`).  → Figs. 7 (F1, F2) and 8 (RMS)
 against date, with the mean and mean ± 3σ lines; groups outside are named.
 
 ``"gallery"``: list of ``{"detector", "star_id", "exposure", "group", "x", "y",
@@ -56,7 +56,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .errors import CRBenchDataError
+from pytest_crbench.errors import CRBenchDataError
 
 #: Keys and titles of the five gallery stamps, in display order.
 STAMP_KEYS = ("original", "original_minus_clean", "clean", "abs_clean_minus_cleaned",
@@ -136,7 +136,7 @@ def _parse_date(s: str):
 
 
 def _columns(stars):
-    from .photometry import _columns as cols
+    from pytest_crbench.science.photometry import _columns as cols
 
     return cols(stars)
 
@@ -405,7 +405,7 @@ def _table1(rows: list[Mapping[str, Any]]):
 def _photometry(results) -> dict[str, dict[str, Any]]:
     if results.get("photometry"):
         return results["photometry"]
-    from .photometry import photometry_summary
+    from pytest_crbench.science.photometry import photometry_summary
 
     return {det: {"all": photometry_summary(s)} for det, s in (results.get("stars") or {}).items()}
 

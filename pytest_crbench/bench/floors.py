@@ -28,7 +28,7 @@ regions, for all stars, and in one sub-table per star-size bin (``"16-50"``,
     max_anomalous = 0.40
 
 All three fractions are over the *contaminated* stars (|F_original − F_clean| > 3σ_F),
-as :func:`pytest_crbench.photometry.photometry_summary` defines them.  ``max_*`` keys
+as :func:`pytest_crbench.science.photometry.photometry_summary` defines them.  ``max_*`` keys
 are ceilings (observed must be <= value), ``min_*`` keys floors (observed >= value).
 A fraction that is undefined (no contaminated star in the bin) fails where a limit is
 set and passes where none is.
@@ -44,8 +44,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import read_toml
-from .errors import CRBenchConfigError
+from pytest_crbench.bench.settings import read_toml
+from pytest_crbench.errors import CRBenchConfigError
 
 SCHEMA = "crbench-floors/1"
 
@@ -248,7 +248,7 @@ def _region_order(region: str) -> tuple[int, float]:
 
 
 def write_floors(path: Path, floors: dict, *, header: str = "") -> Path:
-    from .fitsio import atomic_write
+    from pytest_crbench.datasets.fits import atomic_write
 
     text = render_floors(floors, header=header)
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

@@ -48,9 +48,9 @@ from typing import Any, Sequence
 import numpy as np
 from scipy.special import erf
 
-from .errors import CRBenchConfigError, CRBenchDataError
-from .fitsio import read_exposures, write_exposures
-from .model import DEFAULT_SATURATION, Dataset, Exposure, Group
+from pytest_crbench.errors import CRBenchConfigError, CRBenchDataError
+from pytest_crbench.datasets.fits import read_exposures, write_exposures
+from pytest_crbench.science.exposures import DEFAULT_SATURATION, Dataset, Exposure, Group
 
 #: Bump whenever the simulated pixels (or the file layout) change; goes into provenance
 #: and into every manifest, and a cached dataset with another version is rebuilt.

@@ -24,8 +24,8 @@ from typing import Iterable
 
 import numpy as np
 
-from .errors import CRBenchDataError
-from .model import DEFAULT_SATURATION, Exposure
+from pytest_crbench.errors import CRBenchDataError
+from pytest_crbench.science.exposures import DEFAULT_SATURATION, Exposure
 
 #: Units accepted in ``BUNIT`` (case-insensitive, spaces removed) and how to get e-.
 _UNITS = {

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import pytest
 
-from .errors import CRBenchError
-from .floors import FloorKey, PhotometryKey, SmokeKey, StabilityKey
+from pytest_crbench.errors import CRBenchError
+from pytest_crbench.bench.floors import FloorKey, PhotometryKey, SmokeKey, StabilityKey
 
 
 class FloorFailure(AssertionError):
@@ -68,7 +68,7 @@ class FloorItem(pytest.Item):
             self.user_properties.extend([("region", key.region), ("metric", key.metric)])
 
     def runtest(self) -> None:
-        from .plugin import bench_session
+        from pytest_crbench.pytest_plugin.hooks import bench_session
 
         outcome = bench_session(self.config).check(self.key)
         self.user_properties.append(("value", outcome.value))

@@ -8,7 +8,7 @@ For every exposure *i* of a group:
    values would carry either exposure's cosmic rays, so the model of *i* is the *other*
    exposure scaled by the exposure-time ratio (the classic CR-split comparison).
    Dithered groups are first resampled onto *i*'s pixel grid through their WCS
-   (:func:`pytest_crbench.alignment.resample_onto`).
+   (:func:`pytest_crbench.science.alignment.resample_onto`).
 2. **Noise.** σ² = read noise² + max(model, 0) (Poisson, e-) + the model's own variance.
 3. **Flags.** A pixel is a cosmic ray where exposure − model > ``snr_high`` σ (5); its
    8 neighbours are added where exposure − model > ``snr_low`` σ (1.5) — the two
@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import CRBenchDataError
-from .metrics import Counts, confusion, precision, recall
-from .model import Group, Reference
+from pytest_crbench.errors import CRBenchDataError
+from pytest_crbench.science.metrics import Counts, confusion, precision, recall
+from pytest_crbench.science.exposures import Group, Reference
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ def _stack_on_grid(group: Group, i: int) -> tuple[np.ndarray, np.ndarray, np.nda
     exps = group.exposures
     order = [i] + [j for j in range(len(exps)) if j != i]
     if group.kind == "dithered":
-        from .alignment import resample_onto
+        from pytest_crbench.science.alignment import resample_onto
 
         others = resample_onto(exps, i, mask_bad=True)  # others on i's grid, NaN = no data
         images = [exps[i].sci] + [others[m] for m in range(others.shape[0])]

@@ -1,7 +1,7 @@
 """Stability of a detector over time (method.md section 6, the paper's Figs. 7 and 8).
 
 Per group (one observation date): F1 and F2 of the cosmic rays *on stars* (TP/FP/FN of
-the star region, from :mod:`pytest_crbench.metrics`) and the RMS of all its stars' flux
+the star region, from :mod:`pytest_crbench.science.metrics`) and the RMS of all its stars' flux
 ratios F_cleaned/F_clean after trimming the top and bottom 5 %.  Over groups: the mean,
 the standard deviation (ddof = 1) and the band mean ± 3σ; groups outside the band are
 named.
@@ -32,8 +32,8 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .errors import CRBenchDataError
-from .metrics import Counts, fbeta
+from pytest_crbench.errors import CRBenchDataError
+from pytest_crbench.science.metrics import Counts, fbeta
 
 
 def trimmed_rms(ratios, trim: float = 0.05, center: float | None = 1.0) -> float | None:

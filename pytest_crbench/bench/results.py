@@ -77,9 +77,9 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .evaluation import Evaluation, PreparedDataset
-from .fitsio import atomic_write
-from .metrics import METRICS, Counts, scores
+from pytest_crbench.bench.evaluation import Evaluation, PreparedDataset
+from pytest_crbench.datasets.fits import atomic_write
+from pytest_crbench.science.metrics import METRICS, Counts, scores
 
 SCHEMA = "crbench-results/2"
 
@@ -110,7 +110,7 @@ def score_rows(evaluation: Evaluation) -> list[dict[str, Any]]:
 
 def provenance(settings: dict[str, Any], detectors: dict[str, str],
                datasets: Iterable[dict]) -> dict[str, Any]:
-    from . import __version__
+    from pytest_crbench import __version__
 
     return {
         "package": "pytest-crbench", "version": __version__,
@@ -159,7 +159,7 @@ def results_document(evaluations: list[Evaluation], datasets: list[dict],
                      settings: dict[str, Any], extra: dict[str, Any] | None = None,
                      analyses: Iterable[Any] = ()) -> dict[str, Any]:
     """The results JSON; ``datasets`` are :meth:`PreparedDataset.summary` dicts and
-    ``analyses`` :class:`pytest_crbench.analysis.Analysis` objects."""
+    ``analyses`` :class:`pytest_crbench.bench.analysis.Analysis` objects."""
     detectors = {e.detector: e.version for e in evaluations}
     audit = [{"dataset": d["name"], **row} for d in datasets for row in d["audit"]]
     doc = {

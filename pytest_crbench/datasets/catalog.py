@@ -28,18 +28,18 @@ from pathlib import Path
 from typing import Any, Iterable
 from urllib.parse import urlparse
 
-from .errors import CRBenchConfigError
+from pytest_crbench.errors import CRBenchConfigError
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
 #: The groups file shipped with the package.
 GROUPS_FILE = PACKAGE_DIR / "data" / "groups.toml"
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
-#: Group kinds (see :class:`pytest_crbench.model.Group`).
+#: Group kinds (see :class:`pytest_crbench.science.exposures.Group`).
 GROUP_KINDS = ("crsplit", "pointing", "dithered")
-#: Loaders of :mod:`pytest_crbench.hstio`, by the name used in groups files.
+#: Loaders of :mod:`pytest_crbench.datasets.hst`, by the name used in groups files.
 LOADERS = ("flt", "stis_raw", "wfpc2_c0f", "acs_raw", "auto")
 
 
@@ -178,7 +178,7 @@ def format_entry(entry: RegistryEntry) -> str:
 
 def add_registry_entries(path: str | os.PathLike, new: Iterable[RegistryEntry]) -> Path:
     """Add (or replace, same name) entries of the user registry ``path``, atomically."""
-    from .fitsio import atomic_write
+    from pytest_crbench.datasets.fits import atomic_write
 
     path = Path(path)
     existing = read_registry_file(path) if path.is_file() else {}
@@ -347,7 +347,7 @@ def parse_groups(data: dict, *, source: str, registry: dict[str, RegistryEntry] 
 
 def read_groups_file(path: str | os.PathLike, *, registry: dict[str, RegistryEntry] | None
                      ) -> GroupsFile:
-    from .config import read_toml
+    from pytest_crbench.bench.settings import read_toml
 
     path = Path(path)
     data = read_toml(path, "groups file")
@@ -389,7 +389,7 @@ def add_user_group(path: str | os.PathLike, *, group: str, kind: str, files: lis
     The file is re-validated after the change (without the registry check, which
     :func:`load_groups` does); an invalid result is never written.
     """
-    from .fitsio import atomic_write
+    from pytest_crbench.datasets.fits import atomic_write
 
     path = Path(path)
     text = path.read_text(encoding="utf-8") if path.is_file() else (

@@ -16,7 +16,7 @@ import pytest
 
 
 def _bench(request):
-    from .plugin import bench_session
+    from pytest_crbench.pytest_plugin.hooks import bench_session
 
     bench = bench_session(request.config, required=False)
     if bench is None:
@@ -26,7 +26,7 @@ def _bench(request):
 
 @pytest.fixture
 def crbench_session(request):
-    """The run's :class:`~pytest_crbench.session.BenchSession`."""
+    """The run's :class:`~pytest_crbench.bench.run.BenchSession`."""
     return _bench(request)
 
 
@@ -56,7 +56,7 @@ def crbench_prepared(crbench_session, crbench_dataset_name):
 
 @pytest.fixture
 def crbench_dataset(crbench_session, crbench_dataset_name):
-    """The :class:`~pytest_crbench.model.Dataset` (smoke-only datasets too)."""
+    """The :class:`~pytest_crbench.science.exposures.Dataset` (smoke-only datasets too)."""
     return crbench_session.dataset(crbench_dataset_name)
 
 
@@ -74,8 +74,8 @@ def crbench_group(crbench_dataset):
 
 @pytest.fixture
 def crbench_reference(crbench_prepared, crbench_group):
-    """The :class:`~pytest_crbench.model.Reference` of ``crbench_group``."""
-    from .model import Reference
+    """The :class:`~pytest_crbench.science.exposures.Reference` of ``crbench_group``."""
+    from pytest_crbench.science.exposures import Reference
 
     pes = [pe for pe in crbench_prepared.exposures if pe.group is crbench_group]
     return Reference(group=crbench_group.name, clean=[p.clean for p in pes],
@@ -84,14 +84,14 @@ def crbench_reference(crbench_prepared, crbench_group):
 
 @pytest.fixture
 def crbench_predictions(crbench_session, crbench_detector_spec, crbench_dataset_name):
-    """The detector's :class:`~pytest_crbench.evaluation.Evaluation` (masks per exposure)."""
+    """The detector's :class:`~pytest_crbench.bench.evaluation.Evaluation` (masks per exposure)."""
     return crbench_session.evaluation(crbench_detector_spec, crbench_dataset_name)
 
 
 @pytest.fixture
 def crbench_scores(crbench_predictions):
     """Pooled scores: ``{region: {metric: Score}}``."""
-    from .metrics import scores
+    from pytest_crbench.science.metrics import scores
 
     return {region: scores(crbench_predictions.pooled(region))
             for region in crbench_predictions.regions}

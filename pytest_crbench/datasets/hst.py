@@ -1,11 +1,11 @@
-"""Loaders for real HST products, each returning :class:`~pytest_crbench.model.Exposure`
+"""Loaders for real HST products, each returning :class:`~pytest_crbench.science.exposures.Exposure`
 objects in electrons.
 
 =============  ===========================================================================
 loader         product
 =============  ===========================================================================
 ``flt``        ACS/WFC, WFC3/UVIS ``_flc``/``_flt`` (SCI/ERR/DQ per chip):
-               :func:`pytest_crbench.fitsio.read_exposures`.
+               :func:`pytest_crbench.datasets.fits.read_exposures`.
 ``stis_raw``   STIS/CCD ``_raw`` with CR-SPLIT imsets: one Exposure per imset (SCI,1 …),
                overscan bias removed, trimmed to the illuminated area, DN × gain.
 ``wfpc2_c0f``  WFPC2 ``c0f`` (GEIS converted to FITS: the chips stacked in one cube in the
@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CRBenchDataError
-from .fitsio import native, read_exposures, to_electrons
-from .model import Exposure
+from pytest_crbench.errors import CRBenchDataError
+from pytest_crbench.datasets.fits import native, read_exposures, to_electrons
+from pytest_crbench.science.exposures import Exposure
 
 #: DQ bit set on saturated pixels (HST convention: 256 = saturated).
 DQ_SATURATED = 256
@@ -346,7 +346,7 @@ def read_acs_raw(path: str | os.PathLike, *, name: str | None = None) -> list[Ex
         gain = float(require(primary, "CCDGAIN", where=where0, why="DN → electrons",
                              positive=True))
         date_obs = str(require(primary, "DATE-OBS", where=where0)).strip()
-        from .fitsio import _filter_name  # noqa: PLC0415 (shared helper)
+        from pytest_crbench.datasets.fits import _filter_name  # noqa: PLC0415 (shared helper)
 
         out = []
         for ver, where, hdr, raw, n_imsets in imsets:
@@ -361,7 +361,7 @@ def read_acs_raw(path: str | os.PathLike, *, name: str | None = None) -> list[Ex
             dq = _sat_dq(electrons, saturation, raw[ys, xs])
             wcs = None
             if str(hdr.get("CTYPE1", "")).startswith("RA"):
-                from .fitsio import _WCS_KEYS  # noqa: PLC0415
+                from pytest_crbench.datasets.fits import _WCS_KEYS  # noqa: PLC0415
 
                 wcs = {k: hdr[k] for k in _WCS_KEYS if k in hdr}
                 wcs["CRPIX1"] = float(wcs.get("CRPIX1", 0.0)) - xs.start
@@ -382,7 +382,7 @@ def read_acs_raw(path: str | os.PathLike, *, name: str | None = None) -> list[Ex
 
 
 def read_flt(path: str | os.PathLike, *, name: str | None = None) -> list[Exposure]:
-    """ACS/WFC or WFC3/UVIS ``_flc``/``_flt``: :func:`pytest_crbench.fitsio.read_exposures`."""
+    """ACS/WFC or WFC3/UVIS ``_flc``/``_flt``: :func:`pytest_crbench.datasets.fits.read_exposures`."""
     return read_exposures(path, name=name)
 
 

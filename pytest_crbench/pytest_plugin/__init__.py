@@ -1,0 +1,2 @@
+"""The pytest side of pytest-crbench: hooks and options, generated items, fixtures.
+The only code in the package that imports pytest."""

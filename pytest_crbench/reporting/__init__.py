@@ -1,0 +1,1 @@
+"""Presenting results: the terminal summary and the HTML/Markdown report."""
