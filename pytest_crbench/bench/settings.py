@@ -10,6 +10,7 @@ in; paths on the command line are relative to the current directory.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +25,37 @@ DEVICES = ("cpu", "cuda", "auto")
 FILL_METHODS = ("median", "idw")
 
 
+#: A comma-separated piece that continues the previous item's options: ``key=value``.
+_OPTION_PIECE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\s*=")
+
+
+def split_specs(text: str) -> list[str]:
+    """Split a comma- or newline-separated list of specs, keeping spec options whole.
+
+    A spec may carry options after a colon, themselves comma-separated
+    (``astroscrappy:sigclip=4.5,objlim=5``): a piece that looks like ``key=value`` and
+    follows an item with a ``:`` or ``@`` continues that item instead of starting a new
+    one.  ``"deepcr:ACS-WFC,astroscrappy:sigclip=4.5,objlim=5"`` →
+    ``["deepcr:ACS-WFC", "astroscrappy:sigclip=4.5,objlim=5"]``.
+    """
+    items: list[str] = []
+    for line in text.splitlines():
+        continuing = False
+        for piece in line.split(","):
+            piece = piece.strip()
+            if not piece:
+                continue
+            if continuing and _OPTION_PIECE.match(piece):
+                items[-1] += "," + piece
+                continue
+            items.append(piece)
+            continuing = ":" in piece or "@" in piece
+    return items
+
+
 def _list(value: Any, what: str) -> list[str]:
     if isinstance(value, str):
-        items = [v.strip() for v in value.replace("\n", ",").split(",")]
+        items = split_specs(value)
     elif isinstance(value, (list, tuple)):
         items = []
         for v in value:
