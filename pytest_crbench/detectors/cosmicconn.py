@@ -39,7 +39,7 @@ import numpy as np
 from pytest_crbench.detectors.base import Prediction, parse_options
 from pytest_crbench.errors import CRBenchDetectorError
 
-__all__ = ["MODELS", "CosmicCoNNDetector", "make_detector"]
+__all__ = ["MODELS", "CosmicCoNNDetector", "make_detector", "parse_spec"]
 
 #: Model name → weight file stem inside the wheel's ``trained_models`` folder.
 MODELS = {
@@ -187,15 +187,26 @@ def _dist_version() -> str:
         return "unknown"
 
 
-def make_detector(spec: str = "", *, threshold: float | None = None,
-                  device: str = "cpu") -> CosmicCoNNDetector:
-    """Factory: ``spec`` is what follows ``cosmicconn:`` — ``[<model>][,patch=N]``."""
+def parse_spec(spec: str) -> tuple[str, dict[str, int]]:
+    """``[<model>][,patch=N]`` (what follows ``cosmicconn:``) → (model, options);
+    checked without importing anything heavy."""
     model, _, rest = (spec or "").partition(",")
-    kwargs: dict[str, Any] = {}
+    model = model.strip() or "HST_ACS_WFC"
+    folded = {m.lower(): m for m in MODELS}
+    if model.lower() not in folded:
+        raise CRBenchDetectorError(
+            f"cosmicconn: unknown model {model!r}; the wheel ships {', '.join(MODELS)}")
+    kwargs: dict[str, int] = {}
     for key, value in parse_options(rest, "cosmicconn", ("patch",)).items():
         try:
             kwargs[key] = int(value)
         except ValueError:
             raise CRBenchDetectorError(f"cosmicconn: {key} must be an integer, got {value!r}") from None
-    return CosmicCoNNDetector(model.strip() or "HST_ACS_WFC", threshold=threshold,
-                              device=device, **kwargs)
+    return folded[model.lower()], kwargs
+
+
+def make_detector(spec: str = "", *, threshold: float | None = None,
+                  device: str = "cpu") -> CosmicCoNNDetector:
+    """Factory: ``spec`` is what follows ``cosmicconn:`` — ``[<model>][,patch=N]``."""
+    model, kwargs = parse_spec(spec)
+    return CosmicCoNNDetector(model, threshold=threshold, device=device, **kwargs)

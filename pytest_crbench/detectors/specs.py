@@ -11,6 +11,10 @@ Accepted specs, tried in this order:
     (:data:`DEEPCR_OPTIONS`).
 ``astroscrappy`` / ``astroscrappy:key=value,...``
     LA Cosmic with the given parameters.
+``cosmicconn`` / ``cosmicconn:<model>[,patch=N]``
+    Cosmic-CoNN with a model its wheel ships (default ``HST_ACS_WFC``).
+``rhoads`` / ``rhoads:key=value,...``, ``pych`` / ``pych:key=value,...``
+    the classical single-image methods of Rhoads (2000) and Pych (2004).
 ``<name>`` / ``<name>:<rest>``
     a factory another package registers in the entry-point group
     ``pytest_crbench.detectors``; it is called with ``<rest>`` (``""`` if none).
@@ -34,7 +38,7 @@ from typing import Any, Callable
 from pytest_crbench.errors import CRBenchDetectorError
 from pytest_crbench.detectors.base import Detector
 
-__all__ = ["DEEPCR_OPTIONS", "ENTRY_POINT_GROUP", "SPEC_FORMS", "available_detectors",
+__all__ = ["BUILTIN_FACTORIES", "DEEPCR_OPTIONS", "ENTRY_POINT_GROUP", "SPEC_FORMS", "available_detectors",
            "check_spec", "detector_id", "load_detector", "validate_detector"]
 
 ENTRY_POINT_GROUP = "pytest_crbench.detectors"
@@ -45,9 +49,21 @@ SPEC_FORMS = (
     "deepcr:<weights.pth>[+<inpaint.pth>][,scale=S,norm=B,inpaint_scale=S,patch=N]  "
     "(a deepCR weight file; e.g. deepcr:/models/mine.pth,scale=1)",
     "astroscrappy  or  astroscrappy:key=value,...  (e.g. astroscrappy:sigclip=5,objlim=4)",
+    "cosmicconn[:<model>][,patch=N]  (Cosmic-CoNN; models HST_ACS_WFC, ground_imaging, NRES)",
+    "rhoads[:key=value,...]  (Rhoads 2000 PSF filter; fwhm, sigma, niter, grow, radius)",
+    "pych[:key=value,...]  (Pych 2004 histogram method; box, gap, niter, votes, min_pixels)",
     f"<name>[:<args>]  for a detector registered in the entry-point group {ENTRY_POINT_GROUP!r}",
     "package.module:factory  (an importable factory returning a detector)",
 )
+
+#: Detectors built into pytest-crbench besides deepCR: spec head → factory, called with
+#: what follows ``<head>:`` (resolved here, not through entry points).
+BUILTIN_FACTORIES = {
+    "astroscrappy": "pytest_crbench.detectors.astroscrappy:make_detector",
+    "cosmicconn": "pytest_crbench.detectors.cosmicconn:make_detector",
+    "rhoads": "pytest_crbench.detectors.rhoads:make_detector",
+    "pych": "pytest_crbench.detectors.pych:make_detector",
+}
 
 #: Attribute set on every detector load_detector returns: the spec it was loaded from.
 SPEC_ATTR = "crbench_spec"
@@ -63,11 +79,11 @@ def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
 
 
 def available_detectors() -> list[str]:
-    """Every spec that resolves without arguments: each deepCR mask model,
-    ``astroscrappy`` and each entry point of the ``pytest_crbench.detectors`` group."""
+    """Every spec that resolves without arguments: each deepCR mask model, the
+    built-in detectors (:data:`BUILTIN_FACTORIES`) and each entry point of the ``pytest_crbench.detectors`` group."""
     from pytest_crbench.detectors.deepcr import mask_model_names
 
-    names = [f"deepcr:{m}" for m in mask_model_names()] + ["astroscrappy"]
+    names = [f"deepcr:{m}" for m in mask_model_names()] + list(BUILTIN_FACTORIES)
     for name in sorted(_entry_points()):
         if name not in names:
             names.append(name)
@@ -237,10 +253,12 @@ def check_spec(spec: str) -> None:
             _lookup(MASK_MODELS, kwargs["model"], "mask")
         if isinstance(kwargs["inpaint"], str) and kwargs["inpaint"].lower() != MEDMASK:
             _lookup(INPAINT_MODELS, kwargs["inpaint"], "inpaint")
-    elif low == "astroscrappy":
-        from pytest_crbench.detectors.astroscrappy import make_detector
+    elif low == "cosmicconn":
+        from pytest_crbench.detectors.cosmicconn import parse_spec
 
-        make_detector(rest)
+        parse_spec(rest)  # the network itself is loaded when first needed
+    elif low in BUILTIN_FACTORIES:
+        _import_factory(BUILTIN_FACTORIES[low])(rest)
     elif head in _entry_points():
         return
     elif not (sep and rest and all(p.isidentifier() for p in head.split("."))
@@ -263,10 +281,9 @@ def load_detector(spec: str, *, threshold: float | None = None, device: str = "c
         det = DeepCRDetector(threshold=0.5 if threshold is None else threshold,
                              device=device, **kwargs)
         canonical = det.name + "".join(f",{k}={v}" for k, v in _deepcr_options(spec, rest)[1])
-    elif low == "astroscrappy":
-        from pytest_crbench.detectors.astroscrappy import make_detector
-
-        det = make_detector(rest)
+    elif low in BUILTIN_FACTORIES:
+        factory = _import_factory(BUILTIN_FACTORIES[low])
+        det = _call_factory(factory, (rest,), threshold=threshold, device=device, where=spec)
         canonical = spec
     else:
         eps = _entry_points()
