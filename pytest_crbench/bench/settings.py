@@ -200,6 +200,10 @@ OPTIONS: tuple[Option, ...] = (
            "cache folder)", None, _str, path=True, metavar="DIR"),
     Option("offline", "never touch the network: datasets must already be cached", False,
            _bool, metavar="BOOL"),
+    Option("benchmark", "add the inference benchmark (pytest-benchmark) of every "
+           "configured detector and dataset: items crbench-benchmark::test_inference_time"
+           "[<spec>-<dataset>], named the same across runs and model versions (the version "
+           "is in extra_info)", False, _bool, metavar="BOOL"),
 )
 OPTIONS_BY_NAME = {o.name: o for o in OPTIONS}
 
@@ -223,6 +227,7 @@ class Settings:
     save_masks: Path | None
     data_dir: Path | None
     offline: bool
+    benchmark: bool
     origin: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:

@@ -105,6 +105,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     for item in collector.collect():
         item.add_marker(pytest.mark.xdist_group(f"crbench|{item.key.detector}|{item.key.dataset}"))
         items.append(item)
+    if s.benchmark:
+        from pytest_crbench.pytest_plugin.inference_benchmark import benchmark_items
+
+        items.extend(benchmark_items(session))
 
 
 def _is_xdist_worker(config: pytest.Config) -> bool:
