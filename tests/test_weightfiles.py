@@ -104,3 +104,16 @@ def test_a_state_dict_of_another_network_is_refused(tmp_path):
         check_spec(f"deepcr:{weights_path(INPAINT_MODELS['ACS-WFC-F606W-2-32'])}")
     with pytest.raises(CRBenchDetectorError, match="weight files only"):
         check_spec("deepcr:ACS-WFC,scale=100")
+
+
+def test_a_bad_weight_file_is_one_usage_error_at_startup(pytester, monkeypatch, crbench_data_dir):
+    monkeypatch.setenv("CRBENCH_DATA_DIR", str(crbench_data_dir))
+    bad = pytester.path / "finetuned.pth"
+    bad.write_text("not weights")
+    result = pytester.runpytest("--crbench", "-p", "no:xdist", "--crbench-dataset", "sim-tiny",
+                                "--crbench-model", f"deepcr:{bad},scale=1",
+                                "--crbench-model", "astroscrappy:sigclip=4.5,objlim=5")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert err.count(str(bad)) == 1 and "not a PyTorch state dict" in err
+    assert "passed" not in result.stdout.str() and "failed" not in result.stdout.str()

@@ -55,8 +55,13 @@ def pytest_configure(config: pytest.Config) -> None:
     from pytest_crbench.errors import CRBenchError
     from pytest_crbench.bench.run import BenchSession
 
+    from pytest_crbench.detectors.specs import check_spec
+
     try:
-        config.stash[SESSION_KEY] = BenchSession(_settings(config))
+        settings = _settings(config)
+        for spec in settings.model:  # one usage error now, not one failure per item
+            check_spec(spec)
+        config.stash[SESSION_KEY] = BenchSession(settings)
     except CRBenchError as exc:
         raise pytest.UsageError(f"pytest-crbench: {exc}") from None
     # under pytest-xdist, keep each (detector, dataset) on one worker so it runs once
