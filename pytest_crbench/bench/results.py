@@ -55,6 +55,16 @@ JSON (``"schema": "crbench-results/2"``), written once and atomically::
       "smoke": [{"detector", "version", "dataset", "note",        # smoke-only datasets:
                  "exposures": [{"group", "exposure", "shape",      # run, never scored
                                 "flagged_fraction", "seconds"}]}],
+      "sweeps": [                                      # probability detectors only
+        {"detector", "dataset", "threshold": float,
+         "grid": {"size": 1641, "rule": "probability >= threshold", "definition"},
+         "ks": [...],
+         "histograms": {region: {"positive" | "negative": {"bins": [i], "counts": [n]}}},
+         "summary": {region: {"auc", "average_precision", "positives", "negatives",
+                              "undefined": text | null,
+                              "at_fpr": {"0.0005" | "0.005": {"fpr", "tpr", "precision",
+                                                             "thresholds", "reason"}}}}}
+      ],                                   # sparse histograms: non-zero bins only
       "notes": [{"detector", "dataset", "note"}],   # e.g. data outside a model's domain
       "timing": {"<detector> | <dataset>": seconds, ...}   # informative, not deterministic
     }
@@ -155,6 +165,12 @@ def analysis_sections(analyses: Iterable[Any]) -> dict[str, list]:
     return jsonable(out)
 
 
+def sweep_section(evaluations: Iterable[Evaluation]) -> list[dict[str, Any]]:
+    """The ``sweeps`` section: one entry per (probability detector, dataset)."""
+    return jsonable([{"detector": e.detector, "dataset": e.dataset, "threshold": e.threshold,
+                      **e.sweep.to_record()} for e in evaluations if e.sweep is not None])
+
+
 def results_document(evaluations: list[Evaluation], datasets: list[dict],
                      settings: dict[str, Any], extra: dict[str, Any] | None = None,
                      analyses: Iterable[Any] = ()) -> dict[str, Any]:
@@ -168,6 +184,7 @@ def results_document(evaluations: list[Evaluation], datasets: list[dict],
         "scores": [row for e in evaluations for row in score_rows(e)],
         "reference_audit": audit,
         **analysis_sections(analyses),
+        "sweeps": sweep_section(evaluations),
     }
     doc.update(extra or {})
     doc["timing"] = {f"{e.detector} | {e.dataset}": round(e.seconds, 3) for e in evaluations}

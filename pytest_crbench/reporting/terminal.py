@@ -166,6 +166,12 @@ def summary_lines(bench) -> list[str]:
             out.append(f"dataset {ds}: recall and precision (%) per star region "
                        "(region k: pixels above k x background RMS)")
             out += ["  " + line for line in table]
+        sweeps = {ev.detector: ev.sweep for ev in bench.evaluations
+                  if ev.dataset == ds and ev.sweep is not None}
+        if sweeps:
+            from pytest_crbench.reporting.sweep_figures import sweep_lines
+
+            out += sweep_lines(sweeps, ds)
     for ev in bench.evaluations:
         out += ["", f"{ev.detector} on {ev.dataset} ({len(ev.exposures)} exposures, "
                     f"{ev.seconds:.1f} s): score % (>= floor, margin)"]
