@@ -117,9 +117,9 @@ def sweep_lines(sweeps: Mapping[str, ThresholdSweep], dataset: str,
         if s["undefined"]:
             lines.append(f"  sweep {det} on {dataset} ({region}): {s['undefined']}")
             continue
-        at = " ".join(
-            f"TPR@FPR {100 * float(f):g} % {_pct(p['tpr'])} % (precision {_pct(p['precision'])} %)"
-            for f, p in s["at_fpr"].items())
+        at = "; ".join(
+            f"at FPR {100 * float(f):g} %: TPR {_pct(p['tpr']).strip()} %, precision "
+            f"{_pct(p['precision']).strip()} %" for f, p in s["at_fpr"].items())
         lines.append(f"  sweep {det} on {dataset} ({region}): AUC {s['auc']:.4f}, "
                      f"AP {s['average_precision']:.4f}; {at}")
     return lines
