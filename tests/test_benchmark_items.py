@@ -11,6 +11,8 @@ import pytest
 
 def _project(pytester, monkeypatch, data_dir, models):
     monkeypatch.setenv("CRBENCH_DATA_DIR", str(data_dir))
+    # pytest-benchmark switches itself off on an xdist worker (this suite runs with -n 2)
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
     listed = ", ".join(json.dumps(m) for m in models)
     pytester.makepyprojecttoml(textwrap.dedent(f'''
         [tool.crbench]
