@@ -129,3 +129,29 @@ def test_record_round_trip_and_baseline_operating_point():
     empty = ThresholdSweep((3,))
     assert empty.curve("k3").auc() is None
     assert "no reference cosmic-ray pixels" in empty.summary("k3")["undefined"]
+
+
+def test_report_section_and_terminal_lines(tmp_path):
+    from pytest_crbench.reporting.html import write_report
+    from pytest_crbench.reporting.sweep_figures import sweep_lines
+
+    rng = np.random.default_rng(5)
+    truth = rng.random((80, 80)) < 0.05
+    rmap = np.zeros(truth.shape, np.int16)
+    rmap[20:50, 20:50] = 3
+    sw = ThresholdSweep((3,))
+    sw.add(np.where(truth, rng.beta(5, 1, truth.shape), rng.beta(1, 5, truth.shape)), truth,
+           None, rmap)
+    rec = {"detector": "deepcr:ACS-WFC", "dataset": "sim", "threshold": 0.5, **sw.to_record()}
+    html_path, md_path = write_report(tmp_path, {"sweeps": [rec]})
+    page = html_path.read_text()
+    assert "Threshold sweeps (ROC and precision–recall)" in page
+    assert f"{sw.summary('full')['auc']:.4f}" in page
+    assert (tmp_path / "figures" / "sweep_roc_00.png").stat().st_size > 10_000
+    assert (tmp_path / "figures" / "sweep_pr_00.png").stat().st_size > 10_000
+    assert "sweep_roc_00.png" in md_path.read_text()
+    [line] = sweep_lines({"deepcr:ACS-WFC": sw}, "sim")
+    assert line.startswith("  sweep deepcr:ACS-WFC on sim (full): AUC 0.")
+    assert "at FPR 0.05 %: TPR" in line and "at FPR 0.5 %: TPR" in line
+    empty_page, _ = write_report(tmp_path / "none", {})
+    assert "no threshold sweep" in empty_page.read_text()
