@@ -155,3 +155,38 @@ def test_report_section_and_terminal_lines(tmp_path):
     assert "at FPR 0.05 %: TPR" in line and "at FPR 0.5 %: TPR" in line
     empty_page, _ = write_report(tmp_path / "none", {})
     assert "no threshold sweep" in empty_page.read_text()
+
+
+def test_evaluate_accumulates_the_sweep_and_it_travels_through_records(small_group):
+    """One pass: the sweep's counts at the detector's threshold are its pixel counts."""
+    import json
+
+    from pytest_crbench.bench.evaluation import Evaluation, evaluate, prepare
+    from pytest_crbench.detectors.base import Prediction
+    from pytest_crbench.science.exposures import Dataset
+
+    class Smooth:  # a probability detector: a squashed excess over the local median
+        name, version, threshold = "smooth", "1", 0.5
+
+        def detect(self, image, ignore, exposure):
+            from scipy import ndimage
+
+            excess = image - ndimage.median_filter(image, 5)
+            prob = (1 / (1 + np.exp(-(excess - 200) / 50))).astype(np.float32)
+            return Prediction(mask=prob >= self.threshold, probability=prob)
+
+    prepared = prepare(Dataset(name="t", groups=[small_group]), [3, 20])
+    ev = evaluate(Smooth(), prepared)
+    assert ev.threshold == 0.5 and ev.sweep is not None
+    for region in ev.regions:
+        c = ev.sweep.curve(region)
+        i = int(np.searchsorted(THRESHOLDS, 0.5))
+        pooled = ev.pooled(region)
+        assert (c.tp[i], c.fp[i], c.positives - c.tp[i]) == (pooled.tp, pooled.fp, pooled.fn)
+    back = Evaluation.from_record(json.loads(json.dumps(ev.to_record())))
+    assert back.threshold == 0.5
+    for r in ev.regions:
+        assert np.array_equal(back.sweep.positives[r], ev.sweep.positives[r])
+    from pytest_crbench.detectors.specs import load_detector
+
+    assert evaluate(load_detector("rhoads"), prepared).sweep is None  # binary detector
