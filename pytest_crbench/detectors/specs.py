@@ -223,8 +223,8 @@ def _deepcr_arguments(spec: str, rest: str) -> dict[str, Any]:
     mask_file = is_weight_path(model)
     if not mask_file and ("scale" in values or "norm" in values):
         raise CRBenchDetectorError(
-            f"detector {spec!r}: scale= and norm= apply to weight files only; the shipped "
-            f"model {model!r} has its own (see 'crbench list')")
+            f"detector {spec!r}: scale= and norm= apply to weight files only; a shipped "
+            f"model has its own (pytest_crbench.detectors.deepcr.MASK_MODELS)")
     kwargs: dict[str, Any] = {"patch": values.get("patch"),
                               "inpaint_scale": values.get("inpaint_scale")}
     kwargs["model"] = (model_from_file(model, "mask", scale=values.get("scale"),
