@@ -117,3 +117,16 @@ def test_a_bad_weight_file_is_one_usage_error_at_startup(pytester, monkeypatch, 
     err = result.stderr.str()
     assert err.count(str(bad)) == 1 and "not a PyTorch state dict" in err
     assert "passed" not in result.stdout.str() and "failed" not in result.stdout.str()
+
+
+def test_mask_and_inpainting_files_clean_like_the_shipped_pair(acs_copy, tmp_path):
+    inpaint = tmp_path / "inpaint.pth"
+    shutil.copy(weights_path(INPAINT_MODELS["ACS-WFC-F606W-2-32"]), inpaint)
+    files = load_detector(f"deepcr:{acs_copy}+{inpaint}")
+    shipped = load_detector("deepcr:ACS-WFC+ACS-WFC-F606W-2-32")
+    assert "+ inpaint file inpaint.pth UNet2BatchNorm(2,1,32) scale=100" in files.version
+    img = np.random.default_rng(1).normal(120, 11, (128, 96)).astype(np.float32)
+    img[30:32, 40] += 2500
+    a, b = files.detect(img), shipped.detect(img)
+    assert a.mask[30, 40] and np.array_equal(a.mask, b.mask)
+    assert np.array_equal(a.cleaned, b.cleaned)
