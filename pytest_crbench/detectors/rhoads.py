@@ -17,17 +17,24 @@ Method (Rhoads' idea; the numbers below are this implementation's choices):
    positive ``D``: ``λ = min (P∗P_s)(x) / P_s(x)`` over sub-pixel source positions
    ``s`` (steps of 0.1 px) and over the source's pixels ``x`` holding at least 5 % of
    its peak.  Then the false-alarm probability of a pixel on a star is never above
-   that of a blank-sky pixel.  (FWHM 2 px gives λ ≈ 0.43.)
+   that of a blank-sky pixel.  (FWHM 2 px gives λ = 0.50.)
 4. ``D`` is divided by its noise, ``σ_D = σ · sqrt(λ² − 2λ·P₀ + ΣP²)`` with ``σ² =
    max(m, 0) + RN²`` (electrons: gain 1; ``m`` the 5×5 median of the image, so that a
    cosmic ray does not inflate its own noise; ``RN`` the exposure's read noise).
    Pixels with ``D/σ_D > sigma`` (default 5) are flagged.
 5. As Rhoads suggests for multi-pixel hits, the procedure runs ``niter`` times
    (default 3): flagged pixels are replaced by the median of their unflagged 5×5
-   neighbours before the next pass
-   (:func:`~pytest_crbench.science.cleaning.fill_masked`).  Finally, the 8-neighbours of flagged pixels with
-   ``D/σ_D > grow`` (default 2.5, first-pass statistic) are added: the reference masks
+   neighbours before the next pass (:func:`~pytest_crbench.science.cleaning.fill_masked`).
+   A last pass adds the 8-neighbours of flagged pixels whose statistic, computed with
+   the flagged pixels replaced, exceeds ``grow`` (default 2.5): the reference masks
    flag a hit's charge-diffusion wings too.
+
+The guarantee of step 3 holds for a PSF no sharper than the model: build the filter for
+the sharpest PSF of the data (``fwhm``); a star sharper than the model (e.g. a
+Gaussian sampled at pixel centres) can have its core flagged.  Measured on ``sim``
+(24 exposures, FWHM ≈ 2 px Moffat stars): recall 51 % and precision 98 % on the full
+image; by construction the filter also misses most hits that fall on stars (recall
+under 6 % above k = 10).
 
 Ignored pixels (bad pixels, saturation boxes) are replaced by the local median before
 filtering and are never flagged.  Deterministic; numpy and scipy only.  Spec:
