@@ -23,7 +23,10 @@ the wheel), with three differences that matter to a benchmark:
 
 The image is fed in electrons, as the HST model was trained (on the deepCR ACS/WFC
 training set); ignored pixels are passed as they are and excluded by the scores.
-``detect`` returns the probability and ``mask = probability >= threshold``.
+``detect`` returns the probability and ``mask = probability >= threshold``.  (Feeding
+the image scaled by 0.25 or 4 instead did not raise its precision on ``sim``; measured
+there at threshold 0.5: recall 59 %, precision 69 % on the full image, precision 12 %
+in k3 — it flags star light.)
 torch and cosmic_conn are imported in the constructor, never at module import.
 """
 
