@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from pytest_crbench.detectors.base import Prediction, as_prediction
+from pytest_crbench.errors import CRBenchDetectorError, CRBenchError
 from pytest_crbench.science.metrics import Counts, confusion
 from pytest_crbench.science.exposures import Dataset, Exposure, Group
 from pytest_crbench.science.reference import ReferenceConfig, audit_reference, build_reference
@@ -119,10 +120,22 @@ class Evaluation:
 
 def run_detector(detector, exposure: Exposure, ignore: np.ndarray, *,
                  spec: str | None = None) -> Prediction:
-    """Run ``detector`` on one exposure and normalise its answer to a Prediction."""
-    raw = detector.detect(exposure.sci, ignore, exposure)
+    """Run ``detector`` on one exposure and normalise its answer to a Prediction.
+
+    The boundary with the detector's code: whatever it raises (other than our own errors)
+    becomes one :class:`CRBenchDetectorError` naming the detector and the exposure.
+    """
+    name = spec or detector.name
+    where = exposure.source or exposure.name
+    try:
+        raw = detector.detect(exposure.sci, ignore, exposure)
+    except CRBenchError:
+        raise
+    except Exception as exc:
+        raise CRBenchDetectorError(
+            f"detector {name!r} raised {type(exc).__name__} on {where}: {exc}") from exc
     return as_prediction(raw, threshold=getattr(detector, "threshold", None),
-                         shape=exposure.shape, detector=spec or detector.name)
+                         shape=exposure.shape, detector=name, where=where)
 
 
 def evaluate(detector, prepared: PreparedDataset, *, spec: str | None = None,
