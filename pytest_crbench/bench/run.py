@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_crbench.bench.completion import COMPLETE, CRASHED, INTERRUPTED, RunEnd
 from pytest_crbench.bench.settings import Settings
 from pytest_crbench.errors import CRBenchError
 from pytest_crbench.bench.evaluation import Evaluation, PreparedDataset, evaluate, prepare
@@ -51,6 +52,10 @@ class BenchSession:
     outcomes: list[Outcome] = field(default_factory=list)
     written: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
+    #: called with a one-line message while the run waits (a cache lock); the plugin
+    #: writes it to the terminal
+    notify: Any = None
+    _sent: dict[str, set] = field(default_factory=dict)  # streamed to the controller
 
     def __post_init__(self) -> None:
         if self.settings.floors is not None:
@@ -58,7 +63,13 @@ class BenchSession:
 
     # -- lazily computed pieces; an error is remembered so it is raised once per key --
     def _cached(self, store: dict, key, make):
-        """``store[key]``, made once; a CRBenchError is remembered and raised again."""
+        """``store[key]``, made once; an error is remembered and raised again, so the work
+        runs once and every item that needs it shows the same one-line error.
+
+        The boundary with foreign code: an exception that is not a :class:`CRBenchError`
+        (a bug in a library, an OS error) becomes one naming the detector/dataset key
+        and keeps the original as its ``__cause__``.
+        """
         error_key = (id(store), key)
         if error_key in self._errors:
             raise self._errors[error_key]
@@ -68,6 +79,12 @@ class BenchSession:
             except CRBenchError as exc:
                 self._errors[error_key] = exc
                 raise
+            except Exception as exc:
+                what = " on ".join(map(str, key)) if isinstance(key, tuple) else str(key)
+                error = CRBenchError(f"{what}: {type(exc).__name__}: {exc}")
+                error.__cause__ = exc
+                self._errors[error_key] = error
+                raise error from exc
         return store[key]
 
     def detector(self, spec: str):
@@ -81,7 +98,8 @@ class BenchSession:
         from pytest_crbench.datasets.loading import load_dataset
 
         return self._cached(self._datasets, name, lambda: load_dataset(
-            name, data_dir=self.settings.data_dir, offline=self.settings.offline))
+            name, data_dir=self.settings.data_dir, offline=self.settings.offline,
+            lock_timeout=self.settings.lock_timeout, notify=self.notify))
 
     def prepared(self, dataset: str) -> PreparedDataset:
         def make():
@@ -257,11 +275,28 @@ class BenchSession:
     def smoke_results(self) -> list[dict]:
         return [self._smoke[k] for k in sorted(self._smoke)]
 
-    def worker_record(self) -> dict:
-        return {"smoke": self.smoke_results, "notes": [[*k, v] for k, v in self.notes.items()],
-                "evaluations": [ev.to_record() for ev in self.evaluations],
-                "analyses": [a.to_record() for a in self.analyses],
-                "datasets": self.dataset_summaries}
+    def new_record(self) -> dict | None:
+        """What this pytest-xdist worker completed since the last call (None if nothing).
+
+        Workers stream these with their test reports, so the controller holds every
+        completed result even when a worker crashes later.
+        """
+        def fresh(kind: str, store: dict) -> list:
+            sent = self._sent.setdefault(kind, set())
+            keys = [k for k in store if k not in sent]
+            sent.update(keys)
+            return keys
+
+        evs = [self._evaluations[k] for k in fresh("evaluations", self._evaluations)]
+        record = {
+            "evaluations": [ev.to_record() for ev in evs],
+            "analyses": [self._analyses[(e.detector, e.dataset)].to_record() for e in evs
+                         if (e.detector, e.dataset) in self._analyses],
+            "smoke": [self._smoke[k] for k in fresh("smoke", self._smoke)],
+            "datasets": [self._summaries[k] for k in fresh("datasets", self._summaries)],
+            "notes": [[*k, self.notes[k]] for k in fresh("notes", self.notes)],
+        }
+        return record if any(record.values()) else None
 
     def merge(self, record: dict) -> None:
         for sm in record.get("smoke", []):
@@ -280,11 +315,12 @@ class BenchSession:
                 self._analyses.setdefault((a["detector"], a["dataset"]),
                                           Analysis.from_record(a))
 
-    def write_masks(self) -> list[str]:
-        """Mask files of the evaluations computed in this process."""
+    def write_masks(self, end: RunEnd | None = None) -> list[str]:
+        """Mask files of the evaluations computed in this process (not after an
+        interruption: see :mod:`pytest_crbench.bench.completion`)."""
         from pytest_crbench.bench.results import write_masks
 
-        if self.settings.save_masks is None:
+        if self.settings.save_masks is None or (end is not None and end.state == INTERRUPTED):
             return []
         n = 0
         for (spec, dataset), ev in self._evaluations.items():
@@ -292,20 +328,34 @@ class BenchSession:
                 n += len(write_masks(self.settings.save_masks, ev, self._prepared[dataset]))
         return [f"mask files: {n} in {self.settings.save_masks}"] if n else []
 
-    def finish(self) -> list[str]:
-        """Write the results JSON and generated floors; returns one line per output."""
+    def finish(self, end: RunEnd | None = None) -> list[str]:
+        """Write the results JSON, the generated floors and the report, as ``end`` allows
+        (see :mod:`pytest_crbench.bench.completion`); returns one line per output."""
         from pytest_crbench.bench.results import results_document, write_json
 
-        lines = []
+        end = end or RunEnd()
         s = self.settings
+        if end.state == INTERRUPTED:
+            kept = [str(p) for p in (s.json, s.report, s.generate_floors, s.save_masks)
+                    if p is not None and p.exists()]
+            return [f"crbench: the run was interrupted ({end.reason}): no output written"
+                    + (f"; kept the previous {', '.join(kept)}" if kept else "")]
+        lines = []
+        if end.state == CRASHED:
+            lines.append(f"crbench: a pytest-xdist worker crashed ({end.reason}): wrote the "
+                         f"completed results only ({len(self._evaluations) + len(self._smoke)}"
+                         " detector/dataset pair(s))"
+                         + ("; floors not generated" if s.generate_floors else ""))
         if s.json is not None and (self.evaluations or self._smoke):
             extra = {"smoke": self.smoke_results,
                      "notes": [{"detector": k[0], "dataset": k[1], "note": v}
-                               for k, v in sorted(self.notes.items())]}
+                               for k, v in sorted(self.notes.items())],
+                     "complete": end.state == COMPLETE,
+                     "incomplete": list(end.crashed)}
             doc = results_document(self.evaluations, self.dataset_summaries, s.as_dict(),
                                    extra=extra, analyses=self.analyses)
             lines.append(f"results JSON: {write_json(s.json, doc)}")
-        if s.generate_floors is not None and self.evaluations:
+        if s.generate_floors is not None and self.evaluations and end.state == COMPLETE:
             new = {}
             for ev in self.evaluations:
                 for region in ev.regions:
@@ -333,6 +383,8 @@ class BenchSession:
                     "datasets": ", ".join(dict.fromkeys(e.dataset for e in self.evaluations)),
                     "fill method": s.fill_method,
                     "anomalous level": f"{s.anomalous_level:g}"}
+            if end.state == CRASHED:
+                meta["incomplete"] = end.reason
             html_path, _ = write_report(s.report, report_results(
                 self.evaluations, self.analyses, meta))
             lines.append(f"report: {html_path} (and report.md)")

@@ -52,13 +52,19 @@ def load_dataset(name: str, *, data_dir: Path | None = None, offline: bool = Fal
     from pytest_crbench.datasets.simulate import PRESETS, load_simulated
 
     root = resolve_data_dir(data_dir)
+    check_dataset(name, data_dir=root)
     if name in PRESETS:
         return load_simulated(name, root, lock_timeout=lock_timeout, notify=notify)
-    known = available(root)
-    if name in known:
-        return load_real_dataset(name, data_dir=root, offline=offline,
-                                 lock_timeout=lock_timeout, notify=notify)
-    raise unknown_dataset(name, known)
+    return load_real_dataset(name, data_dir=root, offline=offline,
+                             lock_timeout=lock_timeout, notify=notify)
+
+
+def check_dataset(name: str, *, data_dir: Path | None = None) -> None:
+    """Raise :class:`CRBenchConfigError` (with a did-you-mean) unless :func:`load_dataset`
+    knows ``name``.  Reads only the groups files: cheap enough for start-up checks."""
+    known = available(data_dir)
+    if name not in known:
+        raise unknown_dataset(name, known)
 
 
 def is_scored(name: str, *, data_dir: Path | None = None) -> bool:

@@ -70,11 +70,13 @@ def _check_values(arr: np.ndarray, what: str, detector: str, *, unit: bool) -> N
             bad |= (arr < 0) | (arr > 1)
     if bad.any():
         first = tuple(int(v) for v in np.argwhere(bad)[0])
-        lo, hi = np.nanmin(arr), np.nanmax(arr)
+        finite = arr[np.isfinite(arr)]
+        span = (f"finite values from {float(finite.min()):g} to {float(finite.max()):g}"
+                if finite.size else "no finite value")
         raise CRBenchDetectorError(
-            f"detector {detector!r} returned {what} with {int(bad.sum())} value(s) that are "
-            + ("not finite numbers in [0, 1]" if unit else "NaN or infinite")
-            + f" (first at y,x={first}: {arr[first]!r}; range {lo:g} to {hi:g})")
+            f"detector {detector!r} returned {what} with {int(bad.sum())} of {arr.size} "
+            "value(s) " + ("not finite numbers in [0, 1]" if unit else "NaN or infinite")
+            + f" (first at y,x={first}: {float(arr[first]):g}; {span})")
 
 
 def _as_prediction(result: Any, *, threshold: float | None, shape: tuple[int, int],

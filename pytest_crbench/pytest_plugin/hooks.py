@@ -52,13 +52,18 @@ def _settings(config: pytest.Config):
 def pytest_configure(config: pytest.Config) -> None:
     if not config.getoption("crbench"):
         return
-    from pytest_crbench.errors import CRBenchError
+    from pytest_crbench.bench.preflight import preflight
     from pytest_crbench.bench.run import BenchSession
+    from pytest_crbench.errors import CRBenchError
 
     try:
-        config.stash[SESSION_KEY] = BenchSession(_settings(config))
+        bench = BenchSession(_settings(config), notify=_notifier(config))
+        preflight(bench)
     except CRBenchError as exc:
         raise pytest.UsageError(f"pytest-crbench: {exc}") from None
+    config.stash[SESSION_KEY] = bench
+    config.pluginmanager.register(RunWatcher(bench, worker=_is_xdist_worker(config)),
+                                 "crbench-run-watcher")
     # under pytest-xdist, keep each (detector, dataset) on one worker so it runs once
     if getattr(config.option, "dist", "no") == "load":
         config.option.dist = "loadgroup"
@@ -111,33 +116,91 @@ def _is_xdist_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
+def _notifier(config: pytest.Config):
+    """A function writing one line to the terminal now, even while output is captured
+    (an item waiting for a cache lock says so at once).  pytest-xdist workers have no
+    terminal: their lines go to stderr."""
+    def notify(message: str) -> None:
+        import contextlib
+        import sys
+
+        reporter = config.pluginmanager.getplugin("terminalreporter")
+        if reporter is None or _is_xdist_worker(config):
+            print(message, file=sys.stderr, flush=True)
+            return
+        capman = config.pluginmanager.getplugin("capturemanager")
+        with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
+            reporter.write_line(message)
+
+    return notify
+
+
+class RunWatcher:
+    """How the session ends (see :mod:`pytest_crbench.bench.completion`), and under
+    pytest-xdist the results streamed from the workers with their test reports: the
+    controller holds every completed (detector, dataset) even if a worker crashes."""
+
+    def __init__(self, bench, *, worker: bool) -> None:
+        self.bench = bench
+        self.worker = worker
+        self.stopped: str | None = None
+        self.crashed: list[str] = []
+
+    def pytest_keyboard_interrupt(self, excinfo) -> None:
+        value = excinfo.value
+        self.stopped = (getattr(value, "msg", None) or str(value) or excinfo.typename)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        report = yield
+        if self.worker:
+            record = self.bench.new_record()
+            if record is not None:
+                import json
+
+                report.crbench_record = json.dumps(record)
+        return report
+
+    def pytest_runtest_logreport(self, report) -> None:
+        record = getattr(report, "crbench_record", None)
+        if record and not self.worker:
+            import json
+
+            self.bench.merge(json.loads(record))
+        longrepr = report.longrepr
+        if report.failed and isinstance(longrepr, str) and "crashed while running" in longrepr:
+            self.crashed.append(longrepr)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node, error) -> None:
+        if error and not any(f"'{node.gateway.id}'" in c for c in self.crashed):
+            self.crashed.append(f"worker {node.gateway.id!r} went down: {error}")
+
+    def end(self, session: pytest.Session, exitstatus) -> "object":
+        from pytest_crbench.bench.completion import RunEnd
+
+        stopped = self.stopped or session.shouldstop or session.shouldfail or None
+        return RunEnd(int(exitstatus), stopped if isinstance(stopped, str) else None,
+                      list(self.crashed))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
     bench = bench_session(session.config, required=False)
     if bench is None:
         return
-    bench.written = bench.write_masks()
-    if _is_xdist_worker(session.config):
-        import json
-
-        session.config.workeroutput["crbench"] = json.dumps(bench.worker_record())
-    else:
-        bench.written += bench.finish()
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_testnodedown(node, error) -> None:
-    """pytest-xdist controller: gather a worker's evaluations."""
-    bench = bench_session(node.config, required=False)
-    record = getattr(node, "workeroutput", {}).get("crbench")
-    if bench is not None and record:
-        import json
-
-        bench.merge(json.loads(record))
+    end = session.config.pluginmanager.get_plugin("crbench-run-watcher").end(session, exitstatus)
+    bench.written = bench.write_masks(end)
+    if not _is_xdist_worker(session.config):
+        bench.written += bench.finish(end)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
     bench = bench_session(config, required=False)
-    if bench is None or not (bench.evaluations or bench.smoke_results):
+    if bench is None:
+        return
+    if not (bench.evaluations or bench.smoke_results):
+        for line in bench.written:
+            terminalreporter.write_line(line)
         return
     from pytest_crbench.reporting.terminal import summary_lines
 
