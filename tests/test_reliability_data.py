@@ -28,11 +28,14 @@ def _isolate(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # no pyproject.toml [tool.crbench] above
 
 
-def write_group(folder: Path, n: int = 3, *, seed: int = 0, scale=None, zero=None) -> list[Path]:
+def write_group(folder: Path, n: int = 3, *, seed: int = 0, scale=None, zero=None,
+                saturation=None) -> list[Path]:
     """``n`` FITS files of one pointing (96 x 96, ACS/WFC-like, electrons)."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, exp in enumerate(make_group(n, seed=seed).exposures):
+        if saturation is not None:
+            exp.saturation = saturation
         if scale is not None and i == scale[0]:
             exp.sci = exp.sci * np.float32(scale[1])
         if zero is not None and i == zero:

@@ -107,6 +107,29 @@ def test_dataset_added_with_crbench_data_add_runs(project, tmp_path, monkeypatch
     result.stdout.fnmatch_lines(["*mydet:make on team*"])
 
 
+def test_mostly_saturated_exposures_are_a_visible_note(project, tmp_path, monkeypatch):
+    """Legal but degenerate data (a low SATURATE ignores most pixels): a note in the
+    summary and the JSON, not an error."""
+    from pytest_crbench.cli import main
+
+    data = tmp_path / "team-data"
+    files = write_group(tmp_path / "frames", saturation=150.0)
+    assert main(["data", "add", *map(str, files), "--group", "g1", "--dataset", "team",
+                 "--data-dir", str(data)]) == 0
+    monkeypatch.setenv("CRBENCH_DATA_DIR", str(data))
+    out = project.path / "res.json"
+    result = project.runpytest("--crbench", "--crbench-dataset=team", "--crbench-offline",
+                               f"--crbench-json={out}")
+    # (with most pixels ignored no star is left for photometry: those items fail)
+    result.assert_outcomes(passed=12, failed=12, skipped=3)
+    result.stdout.fnmatch_lines([
+        "note (team): *e0_2_flt.fits[[]SCI,1[]]: * % of the pixels are ignored (DQ != 0, or "
+        "near a pixel above the saturation level 150 e-): its scores rest on the other * %"])
+    notes = json.loads(out.read_text())["notes"]
+    assert any(n["dataset"] == "team" and "of the pixels are ignored" in n["note"]
+               for n in notes)
+
+
 # ------------------------------------------------------------------ case 10: usage errors
 
 

@@ -46,6 +46,8 @@ class PreparedDataset:
     exposures: list[PreparedExposure]
     audit: list[dict]
     seconds: float = 0.0
+    #: legal but degenerate data, said in the summary and the JSON (see :func:`prepare`)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def regions(self) -> list[str]:
@@ -55,21 +57,39 @@ class PreparedDataset:
         """What the results file needs of this dataset (plain, JSON-able)."""
         return {"name": self.dataset.name, "version": self.dataset.version,
                 "provenance": self.dataset.provenance, "audit": self.audit,
-                "ks": list(self.ks)}
+                "ks": list(self.ks), "notes": list(self.notes)}
+
+
+#: An exposure with more than this fraction of its pixels ignored (DQ != 0, saturation
+#: boxes) is legal but its scores rest on little of the image: a note says so.
+MOSTLY_IGNORED = 0.5
 
 
 def prepare(dataset: Dataset, ks, ref_config: ReferenceConfig | None = None) -> PreparedDataset:
-    """References, region maps and the reference audit of every group of ``dataset``."""
+    """References, region maps and the reference audit of every group of ``dataset``.
+
+    Degenerate data that would bias the references are refused by
+    :func:`~pytest_crbench.science.exposures.check_levels`; an exposure that is mostly
+    ignored gets a note (:data:`MOSTLY_IGNORED`).
+    """
     t0 = time.perf_counter()
-    prepared, audit = [], []
+    prepared, audit, notes = [], [], []
     for group in dataset.groups:
         ref = build_reference(group, ref_config)
         audit.extend(audit_reference(group, ref))
         for exp, clean, crmask, ignore in zip(group.exposures, ref.clean, ref.crmask, ref.ignore):
+            frac = float(ignore.mean())
+            if frac > MOSTLY_IGNORED:
+                notes.append(
+                    f"{exp.source or exp.name}: {100 * frac:.0f} % of the pixels are ignored "
+                    f"(DQ != 0, or near a pixel above the saturation level "
+                    f"{exp.saturation:g} e-): its scores rest on the other "
+                    f"{100 * (1 - frac):.0f} %")
             bkg = background(clean, ignore)
             rmap = region_map(clean, ignore, ks, bkg=bkg)
             prepared.append(PreparedExposure(group, exp, clean, crmask, ignore, rmap, bkg.rms))
-    return PreparedDataset(dataset, sorted(ks), prepared, audit, time.perf_counter() - t0)
+    return PreparedDataset(dataset, sorted(ks), prepared, audit, time.perf_counter() - t0,
+                           notes)
 
 
 @dataclass

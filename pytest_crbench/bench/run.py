@@ -349,7 +349,9 @@ class BenchSession:
         if s.json is not None and (self.evaluations or self._smoke):
             extra = {"smoke": self.smoke_results,
                      "notes": [{"detector": k[0], "dataset": k[1], "note": v}
-                               for k, v in sorted(self.notes.items())],
+                               for k, v in sorted(self.notes.items())]
+                     + [{"detector": None, "dataset": d["name"], "note": n}
+                        for d in self.dataset_summaries for n in d.get("notes", [])],
                      "complete": end.state == COMPLETE,
                      "incomplete": list(end.crashed)}
             doc = results_document(self.evaluations, self.dataset_summaries, s.as_dict(),

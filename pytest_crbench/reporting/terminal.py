@@ -193,6 +193,7 @@ def summary_lines(bench) -> list[str]:
         if sm.get("note"):
             out.append("  note: " + sm["note"])
     for summary in bench.dataset_summaries:
+        out += [f"note ({summary['name']}): {note}" for note in summary.get("notes", [])]
         if summary["audit"]:
             a = pooled_audit(summary["audit"])
             out += ["", f"reference audit on {summary['name']} against CRTRUTH: precision "
