@@ -168,12 +168,12 @@ def cmd_add(args) -> int:
     import tempfile
     from urllib.parse import urlparse
 
-    from pytest_crbench.datasets.cache import _download_once, ensure_dir, sha256_file
+    from pytest_crbench._util import atomic_write, sha256_file
+    from pytest_crbench.datasets.cache import _download_once, ensure_dir
     from pytest_crbench.datasets.catalog import (
         RegistryEntry, check_name, check_url, load_groups, load_registry, normalize_hash,
         parse_groups, plan_registry_entries, plan_user_group, user_groups_path,
         user_registry_path)
-    from pytest_crbench.datasets.fits import atomic_write
     from pytest_crbench.datasets.simulate import PRESETS
     from pytest_crbench.errors import CRBenchConfigError
 

@@ -15,11 +15,12 @@ from typing import Callable
 import numpy as np
 
 from pytest_crbench.detectors.base import Prediction, as_prediction
+from pytest_crbench.bench.records import AuditRow, DatasetSummary
 from pytest_crbench.errors import CRBenchDetectorError, CRBenchError
-from pytest_crbench.science.metrics import Counts, confusion
+from pytest_crbench.science.metrics import Counts, ScoreSet, confusion
 from pytest_crbench.science.exposures import Dataset, Exposure, Group
 from pytest_crbench.science.reference import ReferenceConfig, audit_reference, build_reference
-from pytest_crbench.science.regions import background, region_map, region_name, regions_from_map
+from pytest_crbench.science.regions import background, region_map, region_names, regions_from_map
 
 
 @dataclass
@@ -51,13 +52,14 @@ class PreparedDataset:
 
     @property
     def regions(self) -> list[str]:
-        return ["full"] + [region_name(k) for k in sorted(self.ks)]
+        return region_names(self.ks)
 
-    def summary(self) -> dict:
-        """What the results file needs of this dataset (plain, JSON-able)."""
-        return {"name": self.dataset.name, "version": self.dataset.version,
-                "provenance": self.dataset.provenance, "audit": self.audit,
-                "ks": list(self.ks), "notes": list(self.notes)}
+    def summary(self) -> DatasetSummary:
+        """What the results file needs of this dataset."""
+        return DatasetSummary(self.dataset.name, self.dataset.version,
+                              self.dataset.provenance,
+                              [AuditRow.from_record(r) for r in self.audit], list(self.ks),
+                              list(self.notes))
 
 
 #: An exposure with more than this fraction of its pixels ignored (DQ != 0, saturation
@@ -113,7 +115,12 @@ class Evaluation:
     exposures: list[ExposureResult] = field(default_factory=list)
 
     def pooled(self, region: str) -> Counts:
+        """TP/FP/FN of ``region`` summed over every exposure."""
         return sum((e.counts[region] for e in self.exposures), Counts())
+
+    def scores(self, region: str) -> ScoreSet:
+        """The pooled scores of ``region`` (the figure every floor is checked against)."""
+        return ScoreSet.of(self.pooled(region))
 
     @property
     def seconds(self) -> float:
@@ -136,6 +143,16 @@ class Evaluation:
                 e["group"], e["exposure"], {r: Counts(**c) for r, c in e["counts"].items()},
                 None, e["seconds"], e.get("cr_fraction", float("nan"))))
         return ev
+
+    def score_rows(self) -> list[dict]:
+        """Results-file rows: pooled (exposure null) first, then per exposure and region."""
+        head = {"detector": self.detector, "dataset": self.dataset}
+        rows = [{**head, "group": None, "exposure": None, "region": region,
+                 **self.scores(region).to_record()} for region in self.regions]
+        for e in self.exposures:
+            rows.extend({**head, "group": e.group, "exposure": e.exposure, "region": region,
+                         **ScoreSet.of(e.counts[region]).to_record()} for region in self.regions)
+        return rows
 
 
 def run_detector(detector, exposure: Exposure, ignore: np.ndarray, *,

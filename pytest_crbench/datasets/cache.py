@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import shutil
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Iterable
 from urllib.parse import unquote, urlparse
 
+from pytest_crbench._util import sha256_file
 from pytest_crbench.errors import CRBenchConfigError, CRBenchDataError, CRBenchMissingDataError
 
 ENV_DATA_DIR = "CRBENCH_DATA_DIR"
@@ -41,7 +41,6 @@ DEFAULT_TIMEOUT = 30.0
 #: Extra download attempts after a failure (HTTP 5xx, connection reset, truncation).
 DEFAULT_RETRIES = 2
 _STAMPS = ".crbench-hashes.json"
-_CHUNK = 1 << 20
 
 
 def data_dir(explicit: str | os.PathLike | None = None) -> Path:
@@ -61,7 +60,7 @@ def data_dir(explicit: str | os.PathLike | None = None) -> Path:
 def config_data_dir(start: str | os.PathLike | None = None) -> str | None:
     """``[tool.crbench] data_dir`` of the nearest ``pyproject.toml`` at or above ``start``
     (relative paths are relative to that file's folder), or ``None``."""
-    from pytest_crbench.bench.settings import read_toml
+    from pytest_crbench._util import read_toml
 
     here = Path(start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
@@ -76,14 +75,6 @@ def config_data_dir(start: str | os.PathLike | None = None) -> str | None:
             value = os.path.expandvars(os.path.expanduser(value))
             return str((folder / value).resolve()) if not os.path.isabs(value) else value
     return None
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ------------------------------------------------------------------ locks and stamps
@@ -206,7 +197,7 @@ def _read_stamps(directory: Path) -> dict:
 
 
 def _update_stamp(directory: Path, name: str, digest: str | None) -> None:
-    from pytest_crbench.datasets.fits import atomic_write  # noqa: PLC0415
+    from pytest_crbench._util import atomic_write
 
     if not os.access(directory, os.W_OK):
         return  # a read-only cache: the stamp is an optimisation, the hash was checked

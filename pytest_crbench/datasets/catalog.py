@@ -345,7 +345,7 @@ def parse_groups(data: dict, *, source: str, registry: dict[str, RegistryEntry] 
 
 def read_groups_file(path: str | os.PathLike, *, registry: dict[str, RegistryEntry] | None
                      ) -> GroupsFile:
-    from pytest_crbench.bench.settings import read_toml
+    from pytest_crbench._util import read_toml
 
     path = Path(path)
     data = read_toml(path, "groups file")
@@ -444,7 +444,7 @@ def plan_user_group(path: str | os.PathLike, *, group: str, kind: str, files: li
 def add_user_group(path: str | os.PathLike, **group) -> Path:
     """Append a group (and optionally a dataset holding it) to the user groups file,
     atomically, after :func:`plan_user_group` validated it."""
-    from pytest_crbench.datasets.fits import atomic_write
+    from pytest_crbench._util import atomic_write
 
     text = plan_user_group(path, **group)
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 
 from pytest_crbench.bench.settings import OPTIONS
+from pytest_crbench.pytest_plugin.state import SESSION_KEY, bench_session
 
-SESSION_KEY = pytest.StashKey["object"]()
+__all__ = ["pytest_addoption", "pytest_configure", "pytest_generate_tests",
+           "pytest_collection_modifyitems", "pytest_sessionfinish", "pytest_terminal_summary",
+           "RunWatcher"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -27,13 +30,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             kwargs.update(action="append" if opt.repeat else "store", metavar=opt.metavar)
         group.addoption(opt.flag, **kwargs)
         parser.addini(f"crbench_{opt.name}", opt.help, default=None)
-
-
-def bench_session(config: pytest.Config, required: bool = True):
-    bench = config.stash.get(SESSION_KEY, None)
-    if bench is None and required:
-        raise RuntimeError("pytest-crbench is not active: pass --crbench")
-    return bench
 
 
 def _settings(config: pytest.Config):
@@ -63,7 +59,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"pytest-crbench: {exc}") from None
     config.stash[SESSION_KEY] = bench
     config.pluginmanager.register(RunWatcher(bench, worker=_is_xdist_worker(config)),
-                                 "crbench-run-watcher")
+                                  "crbench-run-watcher")
     # under pytest-xdist, keep each (detector, dataset) on one worker so it runs once
     if getattr(config.option, "dist", "no") == "load":
         config.option.dist = "loadgroup"
@@ -85,30 +81,13 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     bench = bench_session(config, required=False)
     if bench is None:
         return
-    from pytest_crbench.datasets.loading import is_scored
-    from pytest_crbench.bench.floors import (PHOTOMETRY_BINS, PHOTOMETRY_METRICS, FloorKey, PhotometryKey,
-                         SmokeKey, StabilityKey)
     from pytest_crbench.pytest_plugin.items import CRBenchCollector
-    from pytest_crbench.science.metrics import METRICS
-    from pytest_crbench.science.regions import region_name
 
-    s = bench.settings
-    regions = ["full"] + [region_name(k) for k in s.k]
-    keys = []
-    for ds in s.dataset:
-        if not is_scored(ds, data_dir=s.data_dir):
-            keys += [SmokeKey(det, ds) for det in s.model]
-            continue
-        for det in s.model:
-            keys += [FloorKey(det, ds, region, metric) for region in regions
-                     for metric in METRICS]
-            keys += [PhotometryKey(det, ds, size_bin, metric)
-                     for size_bin in ("all",) + PHOTOMETRY_BINS for metric in PHOTOMETRY_METRICS]
-            keys += [StabilityKey(det, ds, q) for q in ("f1", "f2", "rms")]
     collector = CRBenchCollector.from_parent(session, name="crbench", nodeid="crbench",
-                                             keys=keys)
+                                             bench=bench)
     for item in collector.collect():
-        item.add_marker(pytest.mark.xdist_group(f"crbench|{item.key.detector}|{item.key.dataset}"))
+        item.add_marker(pytest.mark.xdist_group(
+            f"crbench|{item.check.detector}|{item.check.dataset}"))
         items.append(item)
 
 
@@ -148,13 +127,13 @@ class RunWatcher:
 
     def pytest_keyboard_interrupt(self, excinfo) -> None:
         value = excinfo.value
-        self.stopped = (getattr(value, "msg", None) or str(value) or excinfo.typename)
+        self.stopped = getattr(value, "msg", None) or str(value) or excinfo.typename
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item, call):
         report = yield
         if self.worker:
-            record = self.bench.new_record()
+            record = self.bench.results.new_record()
             if record is not None:
                 import json
 
@@ -166,7 +145,7 @@ class RunWatcher:
         if record and not self.worker:
             import json
 
-            self.bench.merge(json.loads(record))
+            self.bench.results.merge(json.loads(record))
         longrepr = report.longrepr
         if report.failed and isinstance(longrepr, str) and "crashed while running" in longrepr:
             self.crashed.append(longrepr)
@@ -176,7 +155,8 @@ class RunWatcher:
         if error and not any(f"'{node.gateway.id}'" in c for c in self.crashed):
             self.crashed.append(f"worker {node.gateway.id!r} went down: {error}")
 
-    def end(self, session: pytest.Session, exitstatus) -> "object":
+    def end(self, session: pytest.Session, exitstatus):
+        """The :class:`~pytest_crbench.bench.completion.RunEnd` of ``session``."""
         from pytest_crbench.bench.completion import RunEnd
 
         stopped = self.stopped or session.shouldstop or session.shouldfail or None
@@ -188,18 +168,21 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
     bench = bench_session(session.config, required=False)
     if bench is None:
         return
-    end = session.config.pluginmanager.get_plugin("crbench-run-watcher").end(session, exitstatus)
-    bench.written = bench.write_masks(end)
+    from pytest_crbench.reporting.outputs import write_masks, write_outputs
+
+    watcher = session.config.pluginmanager.get_plugin("crbench-run-watcher")
+    end = watcher.end(session, exitstatus)
+    bench.written = write_masks(bench, end)
     if not _is_xdist_worker(session.config):
-        bench.written += bench.finish(end)
+        bench.written += write_outputs(bench, end)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
     bench = bench_session(config, required=False)
     if bench is None:
         return
-    if not (bench.evaluations or bench.smoke_results):
-        for line in bench.written:
+    if not bench.results:
+        for line in bench.written:  # e.g. "the run was interrupted: no output written"
             terminalreporter.write_line(line)
         return
     from pytest_crbench.reporting.terminal import summary_lines
