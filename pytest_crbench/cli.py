@@ -252,6 +252,16 @@ def cmd_add(args) -> int:
                         f"--group {args.group}: a scored group needs at least 2 exposures "
                         f"of each chip; chip(s) {thin} have 1 (add more files, or --smoke "
                         "for a smoke-only dataset)")
+                # an all-zero exposure or one far off the others' level would bias the
+                # references: refused now rather than at every run
+                from pytest_crbench.science.exposures import Group, check_levels
+
+                for chip in sorted(per_chip):
+                    members = [e for e in exposures if e.chip == chip]
+                    try:
+                        check_levels(Group(args.group, members, kind=args.kind))
+                    except CRBenchError as exc:
+                        raise type(exc)(f"refused, nothing was written: {exc}") from None
             groups_text = plan_user_group(
                 gpath, group=args.group, kind=args.kind, files=[e.name for e in entries],
                 loader=args.loader, instrument=args.instrument or "", dataset=args.dataset,

@@ -108,6 +108,18 @@ def test_add_refuses_a_scored_group_of_one_exposure(tmp_path, capsys):
     assert not (cache / "user_registry.txt").exists()
 
 
+@pytest.mark.parametrize("how", ["scaled", "zero"])
+def test_add_refuses_a_degenerate_exposure_in_the_group(tmp_path, capsys, how):
+    cache = tmp_path / "c"
+    kw = {"scale": (2, 1e32)} if how == "scaled" else {"zero": 2}
+    rc = main(["data", "add", *map(str, write_group(tmp_path / "in", **kw)), "--group", "g1",
+               "--dataset", "team", "--data-dir", str(cache)])
+    err = capsys.readouterr().err
+    assert rc == 1 and "refused, nothing was written: group 'g1': exposure" in err
+    assert ("x off the median of its group" if how == "scaled" else "SCI is zero everywhere") in err
+    assert not (cache / "user_registry.txt").exists()
+
+
 # ------------------------------------------------------------------ case 8: read-only cache
 
 
