@@ -158,7 +158,7 @@ def _check_product(path: Path, *, loader: str, shown: str) -> list:
     try:
         return load_product(path, loader=loader, name=shown)
     except CRBenchError as exc:
-        raise type(exc)(f"{shown}: refused, nothing was written: {exc}") from None
+        raise type(exc)(f"refused, nothing was written: {exc}") from None
 
 
 def cmd_add(args) -> int:

@@ -92,8 +92,9 @@ def test_add_refuses_a_damaged_file_before_writing(tmp_path, capsys, damage):
                "--data-dir", str(cache)])
     err = capsys.readouterr().err
     assert rc == 1
-    assert f"{files[1]}: refused, nothing was written" in err
-    assert ("truncated" if damage == "truncated" else "not a readable FITS file") in err
+    assert (f"crbench: error: refused, nothing was written: {files[1]}: "
+            + ("cannot be read: the file is truncated" if damage == "truncated"
+               else "not a readable FITS file")) in err
     assert not (cache / "user_registry.txt").exists()
     assert not (cache / "user_groups.toml").exists()
     assert not any(cache.glob("e0_*"))
