@@ -374,7 +374,11 @@ def test_crashed_worker_keeps_the_completed_results(project):
     doc = json.loads(out.read_text())
     assert {r["detector"] for r in doc["scores"]} == {"mydet:make"}
     assert doc["complete"] is False
-    assert any("crashed" in c for c in doc["incomplete"])
+    assert doc["incomplete"][0].startswith("worker 'gw")
+    assert "crashed while running 'crbench::mydet:crash::sim-tiny::" in doc["incomplete"][0]
+    assert len(doc["incomplete"]) == len({c.split("'")[1] for c in doc["incomplete"]})
     assert not floors.exists()
     result.stdout.fnmatch_lines([
-        "crbench: a pytest-xdist worker crashed*: wrote the completed results only*"])
+        "crbench: a pytest-xdist worker crashed (worker 'gw*' crashed while running "
+        "'crbench::mydet:crash::sim-tiny::*'*): wrote the completed results only (1 "
+        "detector/dataset pair(s)); floors not generated"])

@@ -50,5 +50,6 @@ class RunEnd:
     @property
     def reason(self) -> str:
         if self.crashed:
-            return "; ".join(self.crashed)
+            more = len(self.crashed) - 1
+            return self.crashed[0] + (f"; and {more} more worker crash(es)" if more else "")
         return self.stopped or f"exit status {int(self.exitstatus)}"

@@ -123,7 +123,7 @@ class RunWatcher:
         self.bench = bench
         self.worker = worker
         self.stopped: str | None = None
-        self.crashed: list[str] = []
+        self.crashed: dict[str, str] = {}  # worker id -> what happened, one line
 
     def pytest_keyboard_interrupt(self, excinfo) -> None:
         value = excinfo.value
@@ -148,12 +148,14 @@ class RunWatcher:
             self.bench.results.merge(json.loads(record))
         longrepr = report.longrepr
         if report.failed and isinstance(longrepr, str) and "crashed while running" in longrepr:
-            self.crashed.append(longrepr)
+            worker = getattr(getattr(report, "node", None), "gateway", None)
+            self.crashed[getattr(worker, "id", longrepr)] = longrepr
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node, error) -> None:
-        if error and not any(f"'{node.gateway.id}'" in c for c in self.crashed):
-            self.crashed.append(f"worker {node.gateway.id!r} went down: {error}")
+        if error:
+            self.crashed.setdefault(node.gateway.id,
+                                    f"worker {node.gateway.id!r} went down: {error}")
 
     def end(self, session: pytest.Session, exitstatus):
         """The :class:`~pytest_crbench.bench.completion.RunEnd` of ``session``."""
@@ -161,7 +163,7 @@ class RunWatcher:
 
         stopped = self.stopped or session.shouldstop or session.shouldfail or None
         return RunEnd(int(exitstatus), stopped if isinstance(stopped, str) else None,
-                      list(self.crashed))
+                      list(self.crashed.values()))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
