@@ -9,7 +9,10 @@
                                             hashes in the user registry (and groups)
 
 Common options: ``--data-dir DIR`` (else ``[tool.crbench] data_dir`` of the nearest
-pyproject.toml, else ``$CRBENCH_DATA_DIR``, else the platform cache) and ``--offline``.
+pyproject.toml, else ``$CRBENCH_DATA_DIR``, else the platform cache), ``--offline`` and
+``--lock-timeout SECONDS`` (how long to wait for a cache lock another process holds).
+``add`` validates everything (names, hashes, that each file loads, the group) before it
+writes anything; a read-only cache can be listed and verified.
 Exit status: 0 success, 1 a data problem (missing, corrupted, refused), 2 usage error.
 """
 
