@@ -13,5 +13,4 @@ from pytest_crbench.pytest_plugin.fixtures import (  # noqa: F401  (registered f
 from pytest_crbench.pytest_plugin.hooks import (  # noqa: F401  (registered hooks)
     pytest_addoption, pytest_collection_modifyitems, pytest_configure,
     pytest_generate_tests, pytest_sessionfinish, pytest_terminal_summary,
-    pytest_testnodedown,
 )

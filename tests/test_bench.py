@@ -211,7 +211,7 @@ def test_worker_records_merge_into_the_same_results_document(bench):
     settings = bench.settings.as_dict()
     direct = results_document(bench.results, settings)
     merged = RunResults(models=bench.settings.model, datasets=bench.settings.dataset)
-    merged.merge(json.loads(json.dumps(bench.results.worker_record())))
+    merged.merge(json.loads(json.dumps(bench.results.new_record())))
     assert json.dumps(results_document(merged, settings), default=str) == \
         json.dumps(direct, default=str)
 

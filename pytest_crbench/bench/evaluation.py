@@ -16,6 +16,7 @@ import numpy as np
 
 from pytest_crbench.detectors.base import Prediction, as_prediction
 from pytest_crbench.bench.records import AuditRow, DatasetSummary
+from pytest_crbench.errors import CRBenchDetectorError, CRBenchError
 from pytest_crbench.science.metrics import Counts, ScoreSet, confusion
 from pytest_crbench.science.exposures import Dataset, Exposure, Group
 from pytest_crbench.science.reference import ReferenceConfig, audit_reference, build_reference
@@ -47,6 +48,8 @@ class PreparedDataset:
     exposures: list[PreparedExposure]
     audit: list[dict]
     seconds: float = 0.0
+    #: legal but degenerate data, said in the summary and the JSON (see :func:`prepare`)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def regions(self) -> list[str]:
@@ -56,21 +59,40 @@ class PreparedDataset:
         """What the results file needs of this dataset."""
         return DatasetSummary(self.dataset.name, self.dataset.version,
                               self.dataset.provenance,
-                              [AuditRow.from_record(r) for r in self.audit], list(self.ks))
+                              [AuditRow.from_record(r) for r in self.audit], list(self.ks),
+                              list(self.notes))
+
+
+#: An exposure with more than this fraction of its pixels ignored (DQ != 0, saturation
+#: boxes) is legal but its scores rest on little of the image: a note says so.
+MOSTLY_IGNORED = 0.5
 
 
 def prepare(dataset: Dataset, ks, ref_config: ReferenceConfig | None = None) -> PreparedDataset:
-    """References, region maps and the reference audit of every group of ``dataset``."""
+    """References, region maps and the reference audit of every group of ``dataset``.
+
+    Degenerate data that would bias the references are refused by
+    :func:`~pytest_crbench.science.exposures.check_levels`; an exposure that is mostly
+    ignored gets a note (:data:`MOSTLY_IGNORED`).
+    """
     t0 = time.perf_counter()
-    prepared, audit = [], []
+    prepared, audit, notes = [], [], []
     for group in dataset.groups:
         ref = build_reference(group, ref_config)
         audit.extend(audit_reference(group, ref))
         for exp, clean, crmask, ignore in zip(group.exposures, ref.clean, ref.crmask, ref.ignore):
+            frac = float(ignore.mean())
+            if frac > MOSTLY_IGNORED:
+                notes.append(
+                    f"{exp.source or exp.name}: {100 * frac:.0f} % of the pixels are ignored "
+                    f"(DQ != 0, or near a pixel above the saturation level "
+                    f"{exp.saturation:g} e-): its scores rest on the other "
+                    f"{100 * (1 - frac):.0f} %")
             bkg = background(clean, ignore)
             rmap = region_map(clean, ignore, ks, bkg=bkg)
             prepared.append(PreparedExposure(group, exp, clean, crmask, ignore, rmap, bkg.rms))
-    return PreparedDataset(dataset, sorted(ks), prepared, audit, time.perf_counter() - t0)
+    return PreparedDataset(dataset, sorted(ks), prepared, audit, time.perf_counter() - t0,
+                           notes)
 
 
 @dataclass
@@ -145,10 +167,22 @@ class Evaluation:
 
 def run_detector(detector, exposure: Exposure, ignore: np.ndarray, *,
                  spec: str | None = None) -> Prediction:
-    """Run ``detector`` on one exposure and normalise its answer to a Prediction."""
-    raw = detector.detect(exposure.sci, ignore, exposure)
+    """Run ``detector`` on one exposure and normalise its answer to a Prediction.
+
+    The boundary with the detector's code: whatever it raises (other than our own errors)
+    becomes one :class:`CRBenchDetectorError` naming the detector and the exposure.
+    """
+    name = spec or detector.name
+    where = exposure.source or exposure.name
+    try:
+        raw = detector.detect(exposure.sci, ignore, exposure)
+    except CRBenchError:
+        raise
+    except Exception as exc:
+        raise CRBenchDetectorError(
+            f"detector {name!r} raised {type(exc).__name__} on {where}: {exc}") from exc
     return as_prediction(raw, threshold=getattr(detector, "threshold", None),
-                         shape=exposure.shape, detector=spec or detector.name)
+                         shape=exposure.shape, detector=name, where=where)
 
 
 def evaluate(detector, prepared: PreparedDataset, *, spec: str | None = None,

@@ -173,6 +173,47 @@ def write_floors(path: Path, floors: dict, *, header: str = "") -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
+def check_floors_match(floors: dict, path: Path, *, detectors, datasets, regions,
+                       smoke_only=()) -> None:
+    """Every floor must name something the run checks, else the gate is silently off.
+
+    A floor is refused (one :class:`CRBenchConfigError` naming the floors file and every
+    offending table, with a did-you-mean) when its detector is not configured, its
+    dataset is unknown or smoke-only (never scored), or its region is not one of the
+    run's ``regions`` (``full`` and the ``--crbench-k`` list).  A known dataset that this
+    run does not evaluate is allowed: one floors file may serve several jobs (the
+    shipped file covers ``sim`` and ``stis-crsplit``).  Unknown metrics and size bins
+    are refused by :func:`load_floors` already.
+    """
+    import difflib
+
+    def hint(value, choices) -> str:
+        close = difflib.get_close_matches(value, list(choices), n=1)
+        return f"; did you mean {close[0]!r}?" if close else ""
+
+    problems: dict[str, str] = {}
+    for key in floors:
+        table = f"[floors.{_key(key.detector)}.{_key(key.dataset)}"
+        if key.detector not in detectors:
+            problems.setdefault(table + "]", f"detector {key.detector!r} is not configured "
+                                f"(--crbench-model: {', '.join(detectors)})"
+                                + hint(key.detector, detectors))
+        elif key.dataset not in datasets:
+            problems.setdefault(table + "]", f"unknown dataset {key.dataset!r}"
+                                + hint(key.dataset, datasets))
+        elif key.dataset in smoke_only:
+            problems.setdefault(table + "]", f"dataset {key.dataset!r} is smoke-only: it "
+                                "is never scored")
+        elif isinstance(key, PixelFloorCheck) and key.region not in regions:
+            problems.setdefault(f"{table}.{_key(key.region)}]",
+                                f"region {key.region!r} is not in this run "
+                                f"({', '.join(regions)}; --crbench-k)"
+                                + hint(key.region, regions))
+    if problems:
+        lines = [f"  {table}: {why}" for table, why in problems.items()]
+        raise CRBenchConfigError(
+            f"floors file {path}: {len(problems)} table(s) match nothing this run checks, "
+            "so their floors would never be asserted:\n" + "\n".join(lines))
 def generate_floors(checks: list[Check], observed, margin: float) -> dict[Check, float]:
     """Limits from a finished run: for every check with a limit whose value is defined,
     ``check.limit_from_observed(value, margin)``.

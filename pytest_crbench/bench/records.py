@@ -351,15 +351,19 @@ class DatasetSummary:
     provenance: dict[str, Any]
     audit: list[AuditRow]
     ks: list[int]
+    #: legal but degenerate data (e.g. an exposure mostly ignored), shown in the summary
+    notes: list[str] = field(default_factory=list)
 
     def to_record(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "provenance": self.provenance,
-                "audit": [a.to_record() for a in self.audit], "ks": list(self.ks)}
+                "audit": [a.to_record() for a in self.audit], "ks": list(self.ks),
+                "notes": list(self.notes)}
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> "DatasetSummary":
         return cls(record["name"], record["version"], record["provenance"],
-                   [AuditRow.from_record(a) for a in record["audit"]], list(record["ks"]))
+                   [AuditRow.from_record(a) for a in record["audit"]], list(record["ks"]),
+                   list(record.get("notes", [])))
 
 
 @dataclass(frozen=True)

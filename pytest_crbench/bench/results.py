@@ -65,7 +65,10 @@ JSON (``"schema": "crbench-results/2"``), written once and atomically::
                               "at_fpr": {"0.0005" | "0.005": {"fpr", "tpr", "precision",
                                                              "thresholds", "reason"}}}}}
       ],                                   # sparse histograms: non-zero bins only
-      "notes": [{"detector", "dataset", "note"}],   # e.g. data outside a model's domain
+      "notes": [{"detector", "dataset", "note"}],   # e.g. data outside a model's domain;
+                                                    # detector null: a note on the data
+      "complete": true | false,     # false: a pytest-xdist worker crashed, results partial
+      "incomplete": [text, ...],    # what is missing and why (the crash), [] if complete
       "timing": {"<detector> | <dataset>": seconds, ...}   # informative, not deterministic
     }
 
@@ -135,8 +138,10 @@ def sweep_section(evaluations: Iterable[Evaluation]) -> list[dict[str, Any]]:
                       **e.sweep.to_record()} for e in evaluations if e.sweep is not None])
 
 
-def results_document(results: RunResults, settings: dict[str, Any]) -> dict[str, Any]:
-    """The results JSON of a run (see the module docstring for the layout)."""
+def results_document(results: RunResults, settings: dict[str, Any],
+                     incomplete: list[str] | tuple = ()) -> dict[str, Any]:
+    """The results JSON of a run (see the module docstring for the layout);
+    ``incomplete`` says why results are missing (a crashed pytest-xdist worker)."""
     evaluations, datasets = results.evaluations, results.dataset_summaries
     detectors = {e.detector: e.version for e in evaluations}
     doc = {
@@ -147,8 +152,11 @@ def results_document(results: RunResults, settings: dict[str, Any]) -> dict[str,
                             for d in datasets for row in d.audit],
         **analysis_sections(results.analyses),
         "smoke": [s.to_record() for s in results.smoke_results],
-        "notes": [n.to_record() for n in results.notes],
+        "notes": [n.to_record() for n in results.notes]
+        + [{"detector": None, "dataset": d.name, "note": n} for d in datasets for n in d.notes],
         "sweeps": sweep_section(evaluations),
+        "complete": not incomplete,
+        "incomplete": list(incomplete),
     }
     doc["timing"] = {f"{e.detector} | {e.dataset}": round(e.seconds, 3) for e in evaluations}
     return doc

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from pytest_crbench.bench.analysis import Analysis
 from pytest_crbench.bench.checks import Check, Outcome, checks_for
@@ -44,6 +45,9 @@ class BenchSession:
     outcomes: list[Outcome] = field(default_factory=list)
     written: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
+    #: called with a one-line message while the run waits (a cache lock held by another
+    #: process); the pytest plugin writes it to the terminal
+    notify: Any = None
     _detectors: Memo = field(default_factory=Memo, repr=False)
     _datasets: Memo = field(default_factory=Memo, repr=False)
     _prepared: Memo = field(default_factory=Memo, repr=False)
@@ -81,7 +85,8 @@ class BenchSession:
         from pytest_crbench.datasets.loading import load_dataset
 
         return self._datasets.get(name, lambda: load_dataset(
-            name, data_dir=self.settings.data_dir, offline=self.settings.offline))
+            name, data_dir=self.settings.data_dir, offline=self.settings.offline,
+            lock_timeout=self.settings.lock_timeout, notify=self.notify))
 
     def prepared(self, dataset: str) -> PreparedDataset:
         """References, region maps and audit of ``dataset`` (shared by every detector)."""

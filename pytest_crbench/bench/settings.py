@@ -200,6 +200,9 @@ OPTIONS: tuple[Option, ...] = (
            "configured detector and dataset: items crbench-benchmark::test_inference_time"
            "[<spec>-<dataset>], named the same across runs and model versions (the version "
            "is in extra_info)", False, _bool, metavar="BOOL"),
+    Option("lock_timeout", "seconds to wait for a data-cache lock held by another process "
+           "before giving up with an error naming the lock file and its holder (default: "
+           "600)", 600.0, _positive, metavar="SECONDS"),
 )
 OPTIONS_BY_NAME = {o.name: o for o in OPTIONS}
 
@@ -224,11 +227,45 @@ class Settings:
     data_dir: Path | None
     offline: bool
     benchmark: bool
+    lock_timeout: float
     origin: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {o.name: (str(getattr(self, o.name)) if isinstance(getattr(self, o.name), Path)
                          else getattr(self, o.name)) for o in OPTIONS}
+
+
+def _shown(default: Any) -> str:
+    if isinstance(default, (list, tuple)):
+        return ",".join(str(v) for v in default)
+    return "none" if default is None else str(default)
+
+
+def check_output_paths(settings: "Settings") -> None:
+    """Every output path can be written, before the benchmark runs: a file option must
+    not name a folder, a folder option not a file, and the nearest existing parent must
+    be a writable folder.  Errors name the option (where it was set) and the path."""
+    kinds = {"json": "file", "generate_floors": "file", "report": "folder",
+             "save_masks": "folder"}
+    for name, kind in kinds.items():
+        path = getattr(settings, name)
+        if path is None:
+            continue
+        where = settings.origin.get(name, OPTIONS_BY_NAME[name].flag)
+        if kind == "file" and path.is_dir():
+            raise CRBenchConfigError(f"{where}: {path} is a folder; expected a file path")
+        if kind == "folder" and path.exists() and not path.is_dir():
+            raise CRBenchConfigError(f"{where}: {path} is a file; expected a folder")
+        parent = path if kind == "folder" and path.is_dir() else path.parent
+        while not parent.exists():
+            parent = parent.parent
+        if not parent.is_dir():
+            raise CRBenchConfigError(
+                f"{where}: cannot write {path}: {parent} is a file, not a folder")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise CRBenchConfigError(f"{where}: cannot write {path}: {parent} is not writable")
+        if path.exists() and not os.access(path, os.W_OK):
+            raise CRBenchConfigError(f"{where}: cannot write {path}: it is read-only")
 
 
 def read_tool_table(pyproject: Path | None) -> dict[str, Any]:
@@ -274,8 +311,13 @@ def resolve(flags: dict[str, Any], tool: dict[str, Any], ini: dict[str, Any], *,
              ini_file.parent if ini_file else cwd),
         )
         for raw, where, base in sources:
-            if raw is None or raw == [] or raw == "":
-                continue
+            if raw is None or (raw == "" and where.endswith(f"crbench_{opt.name}")):
+                continue  # not given (an ini key that is absent reads as "")
+            if raw == "" or raw == [] or (isinstance(raw, list) and not any(
+                    str(v).strip() for v in raw)):
+                raise CRBenchConfigError(
+                    f"{where}: empty value; expected {opt.metavar or 'a value'} (leave the "
+                    f"option out for the default: {_shown(opt.default)})")
             value = opt.convert(raw, where)
             if opt.path and value is not None:
                 value = (base / Path(value).expanduser()).resolve()

@@ -30,7 +30,7 @@ import numpy as np
 
 from pytest_crbench.errors import CRBenchDataError
 from pytest_crbench._util import native
-from pytest_crbench.datasets.fits import read_exposures, to_electrons
+from pytest_crbench.datasets.fits import read_exposures, reading, to_electrons
 from pytest_crbench.science.exposures import Exposure
 
 #: DQ bit set on saturated pixels (HST convention: 256 = saturated).
@@ -428,4 +428,5 @@ def load_product(path: str | os.PathLike, *, loader: str = "auto", name: str | N
     except KeyError:
         raise CRBenchDataError(
             f"{path}: unknown loader {loader!r}; expected one of {', '.join(LOADERS)}") from None
-    return fn(path, name=name)
+    with reading(path):
+        return fn(path, name=name)

@@ -13,31 +13,58 @@ from pytest_crbench.errors import CRBenchConfigError
 from pytest_crbench.science.exposures import Dataset
 
 
-def available() -> dict[str, str]:
-    """Every dataset name with a one-line description."""
-    from pytest_crbench.datasets.real import REAL_DATASETS
+def available(data_dir: Path | None = None) -> dict[str, str]:
+    """Every dataset name with a one-line description: the simulated presets, the
+    package's real datasets and the user datasets of ``data_dir``'s groups file
+    (``crbench data add --dataset``).  Reads only the groups files (nothing heavy)."""
+    from pytest_crbench.datasets.cache import data_dir as resolve_data_dir
+    from pytest_crbench.datasets.catalog import load_groups
     from pytest_crbench.datasets.simulate import PRESETS
 
     names = {name: f"simulated HST ACS/WFC F606W groups ({name} preset)" for name in PRESETS}
-    for name, info in REAL_DATASETS.items():
-        names[name] = info if isinstance(info, str) else str(info.get("description", name))
+    root = resolve_data_dir(data_dir) if data_dir is not None else None
+    for name, ds in load_groups(root).datasets.items():
+        names[name] = ds.description
     return names
 
 
-def load_dataset(name: str, *, data_dir: Path | None = None, offline: bool = False) -> Dataset:
-    """Load dataset ``name`` from the cache (building or fetching it as allowed)."""
+def unknown_dataset(name: str, known, *, where: str = "--crbench-dataset") -> CRBenchConfigError:
+    """The error for a dataset name that is not in ``known`` (with a did-you-mean)."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(known), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return CRBenchConfigError(
+        f"{where}: unknown dataset {name!r}{hint} (available: {', '.join(sorted(known))}; "
+        "add your own with `crbench data add FILE... --group G --dataset NAME`)")
+
+
+def load_dataset(name: str, *, data_dir: Path | None = None, offline: bool = False,
+                 lock_timeout: float | None = None, notify=None) -> Dataset:
+    """Load dataset ``name`` from the cache (building or fetching it as allowed).
+
+    ``name`` is a simulated preset, a dataset of the package groups file or a user
+    dataset of the data folder's ``user_groups.toml``.  ``lock_timeout`` and ``notify``
+    go to the cache lock (see :func:`pytest_crbench.datasets.cache.file_lock`).
+    """
     from pytest_crbench.datasets.cache import data_dir as resolve_data_dir
-    from pytest_crbench.datasets.real import REAL_DATASETS, load_real_dataset
+    from pytest_crbench.datasets.real import load_real_dataset
     from pytest_crbench.datasets.simulate import PRESETS, load_simulated
 
     root = resolve_data_dir(data_dir)
+    check_dataset(name, data_dir=root)
     if name in PRESETS:
-        return load_simulated(name, root)
-    if name in REAL_DATASETS:
-        return load_real_dataset(name, data_dir=root, offline=offline)
-    raise CRBenchConfigError(
-        f"--crbench-dataset: unknown dataset {name!r}; available: {', '.join(sorted(available()))}"
-    )
+        return load_simulated(name, root, lock_timeout=lock_timeout, notify=notify)
+    return load_real_dataset(name, data_dir=root, offline=offline,
+                             lock_timeout=lock_timeout, notify=notify)
+
+
+def check_dataset(name: str, *, data_dir: Path | None = None) -> None:
+    """Raise :class:`CRBenchConfigError` (with a did-you-mean) unless :func:`load_dataset`
+    knows ``name``.  Reads only the groups files: cheap enough for start-up checks."""
+    known = available(data_dir)
+    if name not in known:
+        raise unknown_dataset(name, known)
 
 
 def is_scored(name: str, *, data_dir: Path | None = None) -> bool:

@@ -53,8 +53,8 @@ def dataset_files(name: str, *, data_dir: Path | None = None) -> list[str]:
     return groups.dataset_files(name)
 
 
-def load_real_dataset(name: str, *, data_dir: Path, offline: bool, progress: bool = True
-                      ) -> Dataset:
+def load_real_dataset(name: str, *, data_dir: Path, offline: bool, progress: bool = True,
+                      lock_timeout: float | None = None, notify=None) -> Dataset:
     """Fetch (or find in the cache) and load real dataset ``name``.
 
     Returns a :class:`Dataset` of groups of Exposures in electrons.  ``provenance`` holds
@@ -77,7 +77,7 @@ def load_real_dataset(name: str, *, data_dir: Path, offline: bool, progress: boo
     spec = groups.datasets[name]
     files = groups.dataset_files(name)
     paths = fetch(files, data_dir=data_dir, offline=offline, progress=progress,
-                  registry=registry, dataset=name)
+                  registry=registry, dataset=name, lock_timeout=lock_timeout, notify=notify)
     out_groups: list[Group] = []
     for gname in spec.groups:
         g = groups.groups[gname]

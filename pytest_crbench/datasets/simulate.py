@@ -34,7 +34,6 @@ Public API: :class:`SimSpec`, :data:`PRESETS`, :data:`SIMULATOR_VERSION`,
 from __future__ import annotations
 
 import datetime as _dt
-import fcntl
 import json
 import math
 import os
@@ -784,48 +783,55 @@ def _build(spec: SimSpec, dest: Path) -> None:
     (dest / MANIFEST).write_text(json.dumps(manifest, indent=1))
 
 
-def ensure_simulated(name: str, data_dir: Path) -> Path:
+def ensure_simulated(name: str, data_dir: Path, *, lock_timeout: float | None = None,
+                     notify=None) -> Path:
     """Make sure preset ``name`` is on disk in ``data_dir/name/``; return that folder.
 
     Built once into a temporary sibling folder that is renamed into place at the end (an
     interrupted build never leaves a half-built dataset); an existing folder whose manifest
     names another simulator version or seed is rebuilt.  An exclusive ``fcntl.flock`` on
     ``data_dir/.name.lock`` serialises concurrent callers (pytest-xdist workers), so the
-    dataset is built once.
+    dataset is built once (a lock held too long: see
+    :func:`pytest_crbench.datasets.cache.file_lock`).  A current dataset in a read-only
+    folder is used as it is.
     """
+    from pytest_crbench.datasets.cache import ensure_dir, file_lock
+
     spec = _preset(name)
-    data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = ensure_dir(Path(data_dir))
     folder = data_dir / name
-    with open(data_dir / f".{name}.lock", "a+") as lock:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-        try:
-            if _is_current(folder, spec):
-                return folder
-            # leftovers of builds killed before they could clean up (we hold the lock)
-            for stale in data_dir.glob(f".{name}.tmp-*"):
-                shutil.rmtree(stale, ignore_errors=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=data_dir))
-            try:
-                _build(spec, tmp)
-                if folder.exists() or folder.is_symlink():
-                    old = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-old-", dir=data_dir))
-                    os.replace(folder, old / name)
-                    os.replace(tmp, folder)
-                    shutil.rmtree(old, ignore_errors=True)
-                else:
-                    os.replace(tmp, folder)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
+    with file_lock(data_dir, name, path=data_dir / f".{name}.lock", timeout=lock_timeout,
+                   notify=notify):
+        if _is_current(folder, spec):
             return folder
-        finally:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+        if not os.access(data_dir, os.W_OK):
+            raise CRBenchDataError(
+                f"{folder}: the simulated dataset {name!r} is missing or out of date and the "
+                f"data folder {data_dir} is read-only; build it once from a writable "
+                "account (pytest --crbench --crbench-dataset " + name + ")")
+        # leftovers of builds killed before they could clean up (we hold the lock)
+        for stale in data_dir.glob(f".{name}.tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=data_dir))
+        try:
+            _build(spec, tmp)
+            if folder.exists() or folder.is_symlink():
+                old = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-old-", dir=data_dir))
+                os.replace(folder, old / name)
+                os.replace(tmp, folder)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return folder
 
 
-def load_simulated(name: str, data_dir: Path) -> Dataset:
+def load_simulated(name: str, data_dir: Path, *, lock_timeout: float | None = None,
+                   notify=None) -> Dataset:
     """:func:`ensure_simulated`, then read every file back (hashes verified) into a Dataset."""
-    folder = ensure_simulated(name, data_dir)
+    folder = ensure_simulated(name, data_dir, lock_timeout=lock_timeout, notify=notify)
     manifest = _read_manifest(folder)
     if manifest is None:
         raise CRBenchDataError(f"{folder / MANIFEST}: missing or unreadable manifest")

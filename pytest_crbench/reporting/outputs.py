@@ -2,7 +2,10 @@
 
 Called by the pytest plugin at session end (and usable from a script or a CLI on any
 :class:`~pytest_crbench.bench.run.BenchSession`).  Each output is written once and
-atomically; each function returns one line per output for the terminal summary.
+atomically, and only as far as the run's end allows
+(:class:`~pytest_crbench.bench.completion.RunEnd`: nothing after an interruption, the
+completed results without generated floors after a crashed pytest-xdist worker); each
+function returns one line per output for the terminal summary.
 """
 
 from __future__ import annotations
@@ -11,17 +14,19 @@ import math
 from typing import Any
 
 from pytest_crbench.bench.analysis import Analysis
+from pytest_crbench.bench.completion import COMPLETE, CRASHED, INTERRUPTED, RunEnd
 from pytest_crbench.bench.evaluation import Evaluation
 
 __all__ = ["write_masks", "write_outputs", "report_results"]
 
 
-def write_masks(bench) -> list[str]:
-    """Mask files of the evaluations computed in this process (``--crbench-save-masks``)."""
+def write_masks(bench, end: RunEnd | None = None) -> list[str]:
+    """Mask files of the evaluations computed in this process (``--crbench-save-masks``);
+    none after an interruption."""
     from pytest_crbench.bench.results import write_masks as write_mask_files
 
     directory = bench.settings.save_masks
-    if directory is None:
+    if directory is None or (end is not None and end.state == INTERRUPTED):
         return []
     prepared = bench.prepared_datasets()
     n = 0
@@ -32,17 +37,29 @@ def write_masks(bench) -> list[str]:
     return [f"mask files: {n} in {directory}"] if n else []
 
 
-def write_outputs(bench) -> list[str]:
-    """Write the results JSON, the generated floors and the report of a finished run."""
+def write_outputs(bench, end: RunEnd | None = None) -> list[str]:
+    """Write the results JSON, the generated floors and the report of a run that ended
+    as ``end`` says (default: completed)."""
     from pytest_crbench.bench.floors import generate_floors, write_generated_floors
     from pytest_crbench.bench.results import results_document, write_json
 
-    lines = []
+    end = end or RunEnd()
     s, results = bench.settings, bench.results
+    if end.state == INTERRUPTED:
+        kept = [str(p) for p in (s.json, s.report, s.generate_floors, s.save_masks)
+                if p is not None and p.exists()]
+        return [f"crbench: the run was interrupted ({end.reason}): no output written"
+                + (f"; kept the previous {', '.join(kept)}" if kept else "")]
+    lines = []
+    if end.state == CRASHED:
+        pairs = len(results.evaluations_by_pair) + len(results.smoke_by_pair)
+        lines.append(f"crbench: a pytest-xdist worker crashed ({end.reason}): wrote the "
+                     f"completed results only ({pairs} detector/dataset pair(s))"
+                     + ("; floors not generated" if s.generate_floors else ""))
     if s.json is not None and results:
-        path = write_json(s.json, results_document(results, s.as_dict()))
+        path = write_json(s.json, results_document(results, s.as_dict(), end.crashed))
         lines.append(f"results JSON: {path}")
-    if s.generate_floors is not None and results.evaluations:
+    if s.generate_floors is not None and results.evaluations and end.state == COMPLETE:
         new = generate_floors(bench.checks, results.observed, s.floors_margin)
         path = write_generated_floors(s.generate_floors, new, s.floors_margin)
         lines.append(f"floors written: {path} ({len(new)} floors)")
@@ -54,6 +71,8 @@ def write_outputs(bench) -> list[str]:
                 "datasets": ", ".join(dict.fromkeys(e.dataset for e in evaluations)),
                 "fill method": s.fill_method,
                 "anomalous level": f"{s.anomalous_level:g}"}
+        if end.state == CRASHED:
+            meta["incomplete"] = end.reason
         html_path, _ = write_report(s.report, report_results(evaluations, results.analyses,
                                                              meta))
         lines.append(f"report: {html_path} (and report.md)")

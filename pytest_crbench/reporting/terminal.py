@@ -199,6 +199,7 @@ def summary_lines(bench) -> list[str]:
         if sm.note:
             out.append("  note: " + sm.note)
     for summary in results.dataset_summaries:
+        out += [f"note ({summary.name}): {note}" for note in summary.notes]
         if summary.audit:
             a = pooled_audit([row.to_record() for row in summary.audit])
             out += ["", f"reference audit on {summary.name} against CRTRUTH: precision "

@@ -26,7 +26,7 @@ import numpy as np
 
 from pytest_crbench.errors import CRBenchDataError
 from pytest_crbench.science.metrics import Counts, confusion, precision, recall
-from pytest_crbench.science.exposures import Group, Reference
+from pytest_crbench.science.exposures import Group, Reference, check_levels
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,7 @@ def build_reference(group: Group, config: ReferenceConfig | None = None) -> Refe
             f"group {group.name!r} has {n} exposure; a reference needs at least 2 exposures "
             "of the same field"
         )
+    check_levels(group)
     cleans, masks, ignores = [], [], []
     grow = np.ones((3, 3), bool)
     for i, exp in enumerate(group.exposures):
