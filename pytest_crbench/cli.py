@@ -230,6 +230,8 @@ def cmd_add(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pytest_crbench.science.exposures import GROUP_KINDS
+
     parser = argparse.ArgumentParser(prog="crbench", description="pytest-crbench tools")
     sub = parser.add_subparsers(dest="command", required=True)
     data = sub.add_parser("data", help="manage the real-data cache",
@@ -266,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", help="download address to record for a local FILE "
                                  "(default: its file:// address)")
     p.add_argument("--group", help="also declare these files as a group")
-    p.add_argument("--kind", default="pointing", choices=("crsplit", "pointing", "dithered"))
+    p.add_argument("--kind", default="pointing", choices=GROUP_KINDS)
     p.add_argument("--loader", default="auto",
                    choices=("auto", "flt", "stis_raw", "wfpc2_c0f", "acs_raw"))
     p.add_argument("--instrument")

@@ -19,7 +19,6 @@ from pytest_crbench.errors import CRBenchConfigError
 
 DEFAULT_MODELS = ("deepcr:ACS-WFC", "astroscrappy")
 DEFAULT_DATASETS = ("sim",)
-DEFAULT_KS = (3, 5, 10, 20, 40, 80, 160)
 DEVICES = ("cpu", "cuda", "auto")
 FILL_METHODS = ("median", "idw")
 
@@ -34,6 +33,14 @@ def _list(value: Any, what: str) -> list[str]:
     else:
         raise CRBenchConfigError(f"{what}: expected a string or a list of strings, got {value!r}")
     return [v for v in items if v]
+
+
+def _default_ks() -> list[int]:
+    """The paper's thresholds (:data:`pytest_crbench.science.regions.DEFAULT_KS`), read only
+    when the option is resolved: the science modules are not imported at plugin load."""
+    from pytest_crbench.science.regions import DEFAULT_KS
+
+    return list(DEFAULT_KS)
 
 
 def _ks(value: Any, what: str) -> list[int]:
@@ -65,13 +72,6 @@ def _unit_interval(value: Any, what: str) -> float | None:
     v = _float_or_none(value, what)
     if v is not None and not 0 <= v <= 1:
         raise CRBenchConfigError(f"{what}: expected a number from 0 to 1, got {value!r}")
-    return v
-
-
-def _positive(value: Any, what: str) -> float | None:
-    v = _float_or_none(value, what)
-    if v is not None and v <= 0:
-        raise CRBenchConfigError(f"{what}: expected a number > 0, got {value!r}")
     return v
 
 
@@ -109,12 +109,11 @@ def _str(value: Any, what: str) -> str | None:
 class Option:
     name: str
     help: str
-    default: Any
+    default: Any  # the value, or a callable returning it (read when resolving)
     convert: Callable[[Any, str], Any]
     repeat: bool = False  # flag may be given several times (append)
     path: bool = False  # a file or folder path
     metavar: str | None = None
-    flag_type: Callable | None = None
 
     @property
     def flag(self) -> str:
@@ -133,7 +132,7 @@ OPTIONS: tuple[Option, ...] = (
            "simulated ACS/WFC F606W data)", list(DEFAULT_DATASETS), _list, repeat=True,
            metavar="NAME"),
     Option("k", "star-region thresholds in units of the background RMS, comma-separated "
-           "(default: 3,5,10,20,40,80,160)", list(DEFAULT_KS), _ks, metavar="K,K,..."),
+           "(default: 3,5,10,20,40,80,160)", _default_ks, _ks, metavar="K,K,..."),
     Option("threshold", "probability threshold for detectors that return probabilities "
            "(default: the detector's own, 0.5 for deepCR)", None, _unit_interval,
            metavar="P"),
@@ -248,7 +247,7 @@ def resolve(flags: dict[str, Any], tool: dict[str, Any], ini: dict[str, Any], *,
             values[opt.name], origin[opt.name] = value, where
             break
         else:
-            default = opt.default
+            default = opt.default() if callable(opt.default) else opt.default
             values[opt.name] = list(default) if isinstance(default, list) else default
             origin[opt.name] = "default"
     if not values["model"]:

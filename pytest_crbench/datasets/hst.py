@@ -31,10 +31,9 @@ import numpy as np
 from pytest_crbench.errors import CRBenchDataError
 from pytest_crbench._util import native
 from pytest_crbench.datasets.fits import read_exposures, to_electrons
-from pytest_crbench.science.exposures import Exposure
+from pytest_crbench.science.exposures import DQ_SATURATED, Exposure
 
 #: DQ bit set on saturated pixels (HST convention: 256 = saturated).
-DQ_SATURATED = 256
 
 #: STIS CCD saturation in electrons by commanded gain (STIS Instrument Handbook: at
 #: CCDGAIN=1 the A/D converter saturates near 33,000 DN; at CCDGAIN=4 the full well,
@@ -393,6 +392,8 @@ LOADERS = {
     "wfpc2_c0f": read_wfpc2_c0f,
     "acs_raw": read_acs_raw,
 }
+#: loader names a groups file may give: the loaders, and "auto" (:func:`detect_loader`)
+LOADER_NAMES = (*LOADERS, "auto")
 
 
 def detect_loader(path: str | os.PathLike) -> str:

@@ -35,13 +35,6 @@ def _package_datasets() -> dict[str, str]:
 REAL_DATASETS: dict[str, str] = _package_datasets()
 
 
-def dataset_names(data_dir: Path | None = None) -> dict[str, str]:
-    """Package and user datasets (name → description)."""
-    from pytest_crbench.datasets.catalog import load_groups
-
-    return {n: d.description for n, d in load_groups(data_dir).datasets.items()}
-
-
 def dataset_files(name: str, *, data_dir: Path | None = None) -> list[str]:
     """Every file (loaded and extra) of dataset ``name``."""
     from pytest_crbench.datasets.catalog import load_groups

@@ -50,7 +50,8 @@ from scipy.special import erf
 from pytest_crbench._util import sha256_file
 from pytest_crbench.errors import CRBenchConfigError, CRBenchDataError
 from pytest_crbench.datasets.fits import read_exposures, write_exposures
-from pytest_crbench.science.exposures import DEFAULT_SATURATION, Dataset, Exposure, Group
+from pytest_crbench.science.exposures import (DEFAULT_SATURATION, DQ_SATURATED, Dataset,
+                                              Exposure, Group)
 
 #: Bump whenever the simulated pixels (or the file layout) change; goes into provenance
 #: and into every manifest, and a cached dataset with another version is rebuilt.
@@ -59,7 +60,6 @@ SIMULATOR_VERSION = "1.0.0"
 # --- ACS DQ bits ------------------------------------------------------------------------
 DQ_BADCOL = 4          #: bad (dead or hot) column
 DQ_HOT = 16            #: hot pixel
-DQ_SATURATED = 256     #: full-well saturated (including bleed trails)
 
 # --- detector facts (ACS/WFC) -----------------------------------------------------------
 READ_NOISE = 4.5       #: e-
@@ -862,5 +862,5 @@ __all__ = [
     "render_galaxies", "make_scene", "make_detector", "sample_cr_events",
     "deposit_cosmic_rays", "simulate_cosmic_rays", "expose", "simulate_group",
     "simulate_dithered_group", "tan_wcs_header", "simulate_dataset", "ensure_simulated",
-    "load_simulated", "DQ_SATURATED", "DQ_HOT", "DQ_BADCOL", "FULL_WELL", "READ_NOISE",
+    "load_simulated", "DQ_HOT", "DQ_BADCOL", "FULL_WELL", "READ_NOISE",
 ]

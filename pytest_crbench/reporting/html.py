@@ -57,6 +57,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from pytest_crbench.errors import CRBenchDataError
+from pytest_crbench.reporting.formatting import num, pct
 from pytest_crbench.science.gallery import STAMP_KEYS, gallery_stamps  # noqa: F401  (re-exported)
 
 #: Titles of the five gallery stamps, in the order of STAMP_KEYS.
@@ -66,28 +67,12 @@ STAMP_TITLES = ("original", "original − clean\n(true CRs)", "clean reference",
 
 # --------------------------------------------------------------------------- formatting
 
-def _pct(v, digits=1) -> str:
-    return "—" if v is None or (isinstance(v, float) and not math.isfinite(v)) \
-        else f"{100 * v:.{digits}f}"
-
-
-def _num(v, fmt="{:.3g}") -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "—"
-    return fmt.format(v)
-
-
 def _region_label(region: str) -> str:
     if region == "full":
         return "full image"
     if region.startswith("k"):
         return f"&gt; {region[1:]}×RMS"
     return html.escape(region)
-
-
-def _region_label_md(region: str) -> str:
-    return "full image" if region == "full" else (
-        f"> {region[1:]}×RMS" if region.startswith("k") else region)
 
 
 def _parse_date(s: str):
@@ -475,7 +460,7 @@ def _build(results: Mapping[str, Any]) -> _Page:
             row = [_region_label(reg)]
             for d in dets:
                 c = cells.get((reg, d), {})
-                row += [_pct(c.get("recall")), _pct(c.get("precision"))]
+                row += [pct(c.get("recall")), pct(c.get("precision"))]
             rows.append(row)
         page.table(header, rows, header_html=head,
                    caption=f"Dataset {ds}: recall and precision (%) by region" if ds
@@ -489,7 +474,7 @@ def _build(results: Mapping[str, Any]) -> _Page:
     rows = []
     for det, ds, lab, b in _phot_rows(phot):
         rows.append([html.escape(det), html.escape(ds), html.escape(lab), str(b["n"]),
-                     str(b["n_contaminated"])] + [_pct(b.get(k)) for k, _ in _PHOT_COLS])
+                     str(b["n_contaminated"])] + [pct(b.get(k)) for k, _ in _PHOT_COLS])
     if rows:
         page.table(["detector", "dataset", "star size", "stars", "contaminated"] +
                    [f"{t} %" for _, t in _PHOT_COLS], rows,
@@ -511,9 +496,9 @@ def _build(results: Mapping[str, Any]) -> _Page:
         for q, e in rel.items():
             fit = e.get("fit")
             rows.append([html.escape(det), html.escape(q), str(len(e.get("x", []))),
-                         _num(fit.slope if fit else None), _num(fit.intercept if fit else None),
-                         _num(fit.r if fit else None, "{:.3f}"),
-                         _num(fit.p if fit else None, "{:.2g}"),
+                         num(fit.slope if fit else None), num(fit.intercept if fit else None),
+                         num(fit.r if fit else None, "{:.3f}"),
+                         num(fit.p if fit else None, "{:.2g}"),
                          html.escape(e.get("reason") or "")])
     if rows:
         page.table(["detector", "y quantity (fraction)", "exposures", "slope",
@@ -527,7 +512,7 @@ def _build(results: Mapping[str, Any]) -> _Page:
     if limits:
         page.table(["detector", "quantity", "level %", "longest exposure (s)"],
                    [[html.escape(str(l["detector"])), html.escape(str(l["quantity"])),
-                     _pct(l["level"]),
+                     pct(l["level"]),
                      "no limit" if l.get("seconds") is None else f"{l['seconds']:.0f}"]
                     for l in limits],
                    caption="Longest exposure keeping the fitted fraction below the level")
@@ -542,7 +527,7 @@ def _build(results: Mapping[str, Any]) -> _Page:
     for det, st in stab.items():
         for key, label in (("f1", "F1 %"), ("f2", "F2 %"), ("rms", "trimmed RMS")):
             b = st.get(key) or {}
-            conv = _pct if key != "rms" else (lambda v: _num(v, "{:.4f}"))
+            conv = pct if key != "rms" else (lambda v: num(v, "{:.4f}"))
             rows.append([html.escape(det), label, str(b.get("n", 0)), conv(b.get("mean")),
                          conv(b.get("std")), f"{conv(b.get('lower'))} … {conv(b.get('upper'))}",
                          ("<b>" + html.escape(", ".join(b["outliers"])) + "</b>")
@@ -556,7 +541,7 @@ def _build(results: Mapping[str, Any]) -> _Page:
         for det, st in stab.items():
             for g in st.get("groups", []):
                 grow.append([html.escape(det), html.escape(g["group"]), html.escape(g["date"]),
-                             _pct(g["f1"]), _pct(g["f2"]), _num(g["rms"], "{:.4f}"),
+                             pct(g["f1"]), pct(g["f2"]), num(g["rms"], "{:.4f}"),
                              str(g["n_ratios"])])
         page.table(["detector", "group", "date", "F1 %", "F2 %", "trimmed RMS", "stars"],
                    grow, caption="Per group")

@@ -97,6 +97,13 @@ class Exposure:
         return self.crtruth > 0
 
 
+#: How the exposures of a group relate: one pointing on one pixel grid, a CR-split pair,
+#: or a dither pattern aligned through each exposure's WCS.
+GROUP_KINDS = ("pointing", "crsplit", "dithered")
+#: The HST data-quality bit of saturated pixels (full well, including bleed trails).
+DQ_SATURATED = 256
+
+
 @dataclass
 class Group:
     """The exposures of one chip of one field (one pointing or one dither pattern).
@@ -113,9 +120,9 @@ class Group:
     def __post_init__(self) -> None:
         if not self.exposures:
             raise CRBenchDataError(f"group {self.name!r} has no exposures")
-        if self.kind not in ("pointing", "crsplit", "dithered"):
+        if self.kind not in GROUP_KINDS:
             raise CRBenchDataError(
-                f"group {self.name!r}: kind must be 'pointing', 'crsplit' or 'dithered', "
+                f"group {self.name!r}: kind must be one of {', '.join(GROUP_KINDS)}, "
                 f"got {self.kind!r}"
             )
         if self.kind != "dithered":
