@@ -23,6 +23,8 @@ from pathlib import Path
 
 from pytest_crbench.errors import CRBenchError
 
+__all__ = ["build_parser", "main"]
+
 
 def _human(n: int | None) -> str:
     if n is None:

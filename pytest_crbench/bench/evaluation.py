@@ -21,6 +21,9 @@ from pytest_crbench.science.exposures import Dataset, Exposure, Group
 from pytest_crbench.science.reference import ReferenceConfig, audit_reference, build_reference
 from pytest_crbench.science.regions import background, region_map, region_names, regions_from_map
 
+__all__ = ["PreparedExposure", "PreparedDataset", "prepare", "ExposureResult",
+           "Evaluation", "run_detector", "evaluate"]
+
 
 @dataclass
 class PreparedExposure:

@@ -17,6 +17,10 @@ from typing import Any, Callable
 from pytest_crbench._util import parse_bool, read_toml
 from pytest_crbench.errors import CRBenchConfigError
 
+__all__ = ["DEFAULT_MODELS", "DEFAULT_DATASETS", "DEVICES", "FILL_METHODS", "Option",
+           "OPTIONS", "OPTIONS_BY_NAME", "Settings", "read_tool_table", "make_settings",
+           "resolve"]
+
 DEFAULT_MODELS = ("deepcr:ACS-WFC", "astroscrappy")
 DEFAULT_DATASETS = ("sim",)
 DEVICES = ("cpu", "cuda", "auto")

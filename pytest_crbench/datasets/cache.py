@@ -34,6 +34,10 @@ from urllib.parse import unquote, urlparse
 from pytest_crbench._util import sha256_file
 from pytest_crbench.errors import CRBenchConfigError, CRBenchDataError, CRBenchMissingDataError
 
+__all__ = ["ENV_DATA_DIR", "DEFAULT_TIMEOUT", "DEFAULT_RETRIES", "data_dir",
+           "config_data_dir", "file_lock", "is_cached", "download", "missing_message",
+           "fetch", "SeedReport", "seed", "VerifyReport", "verify", "status"]
+
 ENV_DATA_DIR = "CRBENCH_DATA_DIR"
 #: Seconds the downloader waits for the server (connect and each read).
 DEFAULT_TIMEOUT = 30.0

@@ -32,6 +32,13 @@ from pytest_crbench.datasets.hst import LOADER_NAMES
 from pytest_crbench.errors import CRBenchConfigError
 from pytest_crbench.science.exposures import GROUP_KINDS
 
+__all__ = ["PACKAGE_DIR", "GROUPS_FILE", "RegistryEntry", "default_registry_path",
+           "user_registry_path", "user_groups_path", "normalize_hash", "check_name",
+           "check_url", "parse_registry", "read_registry_file", "load_registry",
+           "format_entry", "add_registry_entries", "GroupSpec", "DatasetSpec",
+           "GroupsFile", "parse_groups", "read_groups_file", "load_groups",
+           "add_user_group"]
+
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 #: The groups file shipped with the package.
 GROUPS_FILE = PACKAGE_DIR / "data" / "groups.toml"

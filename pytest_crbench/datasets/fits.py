@@ -27,6 +27,8 @@ from pytest_crbench._util import atomic_write, native
 from pytest_crbench.errors import CRBenchDataError
 from pytest_crbench.science.exposures import DEFAULT_SATURATION, Exposure
 
+__all__ = ["to_electrons", "header_facts", "read_exposures", "write_exposures"]
+
 #: Units accepted in ``BUNIT`` (case-insensitive, spaces removed) and how to get e-.
 _UNITS = {
     "ELECTRONS": ("e", False),

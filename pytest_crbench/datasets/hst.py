@@ -33,7 +33,10 @@ from pytest_crbench._util import native
 from pytest_crbench.datasets.fits import read_exposures, to_electrons
 from pytest_crbench.science.exposures import DQ_SATURATED, Exposure
 
-#: DQ bit set on saturated pixels (HST convention: 256 = saturated).
+__all__ = ["STIS_SATURATION_E", "STIS_ILLUMINATED", "HRC_FULL_WELL_E", "HRC_ILLUMINATED",
+           "WFPC2_READ_NOISE_E", "WFPC2_SATURATION_FRACTION", "ADC_MAX_16", "require",
+           "robust_level", "read_stis_raw", "read_wfpc2_c0f", "read_acs_raw", "read_flt",
+           "LOADERS", "LOADER_NAMES", "detect_loader", "load_product"]
 
 #: STIS CCD saturation in electrons by commanded gain (STIS Instrument Handbook: at
 #: CCDGAIN=1 the A/D converter saturates near 33,000 DN; at CCDGAIN=4 the full well,

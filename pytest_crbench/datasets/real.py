@@ -20,6 +20,8 @@ from pathlib import Path
 from pytest_crbench.errors import CRBenchConfigError, CRBenchDataError
 from pytest_crbench.science.exposures import Dataset, Group
 
+__all__ = ["REAL_DATASETS", "dataset_files", "load_real_dataset"]
+
 
 def _package_datasets() -> dict[str, str]:
     try:

@@ -19,6 +19,8 @@ import numpy as np
 
 from pytest_crbench.errors import CRBenchDetectorError
 
+__all__ = ["Prediction", "Detector", "as_prediction"]
+
 
 @dataclass
 class Prediction:

@@ -60,6 +60,9 @@ from pytest_crbench.errors import CRBenchDataError
 from pytest_crbench.reporting.formatting import num, pct
 from pytest_crbench.science.gallery import STAMP_KEYS, gallery_stamps  # noqa: F401  (re-exported)
 
+__all__ = ["STAMP_TITLES", "fig_flux_ratio", "fig_density", "fig_stability",
+           "fig_gallery_entry", "write_report"]
+
 #: Titles of the five gallery stamps, in the order of STAMP_KEYS.
 STAMP_TITLES = ("original", "original − clean\n(true CRs)", "clean reference",
                 "|clean − cleaned|\n(detector errors)", "detector-cleaned")

@@ -20,6 +20,9 @@ import numpy as np
 
 from pytest_crbench.errors import CRBenchDataError
 
+__all__ = ["FitResult", "linear_fit", "exposure_point", "cr_fraction_per_second",
+           "density_relation", "max_exposure_time"]
+
 
 @dataclass(frozen=True)
 class FitResult:

@@ -15,6 +15,9 @@ import numpy as np
 
 from pytest_crbench.errors import CRBenchDataError
 
+__all__ = ["DEFAULT_SATURATION", "Exposure", "GROUP_KINDS", "DQ_SATURATED", "Group",
+           "Dataset", "Reference"]
+
 #: Default saturation level in electrons (ACS/WFC full well, method.md section 1).
 DEFAULT_SATURATION = 70000.0
 

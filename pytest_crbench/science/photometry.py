@@ -50,6 +50,10 @@ import numpy as np
 from pytest_crbench.errors import CRBenchConfigError, CRBenchDataError
 from pytest_crbench._util import native
 
+__all__ = ["STAR_DTYPE", "PHOT_DTYPE", "PhotometryConfig", "find_stars", "match_stars",
+           "find_group_stars", "measure_stars", "stars_to_rows", "photometry_summary",
+           "worst_stars", "concatenate"]
+
 #: Fields of a star list (output of :func:`find_stars`).
 STAR_DTYPE = np.dtype([
     ("star_id", "i8"), ("x", "f8"), ("y", "f8"), ("area", "i8"), ("a", "f8"), ("b", "f8"),

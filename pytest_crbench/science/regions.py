@@ -13,6 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+__all__ = ["DEFAULT_KS", "DEFAULT_MIN_AREA", "region_name", "region_names", "Background",
+           "background", "region_map", "regions_from_map"]
+
 #: The paper's thresholds.
 DEFAULT_KS = (3, 5, 10, 20, 40, 80, 160)
 #: Smallest connected group kept in a region (pixels).
