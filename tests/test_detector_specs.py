@@ -114,3 +114,15 @@ def test_registry_import_does_not_import_torch():
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr
+
+
+def test_one_threshold_rule_probability_must_exceed_it():
+    """A probability equal to the threshold is not a cosmic ray (deepCR's strict rule),
+    for user detectors returning probabilities as for deepCR."""
+    from pytest_crbench.detectors.base import threshold_mask
+
+    prob = np.array([[0.2, 0.5], [0.50001, 1.0]], dtype=np.float32)
+    expected = np.array([[False, False], [True, True]])
+    assert np.array_equal(threshold_mask(prob, 0.5), expected)
+    pred = as_prediction(prob, threshold=0.5, shape=prob.shape, detector="user")
+    assert np.array_equal(pred.mask, expected)

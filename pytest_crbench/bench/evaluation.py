@@ -19,7 +19,8 @@ from pytest_crbench.bench.records import AuditRow, DatasetSummary
 from pytest_crbench.science.metrics import Counts, ScoreSet, confusion
 from pytest_crbench.science.exposures import Dataset, Exposure, Group
 from pytest_crbench.science.reference import ReferenceConfig, audit_reference, build_reference
-from pytest_crbench.science.regions import background, region_map, region_names, regions_from_map
+from pytest_crbench.science.background import background
+from pytest_crbench.science.regions import region_map, region_names, regions_from_map
 
 __all__ = ["PreparedExposure", "PreparedDataset", "prepare", "ExposureResult",
            "Evaluation", "run_detector", "evaluate"]

@@ -49,10 +49,11 @@ import numpy as np
 
 from pytest_crbench.errors import CRBenchConfigError, CRBenchDataError
 from pytest_crbench._util import native
+from pytest_crbench.science.background import background
 
 __all__ = ["STAR_DTYPE", "PHOT_DTYPE", "PhotometryConfig", "find_stars", "match_stars",
            "find_group_stars", "measure_stars", "stars_to_rows", "photometry_summary",
-           "worst_stars", "concatenate"]
+           "concatenate"]
 
 #: Fields of a star list (output of :func:`find_stars`).
 STAR_DTYPE = np.dtype([
@@ -91,7 +92,7 @@ class PhotometryConfig:
     contaminated_sigma: float = 3.0
     anomalous_sigma: float = 3.0
     size_bins: tuple[tuple[int, int], ...] = ((16, 50), (50, 200), (200, 400))
-    #: sep.Background box (px); None = min(64, max(16, shorter side // 4))
+    #: background mesh (px); None = the shared rule of science.background.background_box
     background_box: int | None = None
 
     def __post_init__(self) -> None:
@@ -126,11 +127,6 @@ class PhotometryConfig:
         if self.edge_margin is not None:
             return int(self.edge_margin)
         return int(min(128, min(shape) // 8))
-
-    def box(self, shape: Sequence[int]) -> int:
-        if self.background_box is not None:
-            return int(self.background_box)
-        return int(min(64, max(16, min(shape) // 4)))
 
     def radius(self, area, a=None) -> np.ndarray:
         """Aperture radius (px) of stars of segment ``area`` (and semi-major axis ``a``)."""
@@ -187,16 +183,10 @@ def _ignore(ignore, shape, name: str) -> np.ndarray:
 
 
 def _background(data: np.ndarray, ign: np.ndarray, config: PhotometryConfig, name: str):
-    sep = _sep()
     if ign.all():
         raise CRBenchDataError(
             f"{name}: every pixel is ignored (DQ != 0 or saturated); no star can be measured")
-    box = config.box(data.shape)
-    try:
-        bkg = sep.Background(data, mask=ign.astype(np.uint8), bw=box, bh=box)
-    except Exception as exc:  # sep raises plain Exceptions
-        raise CRBenchDataError(f"{name}: sep could not estimate the background ({exc})") from None
-    return bkg
+    return background(data, ign, box=config.background_box, name=name)
 
 
 def _touches_ignored(ign: np.ndarray, x, y, r) -> np.ndarray:
@@ -229,13 +219,13 @@ def find_stars(clean: np.ndarray, ignore: np.ndarray | None = None,
     data = _prepare(clean, name, "the clean reference")
     ign = _ignore(ignore, data.shape, name)
     bkg = _background(data, ign, config, name)
-    rms = np.ascontiguousarray(bkg.rms())
-    if not bkg.globalrms > 0:
+    rms = np.ascontiguousarray(bkg.rms_map)
+    if not bkg.rms > 0:
         raise CRBenchDataError(
-            f"{name}: the background RMS of the clean reference is {bkg.globalrms!r}; a "
+            f"{name}: the background RMS of the clean reference is {bkg.rms!r}; a "
             "noise-free image has no detection threshold")
-    rms[~(rms > 0)] = bkg.globalrms
-    sub = data - bkg.back()
+    rms[~(rms > 0)] = bkg.rms
+    sub = data - bkg.level
     sep.set_extract_pixstack(max(300_000, data.size))
     sep.set_sub_object_limit(4096)
     try:
@@ -436,9 +426,9 @@ def measure_stars(original: np.ndarray, clean: np.ndarray, cleaned: np.ndarray,
                                    f"original has shape {orig.shape}")
     ign = _ignore(ignore, orig.shape, exposure)
     bkg = _background(ref, ign, config, exposure)
-    back = bkg.back()
+    back = bkg.level
     if err is None:
-        var = bkg.rms() ** 2 + np.clip(ref - back, 0, None)
+        var = bkg.rms_map ** 2 + np.clip(ref - back, 0, None)
         errimg = np.sqrt(var)
     else:
         errimg = _prepare(err, exposure, "the error image")
@@ -575,18 +565,6 @@ def photometry_summary(stars, config: PhotometryConfig | None = None) -> dict[st
         "overall": _block(col, np.ones(n, dtype=bool)),
         "by_size": by_size,
     }
-
-
-def worst_stars(stars: np.ndarray, n: int = 8) -> np.ndarray:
-    """The ``n`` anomalous stars whose cleaned/clean ratio is farthest from 1 (worst first)."""
-    stars = np.asarray(stars)
-    if len(stars) == 0:
-        return stars
-    ratio = stars["ratio_cleaned"].astype(float)
-    dev = np.where(np.isfinite(ratio), np.abs(np.log(np.clip(ratio, 1e-6, None))), np.inf)
-    sel = np.nonzero(stars["anomalous"])[0]
-    order = sel[np.argsort(-dev[sel], kind="stable")]
-    return stars[order[:n]]
 
 
 def concatenate(tables: Iterable[np.ndarray]) -> np.ndarray:
