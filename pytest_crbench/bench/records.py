@@ -413,4 +413,4 @@ class GalleryEntry(FlatRecord):
     area: int
     ratio_cleaned: float | None
     ratio_original: float | None
-    stamps: dict[str, Any]  # stamp key → 2-D list (see reporting.html.STAMP_KEYS)
+    stamps: dict[str, Any]  # stamp key → 2-D list (see science.gallery.STAMP_KEYS)

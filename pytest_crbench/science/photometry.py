@@ -53,7 +53,7 @@ from pytest_crbench.science.background import background
 
 __all__ = ["STAR_DTYPE", "PHOT_DTYPE", "PhotometryConfig", "find_stars", "match_stars",
            "find_group_stars", "measure_stars", "stars_to_rows", "photometry_summary",
-           "concatenate"]
+           "table_columns", "concatenate"]
 
 #: Fields of a star list (output of :func:`find_stars`).
 STAR_DTYPE = np.dtype([
@@ -473,7 +473,7 @@ def measure_stars(original: np.ndarray, clean: np.ndarray, cleaned: np.ndarray,
 
 # --------------------------------------------------------------------------- summary
 
-def _columns(stars) -> dict[str, np.ndarray]:
+def table_columns(stars) -> dict[str, np.ndarray]:
     """Columns of a structured array, or of a list of dicts (rows)."""
     if isinstance(stars, np.ndarray) and stars.dtype.names:
         return {k: stars[k] for k in stars.dtype.names}
@@ -552,7 +552,7 @@ def photometry_summary(stars, config: PhotometryConfig | None = None) -> dict[st
     says why — never 0.
     """
     config = config or PhotometryConfig()
-    col = _columns(stars)
+    col = table_columns(stars)
     if not col:
         col = {k: np.zeros(0, dtype=PHOT_DTYPE[k]) for k in PHOT_DTYPE.names}
     n = len(col["contaminated"])
