@@ -146,15 +146,75 @@ def cmd_seed(args) -> int:
     return 0 if report.ok else 1
 
 
+def _add_url(item: str, args, directory: Path) -> tuple[str, str, str]:
+    """Register a URL: with --sha256 download it (unless --offline), else download, hash
+    and record it (trust on first use).  Returns (name, sha256, url)."""
+    from urllib.parse import urlparse
+
+    from pytest_crbench._util import sha256_file
+    from pytest_crbench.datasets.cache import download, download_once, file_lock
+    from pytest_crbench.datasets.catalog import check_name, check_url, normalize_hash
+    from pytest_crbench.errors import CRBenchConfigError
+
+    parsed = urlparse(item)
+    url = check_url(item, where="crbench data add")
+    name = check_name(args.name or Path(parsed.path).name or "download",
+                      where="crbench data add")
+    if "uri=" in parsed.query and not args.name:  # MAST: ...?uri=mast:HST/product/X
+        name = check_name(parsed.query.rsplit("/", 1)[-1], where="crbench data add")
+    if args.sha256:
+        digest = normalize_hash(args.sha256, where="--sha256")
+        if not args.offline:
+            with file_lock(directory, name):
+                download(name, url, digest, directory, timeout=args.timeout,
+                         progress=not args.no_progress)
+        return name, digest, url
+    if args.offline:
+        raise CRBenchConfigError(
+            f"{item}: --offline needs --sha256 (the hash cannot be computed "
+            "without downloading)")
+    tmp = directory / f".{name}.add.part"
+    try:
+        download_once(url, tmp, timeout=args.timeout, progress=not args.no_progress)
+        digest = sha256_file(tmp)
+        os.replace(tmp, directory / name)
+    finally:
+        tmp.unlink(missing_ok=True)
+    print(f"downloaded {name}: sha256 {digest} (recorded on first use)")
+    return name, digest, url
+
+
+def _add_file(item: str, args, directory: Path) -> tuple[str, str, str]:
+    """Register a local file (copied into the cache).  Returns (name, sha256, url)."""
+    import shutil
+
+    from pytest_crbench._util import atomic_write, sha256_file
+    from pytest_crbench.datasets.catalog import check_name, check_url, normalize_hash
+    from pytest_crbench.errors import CRBenchConfigError
+
+    path = Path(item).expanduser().resolve()
+    if not path.is_file():
+        raise CRBenchConfigError(f"{item}: no such file")
+    name = check_name(args.name or path.name, where="crbench data add")
+    digest = sha256_file(path)
+    if args.sha256 and normalize_hash(args.sha256, where="--sha256") != digest:
+        raise CRBenchConfigError(
+            f"{path}: sha256 is {digest}, not the expected {args.sha256}")
+    url = args.url or path.as_uri()
+    check_url(url, where="--url")
+    dest = directory / name
+    if not dest.exists() or sha256_file(dest) != digest:
+        atomic_write(dest, lambda tmp, _p=path: shutil.copyfile(_p, tmp))
+    return name, digest, url
+
+
 def cmd_add(args) -> int:
     from urllib.parse import urlparse
 
-    from pytest_crbench._util import atomic_write, sha256_file
-    from pytest_crbench.datasets.cache import download, file_lock
+    from pytest_crbench.datasets.catalog import (RegistryEntry, add_registry_entries,
+                                                 add_user_group, load_groups, load_registry,
+                                                 user_groups_path, user_registry_path)
     from pytest_crbench.errors import CRBenchConfigError
-    from pytest_crbench.datasets.catalog import (
-        RegistryEntry, add_registry_entries, add_user_group, check_name, check_url,
-        load_registry, normalize_hash, user_groups_path, user_registry_path)
 
     directory = _resolve_dir(args)
     directory.mkdir(parents=True, exist_ok=True)
@@ -163,51 +223,8 @@ def cmd_add(args) -> int:
         raise CRBenchConfigError("--sha256 applies to a single FILE or URL")
     entries = []
     for item in args.items:
-        parsed = urlparse(item)
-        if parsed.scheme in ("http", "https", "ftp"):
-            url = check_url(item, where="crbench data add")
-            name = check_name(args.name or Path(parsed.path).name or "download",
-                              where="crbench data add")
-            if "uri=" in parsed.query and not args.name:  # MAST: ...?uri=mast:HST/product/X
-                name = check_name(parsed.query.rsplit("/", 1)[-1], where="crbench data add")
-            if args.sha256:
-                digest = normalize_hash(args.sha256, where="--sha256")
-                if not args.offline:
-                    with file_lock(directory, name):
-                        download(name, url, digest, directory, timeout=args.timeout,
-                                 progress=not args.no_progress)
-            else:
-                if args.offline:
-                    raise CRBenchConfigError(
-                        f"{item}: --offline needs --sha256 (the hash cannot be computed "
-                        "without downloading)")
-                # Trust on first use: download, hash, record.
-                from pytest_crbench.datasets.cache import _download_once
-
-                tmp = directory / f".{name}.add.part"
-                try:
-                    _download_once(url, tmp, timeout=args.timeout, progress=not args.no_progress)
-                    digest = sha256_file(tmp)
-                    os.replace(tmp, directory / name)
-                finally:
-                    tmp.unlink(missing_ok=True)
-                print(f"downloaded {name}: sha256 {digest} (recorded on first use)")
-        else:
-            path = Path(item).expanduser().resolve()
-            if not path.is_file():
-                raise CRBenchConfigError(f"{item}: no such file")
-            name = check_name(args.name or path.name, where="crbench data add")
-            digest = sha256_file(path)
-            if args.sha256 and normalize_hash(args.sha256, where="--sha256") != digest:
-                raise CRBenchConfigError(
-                    f"{path}: sha256 is {digest}, not the expected {args.sha256}")
-            url = args.url or path.as_uri()
-            check_url(url, where="--url")
-            dest = directory / name
-            if not dest.exists() or sha256_file(dest) != digest:
-                import shutil
-
-                atomic_write(dest, lambda tmp, _p=path: shutil.copyfile(_p, tmp))
+        remote = urlparse(item).scheme in ("http", "https", "ftp")
+        name, digest, url = (_add_url if remote else _add_file)(item, args, directory)
         if name in known and known[name].sha256 != digest:
             raise CRBenchConfigError(
                 f"{name}: already registered ({known[name].source}) with another sha256; "
@@ -223,8 +240,6 @@ def cmd_add(args) -> int:
             files=[e.name for e in entries], loader=args.loader,
             instrument=args.instrument or "", dataset=args.dataset,
             description=args.description or "", scored=not args.smoke)
-        from pytest_crbench.datasets.catalog import load_groups
-
         load_groups(directory)  # full validation against the registry
         print(f"group {args.group} ({args.kind}) recorded in {gpath}"
               + (f", dataset {args.dataset}" if args.dataset else ""))

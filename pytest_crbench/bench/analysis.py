@@ -254,7 +254,8 @@ def _stability(ev: Evaluation, prepared: PreparedDataset,
 def analyse(ev: Evaluation, prepared: PreparedDataset, collector: ExposurePhotometry, *,
             anomalous_level: float = 0.1) -> Analysis:
     """Photometry summary, density relation and stability bands of ``ev``."""
-    from pytest_crbench.science.photometry import concatenate, photometry_summary, stars_to_rows
+    from pytest_crbench.science.photometry_summary import (concatenate, photometry_summary,
+                                                          stars_to_rows)
 
     config = collector.catalog.config
     result = Analysis(ev.detector, ev.dataset, fill_method=collector.fill_method,

@@ -27,7 +27,7 @@ from pytest_crbench._util import atomic_write, native
 from pytest_crbench.errors import CRBenchDataError
 from pytest_crbench.science.exposures import DEFAULT_SATURATION, Exposure
 
-__all__ = ["to_electrons", "header_facts", "read_exposures", "write_exposures"]
+__all__ = ["to_electrons", "filter_name", "header_facts", "read_exposures", "write_exposures"]
 
 #: Units accepted in ``BUNIT`` (case-insensitive, spaces removed) and how to get e-.
 _UNITS = {
@@ -81,7 +81,7 @@ def _first(header, keys, default=None):
     return default
 
 
-def _filter_name(header) -> str:
+def filter_name(header) -> str:
     if "FILTER" in header:
         return str(header["FILTER"]).strip()
     names = [str(header.get(k, "")).strip() for k in ("FILTER1", "FILTER2")]
@@ -113,7 +113,7 @@ def header_facts(primary, sci, *, where: str) -> dict:
     return {
         "instrument": str(get(("INSTRUME",), "UNKNOWN")).strip(),
         "detector": str(get(("DETECTOR",), "UNKNOWN")).strip(),
-        "filter": _filter_name(primary) if "FILTER" not in sci else str(sci["FILTER"]).strip(),
+        "filter": filter_name(primary) if "FILTER" not in sci else str(sci["FILTER"]).strip(),
         "exptime": float(exptime),
         "date_obs": str(get(("DATE-OBS",), "")).strip(),
         "gain": None if gain is None else float(gain),

@@ -349,7 +349,7 @@ def read_acs_raw(path: str | os.PathLike, *, name: str | None = None) -> list[Ex
         gain = float(require(primary, "CCDGAIN", where=where0, why="DN → electrons",
                              positive=True))
         date_obs = str(require(primary, "DATE-OBS", where=where0)).strip()
-        from pytest_crbench.datasets.fits import _filter_name  # noqa: PLC0415 (shared helper)
+        from pytest_crbench.datasets.fits import filter_name
 
         out = []
         for ver, where, hdr, raw, n_imsets in imsets:
@@ -372,7 +372,7 @@ def read_acs_raw(path: str | os.PathLike, *, name: str | None = None) -> list[Ex
             out.append(Exposure(
                 name=stem if n_imsets == 1 else f"{stem}[{ver}]", sci=electrons, dq=dq,
                 err=None, exptime=exptime, instrument="ACS", detector="HRC",
-                filter=_filter_name(primary), date_obs=date_obs, gain=gain,
+                filter=filter_name(primary), date_obs=date_obs, gain=gain,
                 read_noise=float(read_noise), saturation=saturation,
                 chip=int(hdr.get("CCDCHIP", ver)), wcs_header=wcs, source=where,
                 meta={"bias_dn": bias, "bias_region": region, "overscan_noise_dn": noise_dn,

@@ -16,7 +16,7 @@ import numpy as np
 
 from pytest_crbench.errors import CRBenchDataError
 from pytest_crbench.science.gallery import STAMP_KEYS
-from pytest_crbench.science.photometry import table_columns as _columns
+from pytest_crbench.science.photometry_summary import table_columns as _columns
 
 __all__ = ["STAMP_TITLES", "fig_flux_ratio", "fig_density", "fig_stability",
            "fig_gallery_entry", "png"]

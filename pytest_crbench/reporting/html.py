@@ -19,7 +19,7 @@ in the order they first appear.  → the paper's Table 1 (rows regions, recall a
 precision per detector), one table per dataset.
 
 ``"photometry"``: ``{detector: {dataset: photometry_summary(...)}}``
-(:func:`pytest_crbench.science.photometry.photometry_summary`); when absent it is computed from
+(:func:`pytest_crbench.science.photometry_summary.photometry_summary`); when absent it is computed from
 ``"stars"`` (one entry per detector, dataset "all").
 
 ``"stars"``: ``{detector: photometry table}`` — a
@@ -92,7 +92,7 @@ def _table1(rows: list[Mapping[str, Any]]):
 def _photometry(results) -> dict[str, dict[str, Any]]:
     if results.get("photometry"):
         return results["photometry"]
-    from pytest_crbench.science.photometry import photometry_summary
+    from pytest_crbench.science.photometry_summary import photometry_summary
 
     return {det: {"all": photometry_summary(s)} for det, s in (results.get("stars") or {}).items()}
 

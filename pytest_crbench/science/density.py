@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from pytest_crbench.errors import CRBenchDataError
-from pytest_crbench.science.photometry import table_columns
+from pytest_crbench.science.photometry_summary import table_columns
 
 __all__ = ["FitResult", "linear_fit", "exposure_point", "cr_fraction_per_second",
            "density_relation", "max_exposure_time"]
