@@ -59,9 +59,15 @@ def png(fig) -> bytes:
     return buf.getvalue()
 
 
-def _grid(n: int, ncols: int = 3) -> tuple[int, int]:
-    ncols = min(ncols, max(n, 1))
-    return int(math.ceil(n / ncols)), ncols
+def _panels(n: int, height: float):
+    """A figure of ``n`` panels, two a row, each 6.2 x ``height`` in; unused axes hidden."""
+    ncols = min(2, max(n, 1))
+    nrows = int(math.ceil(n / ncols))
+    fig = _new_figure(6.2 * ncols, height * nrows)
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:n]
 
 
 def fig_flux_ratio(stars_by_detector: Mapping[str, Any]):
@@ -69,9 +75,7 @@ def fig_flux_ratio(stars_by_detector: Mapping[str, Any]):
     dets = [d for d, s in stars_by_detector.items() if len(_columns(s).get("flux_clean", []))]
     if not dets:
         return None
-    nr, nc = _grid(len(dets), 2)
-    fig = _new_figure(6.2 * nc, 4.4 * nr)
-    axes = np.atleast_1d(fig.subplots(nr, nc, squeeze=False)).ravel()
+    fig, axes = _panels(len(dets), 4.4)
     for ax, det in zip(axes, dets):
         col = _columns(stars_by_detector[det])
         f = np.asarray(col["flux_clean"], float)
@@ -110,8 +114,6 @@ def fig_flux_ratio(stars_by_detector: Mapping[str, Any]):
         ax.set_title(f"{det}: {int(ok.sum())} star measurements")
         ax.legend(fontsize=8, loc="best")
         ax.grid(alpha=0.3)
-    for ax in axes[len(dets):]:
-        ax.set_visible(False)
     return fig
 
 
@@ -186,9 +188,7 @@ def fig_stability(stability_by_detector: Mapping[str, Mapping[str, Any]], what: 
     dets = [d for d, s in stability_by_detector.items() if s.get("groups")]
     if not dets:
         return None
-    nr, nc = _grid(len(dets), 2)
-    fig = _new_figure(6.2 * nc, 4.0 * nr)
-    axes = np.atleast_1d(fig.subplots(nr, nc, squeeze=False)).ravel()
+    fig, axes = _panels(len(dets), 4.0)
     for ax, det in zip(axes, dets):
         st = stability_by_detector[det]
         groups = st["groups"]
@@ -222,8 +222,6 @@ def fig_stability(stability_by_detector: Mapping[str, Mapping[str, Any]], what: 
         ax.grid(alpha=0.3)
         if is_date:
             ax.tick_params(axis="x", labelrotation=30)
-    for ax in axes[len(dets):]:
-        ax.set_visible(False)
     return fig
 
 
