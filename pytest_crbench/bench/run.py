@@ -43,7 +43,6 @@ class BenchSession:
     results: RunResults = field(init=False)
     outcomes: list[Outcome] = field(default_factory=list)
     written: list[str] = field(default_factory=list)
-    started: float = field(default_factory=time.perf_counter)
     _detectors: Memo = field(default_factory=Memo, repr=False)
     _datasets: Memo = field(default_factory=Memo, repr=False)
     _prepared: Memo = field(default_factory=Memo, repr=False)
