@@ -26,6 +26,8 @@ from pathlib import Path
 
 from pytest_crbench.errors import CRBenchError
 
+__all__ = ["build_parser", "main"]
+
 
 def _human(n: int | None) -> str:
     if n is None:
@@ -172,7 +174,7 @@ def cmd_add(args) -> int:
     from urllib.parse import urlparse
 
     from pytest_crbench._util import atomic_write, sha256_file
-    from pytest_crbench.datasets.cache import _download_once, ensure_dir
+    from pytest_crbench.datasets.cache import download_once, ensure_dir
     from pytest_crbench.datasets.catalog import (
         RegistryEntry, check_name, check_url, load_groups, load_registry, normalize_hash,
         parse_groups, plan_registry_entries, plan_user_group, user_groups_path,
@@ -215,7 +217,7 @@ def cmd_add(args) -> int:
                     os.close(fd)
                     source = Path(tmpname)
                     temps.append(source)
-                    _download_once(url, source, timeout=args.timeout,
+                    download_once(url, source, timeout=args.timeout,
                                    progress=not args.no_progress)
                     digest = sha256_file(source)
                     if args.sha256 and normalize_hash(args.sha256, where="--sha256") != digest:
@@ -294,6 +296,8 @@ def cmd_add(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pytest_crbench.science.exposures import GROUP_KINDS
+
     parser = argparse.ArgumentParser(prog="crbench", description="pytest-crbench tools")
     sub = parser.add_subparsers(dest="command", required=True)
     data = sub.add_parser("data", help="manage the real-data cache",
@@ -333,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", help="download address to record for a local FILE "
                                  "(default: its file:// address)")
     p.add_argument("--group", help="also declare these files as a group")
-    p.add_argument("--kind", default="pointing", choices=("crsplit", "pointing", "dithered"))
+    p.add_argument("--kind", default="pointing", choices=GROUP_KINDS)
     p.add_argument("--loader", default="auto",
                    choices=("auto", "flt", "stis_raw", "wfpc2_c0f", "acs_raw"))
     p.add_argument("--instrument")

@@ -14,3 +14,10 @@ from pytest_crbench.pytest_plugin.hooks import (  # noqa: F401  (registered hook
     pytest_addoption, pytest_collection_modifyitems, pytest_configure,
     pytest_generate_tests, pytest_sessionfinish, pytest_terminal_summary,
 )
+
+__all__ = ["crbench_dataset", "crbench_dataset_name", "crbench_detector",
+           "crbench_detector_spec", "crbench_exposure", "crbench_group",
+           "crbench_predictions", "crbench_prepared", "crbench_reference",
+           "crbench_scores", "crbench_session", "pytest_addoption",
+           "pytest_collection_modifyitems", "pytest_configure", "pytest_generate_tests",
+           "pytest_sessionfinish", "pytest_terminal_summary"]

@@ -240,3 +240,20 @@ def test_write_outputs_json_and_generated_floors(tmp_path):
     assert PixelFloorCheck("blind", "mem", "full", "precision") not in floors
     assert any(isinstance(c, PhotometryCheck) for c in floors)
     assert not any(isinstance(c, StabilityCheck) for c in floors)
+
+
+def test_gallery_holds_the_worst_anomalous_stars_of_the_whole_dataset(bench):
+    """One definition of "worst" (|log F_cleaned/F_clean|) across exposures: the gallery
+    is the top of all anomalous star images, not of the first exposures seen."""
+    from pytest_crbench.science.gallery import ratio_deviation
+
+    a = bench.analysis("blind", "mem")
+    anomalous = [r for r in a.stars if r["anomalous"]]
+    assert anomalous, "the blind detector leaves contaminated stars anomalous"
+    devs = sorted((float(ratio_deviation(np.nan if r["ratio_cleaned"] is None
+                                         else r["ratio_cleaned"])) for r in anomalous),
+                  reverse=True)
+    shown = [float(ratio_deviation(np.nan if g.ratio_cleaned is None else g.ratio_cleaned))
+             for g in a.gallery]
+    assert shown == devs[:len(shown)] and len(shown) == min(len(devs), 6)
+    assert ratio_deviation(0.5) == pytest.approx(ratio_deviation(2.0))

@@ -34,6 +34,7 @@ from typing import Any, ClassVar, Protocol
 
 from pytest_crbench.bench.records import STABILITY_QUANTITIES
 from pytest_crbench.errors import CRBenchError
+from pytest_crbench.science.photometry import PhotometryConfig
 
 __all__ = ["FloorFailure", "StabilityFailure", "Outcome", "CheckRun", "Check",
            "PixelFloorCheck", "PhotometryCheck", "StabilityCheck", "SmokeCheck",
@@ -55,8 +56,8 @@ PHOTOMETRY_METRICS: dict[str, tuple[str, str]] = {
     "min_inside_97_103": ("inside_97_103", "min"),
     "max_outside_90_110": ("outside_90_110", "max"),
 }
-#: size-bin labels of the photometric checks (PhotometryConfig's default bins)
-PHOTOMETRY_BINS = ("16-50", "50-200", "200-400")
+#: size-bin labels of the photometric checks: the default bins of PhotometryConfig
+PHOTOMETRY_BINS = tuple(PhotometryConfig().bin_labels())
 
 
 def floor_from_observed(value: float, margin: float) -> float:

@@ -20,8 +20,12 @@ from pytest_crbench.errors import CRBenchDetectorError, CRBenchError
 from pytest_crbench.science.metrics import Counts, ScoreSet, confusion
 from pytest_crbench.science.exposures import Dataset, Exposure, Group
 from pytest_crbench.science.reference import ReferenceConfig, audit_reference, build_reference
-from pytest_crbench.science.regions import background, region_map, region_names, regions_from_map
+from pytest_crbench.science.background import background
+from pytest_crbench.science.regions import region_map, region_names, regions_from_map
 from pytest_crbench.science.sweeps import ThresholdSweep
+
+__all__ = ["PreparedExposure", "PreparedDataset", "prepare", "ExposureResult",
+           "Evaluation", "run_detector", "evaluate"]
 
 
 @dataclass
@@ -88,9 +92,12 @@ def prepare(dataset: Dataset, ks, ref_config: ReferenceConfig | None = None) -> 
                     f"(DQ != 0, or near a pixel above the saturation level "
                     f"{exp.saturation:g} e-): its scores rest on the other "
                     f"{100 * (1 - frac):.0f} %")
-            bkg = background(clean, ignore)
-            rmap = region_map(clean, ignore, ks, bkg=bkg)
-            prepared.append(PreparedExposure(group, exp, clean, crmask, ignore, rmap, bkg.rms))
+            if ignore.all():  # nothing to score here (the note above says so): no region
+                rmap, rms = np.zeros(clean.shape, np.int16), float("nan")
+            else:
+                bkg = background(clean, ignore)
+                rmap, rms = region_map(clean, ignore, ks, bkg=bkg), bkg.rms
+            prepared.append(PreparedExposure(group, exp, clean, crmask, ignore, rmap, rms))
     return PreparedDataset(dataset, sorted(ks), prepared, audit, time.perf_counter() - t0,
                            notes)
 

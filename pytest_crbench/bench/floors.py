@@ -28,7 +28,7 @@ regions, for all stars, and in one sub-table per star-size bin (``"16-50"``,
     max_anomalous = 0.40
 
 All three fractions are over the *contaminated* stars (|F_original − F_clean| > 3σ_F),
-as :func:`pytest_crbench.science.photometry.photometry_summary` defines them.  ``max_*`` keys
+as :func:`pytest_crbench.science.photometry_summary.photometry_summary` defines them.  ``max_*`` keys
 are ceilings (observed must be <= value), ``min_*`` keys floors (observed >= value).
 A fraction that is undefined (no contaminated star in the bin) fails where a limit is
 set and passes where none is.

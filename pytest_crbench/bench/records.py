@@ -3,7 +3,7 @@
 Each record is a small dataclass with ``to_record()`` (the JSON-able dict written into
 the results file, ``crbench-results/2``) and ``from_record()`` (how pytest-xdist workers
 send results back to the controller).  The science functions return plain dicts of the
-same shape (:func:`~pytest_crbench.science.photometry.photometry_summary`,
+same shape (:func:`~pytest_crbench.science.photometry_summary.photometry_summary`,
 :func:`~pytest_crbench.science.density.density_relation`,
 :func:`~pytest_crbench.science.stability.group_stability`,
 :func:`~pytest_crbench.science.reference.audit_reference`); :mod:`pytest_crbench.bench`
@@ -108,7 +108,7 @@ class PhotometryBlock:
 
 @dataclass(frozen=True)
 class PhotometrySummary:
-    """:func:`~pytest_crbench.science.photometry.photometry_summary` as a record."""
+    """:func:`~pytest_crbench.science.photometry_summary.photometry_summary` as a record."""
 
     population: str
     overall: PhotometryBlock
@@ -417,4 +417,4 @@ class GalleryEntry(FlatRecord):
     area: int
     ratio_cleaned: float | None
     ratio_original: float | None
-    stamps: dict[str, Any]  # stamp key → 2-D list (see reporting.html.STAMP_KEYS)
+    stamps: dict[str, Any]  # stamp key → 2-D list (see science.gallery.STAMP_KEYS)

@@ -27,7 +27,7 @@ JSON (``"schema": "crbench-results/2"``), written once and atomically::
         {"detector", "dataset", "fill_method", "population": text,
          "overall": BLOCK, "by_size": {"16-50": BLOCK, "50-200": BLOCK, "200-400": BLOCK},
          "notes": [text, ...], "error": text | null}
-      ],            # BLOCK: photometry.photometry_summary (n, n_contaminated, ...,
+      ],            # BLOCK: photometry_summary.photometry_summary (n, n_contaminated, ...,
                     # anomalous, inside_97_103, outside_90_110 over contaminated stars,
                     # *_of_all over all stars, "reasons" for null fractions)
       "density": [                                     # method.md section 5

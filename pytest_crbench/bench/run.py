@@ -44,7 +44,6 @@ class BenchSession:
     results: RunResults = field(init=False)
     outcomes: list[Outcome] = field(default_factory=list)
     written: list[str] = field(default_factory=list)
-    started: float = field(default_factory=time.perf_counter)
     #: called with a one-line message while the run waits (a cache lock held by another
     #: process); the pytest plugin writes it to the terminal
     notify: Any = None

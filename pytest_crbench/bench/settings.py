@@ -18,9 +18,12 @@ from typing import Any, Callable
 from pytest_crbench._util import parse_bool, read_toml
 from pytest_crbench.errors import CRBenchConfigError
 
+__all__ = ["DEFAULT_MODELS", "DEFAULT_DATASETS", "DEVICES", "FILL_METHODS", "Option",
+           "OPTIONS", "OPTIONS_BY_NAME", "Settings", "read_tool_table", "make_settings",
+           "resolve"]
+
 DEFAULT_MODELS = ("deepcr:ACS-WFC", "astroscrappy")
 DEFAULT_DATASETS = ("sim",)
-DEFAULT_KS = (3, 5, 10, 20, 40, 80, 160)
 DEVICES = ("cpu", "cuda", "auto")
 FILL_METHODS = ("median", "idw")
 
@@ -63,6 +66,14 @@ def _list(value: Any, what: str) -> list[str]:
     else:
         raise CRBenchConfigError(f"{what}: expected a string or a list of strings, got {value!r}")
     return [v for v in items if v]
+
+
+def _default_ks() -> list[int]:
+    """The paper's thresholds (:data:`pytest_crbench.science.regions.DEFAULT_KS`), read only
+    when the option is resolved: the science modules are not imported at plugin load."""
+    from pytest_crbench.science.regions import DEFAULT_KS
+
+    return list(DEFAULT_KS)
 
 
 def _ks(value: Any, what: str) -> list[int]:
@@ -138,12 +149,11 @@ def _str(value: Any, what: str) -> str | None:
 class Option:
     name: str
     help: str
-    default: Any
+    default: Any  # the value, or a callable returning it (read when resolving)
     convert: Callable[[Any, str], Any]
     repeat: bool = False  # flag may be given several times (append)
     path: bool = False  # a file or folder path
     metavar: str | None = None
-    flag_type: Callable | None = None
 
     @property
     def flag(self) -> str:
@@ -162,7 +172,7 @@ OPTIONS: tuple[Option, ...] = (
            "simulated ACS/WFC F606W data)", list(DEFAULT_DATASETS), _list, repeat=True,
            metavar="NAME"),
     Option("k", "star-region thresholds in units of the background RMS, comma-separated "
-           "(default: 3,5,10,20,40,80,160)", list(DEFAULT_KS), _ks, metavar="K,K,..."),
+           "(default: 3,5,10,20,40,80,160)", _default_ks, _ks, metavar="K,K,..."),
     Option("threshold", "probability threshold for detectors that return probabilities "
            "(default: the detector's own, 0.5 for deepCR)", None, _unit_interval,
            metavar="P"),
@@ -236,6 +246,8 @@ class Settings:
 
 
 def _shown(default: Any) -> str:
+    if callable(default):
+        default = default()
     if isinstance(default, (list, tuple)):
         return ",".join(str(v) for v in default)
     return "none" if default is None else str(default)
@@ -324,7 +336,7 @@ def resolve(flags: dict[str, Any], tool: dict[str, Any], ini: dict[str, Any], *,
             values[opt.name], origin[opt.name] = value, where
             break
         else:
-            default = opt.default
+            default = opt.default() if callable(opt.default) else opt.default
             values[opt.name] = list(default) if isinstance(default, list) else default
             origin[opt.name] = "default"
     if not values["model"]:

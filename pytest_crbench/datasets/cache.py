@@ -35,6 +35,11 @@ from urllib.parse import unquote, urlparse
 from pytest_crbench._util import sha256_file
 from pytest_crbench.errors import CRBenchConfigError, CRBenchDataError, CRBenchMissingDataError
 
+__all__ = ["ENV_DATA_DIR", "DEFAULT_TIMEOUT", "DEFAULT_RETRIES", "data_dir",
+           "config_data_dir", "file_lock", "is_cached", "download", "download_once",
+           "missing_message", "fetch", "SeedReport", "seed", "VerifyReport", "verify",
+           "status"]
+
 ENV_DATA_DIR = "CRBENCH_DATA_DIR"
 #: Seconds the downloader waits for the server (connect and each read).
 DEFAULT_TIMEOUT = 30.0
@@ -268,7 +273,7 @@ def _install(tmp: Path, dest: Path, expected: str, *, origin: str) -> None:
     _update_stamp(dest.parent, dest.name, expected)
 
 
-def _download_once(url: str, tmp: Path, *, timeout: float, progress) -> None:
+def download_once(url: str, tmp: Path, *, timeout: float, progress) -> None:
     parsed = urlparse(url)
     if parsed.scheme == "file":
         src = Path(unquote(parsed.path))
@@ -315,7 +320,7 @@ def download(name: str, url: str, sha256: str, directory: Path, *,
         os.close(fd)
         tmp = Path(tmpname)
         try:
-            _download_once(url, tmp, timeout=timeout, progress=progress)
+            download_once(url, tmp, timeout=timeout, progress=progress)
             _install(tmp, dest, sha256, origin=url)
             return dest
         except CRBenchDataError as exc:

@@ -28,7 +28,16 @@ from pathlib import Path
 from typing import Any, Iterable
 from urllib.parse import urlparse
 
+from pytest_crbench.datasets.hst import LOADER_NAMES
 from pytest_crbench.errors import CRBenchConfigError
+from pytest_crbench.science.exposures import GROUP_KINDS
+
+__all__ = ["PACKAGE_DIR", "GROUPS_FILE", "RegistryEntry", "default_registry_path",
+           "user_registry_path", "user_groups_path", "normalize_hash", "check_name",
+           "check_url", "parse_registry", "read_registry_file", "load_registry",
+           "format_entry", "plan_registry_entries", "GroupSpec", "DatasetSpec",
+           "GroupsFile", "parse_groups", "read_groups_file", "load_groups",
+           "plan_user_group", "add_user_group"]
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 #: The groups file shipped with the package.
@@ -38,9 +47,7 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 #: Group kinds (see :class:`pytest_crbench.science.exposures.Group`).
-GROUP_KINDS = ("crsplit", "pointing", "dithered")
 #: Loaders of :mod:`pytest_crbench.datasets.hst`, by the name used in groups files.
-LOADERS = ("flt", "stis_raw", "wfpc2_c0f", "acs_raw", "auto")
 
 
 @dataclass(frozen=True)
@@ -54,16 +61,13 @@ class RegistryEntry:
 
 
 def default_registry_path() -> Path:
-    """The package registry: ``data_registry.txt`` at the repository root (editable
-    installs) or inside the package (``pytest_crbench/data/data_registry.txt``)."""
-    for candidate in (PACKAGE_DIR / "data" / "data_registry.txt",
-                      PACKAGE_DIR.parent / "data_registry.txt"):
-        if candidate.is_file():
-            return candidate
-    raise CRBenchConfigError(
-        "the package registry data_registry.txt was not found (looked in "
-        f"{PACKAGE_DIR / 'data'} and {PACKAGE_DIR.parent}); reinstall pytest-crbench"
-    )
+    """The package registry ``pytest_crbench/data/data_registry.txt`` (shipped as package
+    data; the repository's top-level ``data_registry.txt`` is a symbolic link to it)."""
+    path = PACKAGE_DIR / "data" / "data_registry.txt"
+    if not path.is_file():
+        raise CRBenchConfigError(
+            f"the package registry {path} was not found; reinstall pytest-crbench")
+    return path
 
 
 def user_registry_path(data_dir: str | os.PathLike) -> Path:
@@ -288,9 +292,9 @@ def parse_groups(data: dict, *, source: str, registry: dict[str, RegistryEntry] 
         if not files:
             raise CRBenchConfigError(f"{where}: 'files' is empty")
         loader = table.get("loader", "auto")
-        if loader not in LOADERS:
+        if loader not in LOADER_NAMES:
             raise CRBenchConfigError(
-                f"{where}: loader = {loader!r}; expected one of {', '.join(LOADERS)}")
+                f"{where}: loader = {loader!r}; expected one of {', '.join(LOADER_NAMES)}")
         dates = _str_list(table.get("date_obs", []), where=where, key="date_obs")
         for d in dates:
             if not _DATE.match(d):

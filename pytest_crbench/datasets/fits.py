@@ -29,6 +29,8 @@ from pytest_crbench._util import atomic_write, native
 from pytest_crbench.errors import CRBenchDataError, CRBenchError
 from pytest_crbench.science.exposures import DEFAULT_SATURATION, Exposure
 
+__all__ = ["to_electrons", "filter_name", "header_facts", "read_exposures", "write_exposures"]
+
 #: Units accepted in ``BUNIT`` (case-insensitive, spaces removed) and how to get e-.
 _UNITS = {
     "ELECTRONS": ("e", False),
@@ -81,7 +83,7 @@ def _first(header, keys, default=None):
     return default
 
 
-def _filter_name(header) -> str:
+def filter_name(header) -> str:
     if "FILTER" in header:
         return str(header["FILTER"]).strip()
     names = [str(header.get(k, "")).strip() for k in ("FILTER1", "FILTER2")]
@@ -118,7 +120,7 @@ def header_facts(primary, sci, *, where: str) -> dict:
     return {
         "instrument": str(get(("INSTRUME",), "UNKNOWN")).strip(),
         "detector": str(get(("DETECTOR",), "UNKNOWN")).strip(),
-        "filter": _filter_name(primary) if "FILTER" not in sci else str(sci["FILTER"]).strip(),
+        "filter": filter_name(primary) if "FILTER" not in sci else str(sci["FILTER"]).strip(),
         "exptime": header_number(exptime, "EXPTIME", where=where),
         "date_obs": str(get(("DATE-OBS",), "")).strip(),
         "gain": None if gain is None else header_number(gain, "CCDGAIN", where=where),

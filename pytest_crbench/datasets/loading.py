@@ -12,6 +12,8 @@ from pathlib import Path
 from pytest_crbench.errors import CRBenchConfigError
 from pytest_crbench.science.exposures import Dataset
 
+__all__ = ["available", "load_dataset", "is_scored", "domain_note"]
+
 
 def available(data_dir: Path | None = None) -> dict[str, str]:
     """Every dataset name with a one-line description: the simulated presets, the

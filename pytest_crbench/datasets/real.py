@@ -20,6 +20,8 @@ from pathlib import Path
 from pytest_crbench.errors import CRBenchConfigError, CRBenchDataError
 from pytest_crbench.science.exposures import Dataset, Group
 
+__all__ = ["REAL_DATASETS", "dataset_files", "load_real_dataset"]
+
 
 def _package_datasets() -> dict[str, str]:
     try:
@@ -33,13 +35,6 @@ def _package_datasets() -> dict[str, str]:
 
 #: Dataset name → description (package datasets).
 REAL_DATASETS: dict[str, str] = _package_datasets()
-
-
-def dataset_names(data_dir: Path | None = None) -> dict[str, str]:
-    """Package and user datasets (name → description)."""
-    from pytest_crbench.datasets.catalog import load_groups
-
-    return {n: d.description for n, d in load_groups(data_dir).datasets.items()}
 
 
 def dataset_files(name: str, *, data_dir: Path | None = None) -> list[str]:

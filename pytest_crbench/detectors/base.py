@@ -19,6 +19,8 @@ import numpy as np
 
 from pytest_crbench.errors import CRBenchDetectorError
 
+__all__ = ["Prediction", "Detector", "threshold_mask", "as_prediction"]
+
 
 @dataclass
 class Prediction:
@@ -41,11 +43,19 @@ class Detector(Protocol):
         ...
 
 
+def threshold_mask(probability, threshold: float) -> np.ndarray:
+    """The cosmic-ray mask of a probability map: pixels whose probability *exceeds*
+    ``threshold`` (strictly: deepCR's own rule, so our deepCR masks equal its ``clean``).
+    The one thresholding rule of the package, for deepCR and user detectors alike."""
+    return np.asarray(probability) > threshold
+
+
 def as_prediction(result: Any, *, threshold: float | None, shape: tuple[int, int],
                   detector: str, where: str = "") -> Prediction:
     """Normalise a detector's return value to a :class:`Prediction` with a bool mask.
 
-    A float array is taken as a probability and thresholded at ``threshold`` (``>=``);
+    A float array is taken as a probability and thresholded at ``threshold``
+    (:func:`threshold_mask`: probability > threshold);
     a bool or integer 0/1 array is taken as the mask.  Anything else, a wrong shape, a
     probability that is not a finite number in [0, 1] (NaN would read as "no cosmic
     ray") or a cleaned image with NaN/inf raises :class:`CRBenchDetectorError` naming the
@@ -109,7 +119,7 @@ def _as_prediction(result: Any, *, threshold: float | None, shape: tuple[int, in
             raise CRBenchDetectorError(
                 f"detector {detector!r} returned a probability but has no threshold"
             )
-        pred.mask = np.asarray(pred.probability) >= threshold
+        pred.mask = threshold_mask(pred.probability, threshold)
     mask = np.asarray(pred.mask)
     if mask.shape != tuple(shape):
         raise CRBenchDetectorError(

@@ -63,7 +63,7 @@ import numpy as np
 
 from pytest_crbench._util import sha256_file
 from pytest_crbench.errors import CRBenchDetectorError
-from pytest_crbench.detectors.base import Prediction
+from pytest_crbench.detectors.base import Prediction, threshold_mask
 
 __all__ = [
     "DeepCRDetector",
@@ -269,7 +269,8 @@ class DeepCRDetector:
     """A deepCR mask model (optionally with an inpainting model) as a Detector.
 
     ``detect`` returns ``Prediction(mask=bool, probability=float32, cleaned=float32|None)``;
-    ``mask`` is ``probability > threshold`` (deepCR's strict comparison).
+    ``mask`` is :func:`~pytest_crbench.detectors.base.threshold_mask` (probability >
+    threshold, deepCR's strict comparison).
     """
 
     def __init__(self, model: str | ModelSpec = "ACS-WFC", *, threshold: float = 0.5,
@@ -401,7 +402,7 @@ class DeepCRDetector:
                 mean, std = x.mean(), x.std()
                 x = (x - mean) / std
             prob = self._run_tiled(self.mask_net, x[None])
-            mask = prob > self.threshold
+            mask = threshold_mask(prob, self.threshold)
             cleaned = None
             if self.inpaint_net is not None:
                 xs = img / np.float32(self.inpaint_scale)
@@ -467,7 +468,8 @@ class DeepCRDetector:
                                        segment=True, patch=self.patch, n_jobs=1)
                 cleaned = np.asarray(cleaned, dtype=np.float32)
         prob = np.asarray(prob, dtype=np.float32)
-        return Prediction(mask=prob > self.threshold, probability=prob, cleaned=cleaned)
+        return Prediction(mask=threshold_mask(prob, self.threshold), probability=prob,
+                          cleaned=cleaned)
 
 
 class _deterministic:

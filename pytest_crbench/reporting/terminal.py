@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pytest_crbench.bench.checks import PhotometryCheck, PixelFloorCheck
+from pytest_crbench.reporting.formatting import pct
 
 __all__ = ["score_table", "paper_table", "photometry_table", "density_lines",
            "stability_lines", "summary_lines"]
@@ -64,12 +65,8 @@ def _format(header: list[str], rows: list[list[str]]) -> list[str]:
 
 # --------------------------------------------------------------------------- analyses
 
-def _pct(v) -> str:
-    return "-" if v is None else f"{100 * v:.1f}"
-
-
 def _limited(value, key, floors) -> str:
-    text = _pct(value)
+    text = pct(value, missing="-")
     limit = floors.get(key)
     if limit is not None:
         text += f" ({'<=' if key.kind == 'max' else '>='}{100 * limit:.1f})"
@@ -85,7 +82,7 @@ def photometry_table(analysis, floors: dict) -> list[str]:
     for size_bin, b in analysis.photometry.blocks():
         key = lambda m: PhotometryCheck(analysis.detector, analysis.dataset, size_bin, m)
         rows.append([size_bin if size_bin == "all" else f"{size_bin} px", str(b.n),
-                     f"{b.n_contaminated} ({_pct(b.contaminated)} %)",
+                     f"{b.n_contaminated} ({pct(b.contaminated, missing='-')} %)",
                      _limited(b.anomalous, key("max_anomalous"), floors),
                      _limited(b.inside_97_103, key("min_inside_97_103"), floors),
                      _limited(b.outside_90_110, key("max_outside_90_110"), floors)])

@@ -15,6 +15,9 @@ import numpy as np
 
 from pytest_crbench.errors import CRBenchDataError
 
+__all__ = ["DEFAULT_SATURATION", "Exposure", "GROUP_KINDS", "DQ_SATURATED", "Group",
+           "Dataset", "Reference"]
+
 #: Default saturation level in electrons (ACS/WFC full well, method.md section 1).
 DEFAULT_SATURATION = 70000.0
 
@@ -101,6 +104,13 @@ class Exposure:
         return self.crtruth > 0
 
 
+#: How the exposures of a group relate: one pointing on one pixel grid, a CR-split pair,
+#: or a dither pattern aligned through each exposure's WCS.
+GROUP_KINDS = ("pointing", "crsplit", "dithered")
+#: The HST data-quality bit of saturated pixels (full well, including bleed trails).
+DQ_SATURATED = 256
+
+
 @dataclass
 class Group:
     """The exposures of one chip of one field (one pointing or one dither pattern).
@@ -117,9 +127,9 @@ class Group:
     def __post_init__(self) -> None:
         if not self.exposures:
             raise CRBenchDataError(f"group {self.name!r} has no exposures")
-        if self.kind not in ("pointing", "crsplit", "dithered"):
+        if self.kind not in GROUP_KINDS:
             raise CRBenchDataError(
-                f"group {self.name!r}: kind must be 'pointing', 'crsplit' or 'dithered', "
+                f"group {self.name!r}: kind must be one of {', '.join(GROUP_KINDS)}, "
                 f"got {self.kind!r}"
             )
         if self.kind != "dithered":

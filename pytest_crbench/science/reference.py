@@ -28,6 +28,8 @@ from pytest_crbench.errors import CRBenchDataError
 from pytest_crbench.science.metrics import Counts, confusion, precision, recall
 from pytest_crbench.science.exposures import Group, Reference, check_levels
 
+__all__ = ["ReferenceConfig", "build_reference", "audit_reference", "pooled_audit"]
+
 
 @dataclass(frozen=True)
 class ReferenceConfig:

@@ -16,7 +16,7 @@ threshold grid :data:`THRESHOLDS`
     logit from −16 to 16 (probabilities within 1e-7 of 0 or 1, where a U-Net's
     sigmoid output piles up).  0.5 is on the grid.
 predicted positive at threshold t
-    ``probability >= t`` (NaN counts as 0).  deepCR's own mask uses ``> t``; the two
+    ``probability >= t`` (NaN counts as 0).  The package's masks use ``> t`` (:func:`~pytest_crbench.detectors.base.threshold_mask`); the two
     differ only for pixels exactly at t.
 TPR, FPR, precision at t
     TP/P, FP/N, TP/(TP+FP) (undefined, NaN, where nothing is predicted).
