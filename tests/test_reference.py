@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import make_group
-from pytest_crbench.errors import CRBenchDataError
+from pytest_crbench.errors import CRBenchConfigError, CRBenchDataError
 from pytest_crbench.science.metrics import confusion, precision, recall
 from pytest_crbench.science.exposures import Exposure, Group
 from pytest_crbench.science.reference import ReferenceConfig, audit_reference, build_reference, pooled_audit
@@ -83,8 +83,14 @@ def test_one_exposure_is_refused():
 
 
 def test_bad_config_is_refused():
-    with pytest.raises(CRBenchDataError, match="snr_low"):
-        ReferenceConfig(snr_high=1.0, snr_low=2.0)
+    with pytest.raises(CRBenchConfigError, match="reference_snr"):
+        ReferenceConfig(snr=(5.0, -1.0))
+    with pytest.raises(CRBenchConfigError, match="reference_scale"):
+        ReferenceConfig(scale="1.2")
+    with pytest.raises(CRBenchConfigError, match="reference_grow"):
+        ReferenceConfig(grow=0)
+    with pytest.raises(CRBenchConfigError, match="reference: expected one of astrodrizzle, noise"):
+        ReferenceConfig(rule="median")
     with pytest.raises(CRBenchDataError, match="odd"):
         ReferenceConfig(sat_box=4)
 
