@@ -17,7 +17,8 @@ import numpy as np
 from pytest_crbench.detectors.base import Prediction, as_prediction
 from pytest_crbench.science.metrics import Counts, confusion
 from pytest_crbench.science.exposures import Dataset, Exposure, Group
-from pytest_crbench.science.reference import ReferenceConfig, audit_reference, build_reference
+from pytest_crbench.science.reference import ReferenceConfig, build_reference
+from pytest_crbench.science.truth import audit_reference
 from pytest_crbench.science.regions import background, region_map, region_name, regions_from_map
 
 

@@ -157,7 +157,7 @@ def stability_lines(analysis) -> list[str]:
 
 def summary_lines(bench) -> list[str]:
     """The terminal summary of a :class:`~pytest_crbench.bench.run.BenchSession`."""
-    from pytest_crbench.science.reference import pooled_audit
+    from pytest_crbench.science.truth import pooled_audit
 
     out: list[str] = []
     for ds in bench.settings.dataset:

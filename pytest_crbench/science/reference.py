@@ -37,7 +37,6 @@ import numpy as np
 
 from pytest_crbench.errors import CRBenchConfigError, CRBenchDataError
 from pytest_crbench.science.drizcr import DrizCRParams, cte_direction, driz_cr_mask, two_pass_mask
-from pytest_crbench.science.metrics import Counts, confusion, precision, recall
 from pytest_crbench.science.exposures import Exposure, Group, Reference
 
 #: The reference rules: AstroDrizzle's driz_cr (the paper's) and the noise-only rule.
@@ -192,36 +191,3 @@ def build_reference(group: Group, config: ReferenceConfig | None = None) -> Refe
         masks.append(crmask & ~ignore)
         ignores.append(ignore)
     return Reference(group=group.name, clean=cleans, crmask=masks, ignore=ignores)
-
-
-def audit_reference(group: Group, reference: Reference) -> list[dict]:
-    """Precision and recall of the reference CR mask against the simulation truth.
-
-    One row per exposure that carries ``CRTRUTH``: counts and scores against every pixel
-    with injected charge, and the recall of pixels whose injected charge exceeds 5σ of
-    the pixel noise ("significant": the ones any method can see).  Ignored pixels are
-    excluded.  Exposures without truth are left out (real data).
-    """
-    rows = []
-    for exp, mask, ignore in zip(group.exposures, reference.crmask, reference.ignore):
-        if exp.crtruth is None:
-            continue
-        truth = exp.crtruth > 0
-        c = confusion(mask, truth, ignore)
-        noise = np.sqrt(exp.read_noise ** 2 + np.maximum(exp.sci - exp.crtruth, 0))
-        significant = exp.crtruth > 5 * noise
-        cs = confusion(mask, significant, ignore)
-        rows.append({
-            "group": group.name, "exposure": exp.name, **c.as_dict(),
-            "precision": precision(c).value, "recall": recall(c).value,
-            "recall_significant": recall(cs).value,
-            "truth_fraction": float(truth.mean()),
-        })
-    return rows
-
-
-def pooled_audit(rows: list[dict]) -> dict:
-    """Pooled precision/recall of audit rows (sum of counts)."""
-    total = sum((Counts(r["tp"], r["fp"], r["fn"]) for r in rows), Counts())
-    return {**total.as_dict(), "precision": precision(total).value,
-            "recall": recall(total).value, "n_exposures": len(rows)}
