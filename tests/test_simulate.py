@@ -379,6 +379,21 @@ def test_rebuilds_when_version_or_seed_differ(tmp_path, monkeypatch):
     assert not list(tmp_path.glob(".sim-tiny.tmp-*"))
 
 
+def test_rebuilds_when_the_preset_groups_change(tmp_path, monkeypatch):
+    """A cache built for other group sizes (e.g. 4 exposures before sim had 6) is stale."""
+    folder = sim.ensure_simulated("sim-tiny", tmp_path)
+    spec = sim.PRESETS["sim-tiny"]
+    grown = sim.SimSpec(spec.name, spec.shape, tuple(
+        sim.GroupSpec(g.date, g.exptimes + (4000.0,)) for g in spec.groups), seed=spec.seed)
+    monkeypatch.setitem(sim.PRESETS, "sim-tiny", grown)
+    sim.ensure_simulated("sim-tiny", tmp_path)
+    assert [len(g["exposures"]) for g in _manifest(folder)["groups"]] == [4, 4]
+
+
+def test_sim_has_the_papers_group_size():
+    assert all(len(g.exptimes) == 6 for g in sim.PRESETS["sim"].groups)
+
+
 def test_failed_build_leaves_nothing_half_written(tmp_path, monkeypatch):
     real = sim.write_exposures
     calls = []

@@ -34,7 +34,7 @@ import numpy as np
 from pytest_crbench.errors import CRBenchConfigError
 
 
-def _pair(value, what: str) -> tuple[float, float]:
+def parse_pair(value, what: str) -> tuple[float, float]:
     """``"5.0 1.5"`` / ``"5,1.5"`` / ``(5, 1.5)`` → (5.0, 1.5); drizzlepac's separators."""
     if isinstance(value, str):
         parts = [p for p in re.split(r"[,;\s]+", value.strip()) if p]
@@ -68,8 +68,8 @@ class DrizCRParams:
     ctegrow: int = 0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "snr", _pair(self.snr, "reference_snr"))
-        object.__setattr__(self, "scale", _pair(self.scale, "reference_scale"))
+        object.__setattr__(self, "snr", parse_pair(self.snr, "reference_snr"))
+        object.__setattr__(self, "scale", parse_pair(self.scale, "reference_scale"))
         if min(self.snr) <= 0:
             raise CRBenchConfigError(f"reference_snr: both values must be > 0, got {self.snr}")
         if min(self.scale) < 0:
