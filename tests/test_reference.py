@@ -131,3 +131,23 @@ def test_dithered_group_reference_through_the_wcs():
     for exp, ign in zip(group.exposures, ref.ignore):
         # only the borders not covered by every neighbour (and bad pixels) are ignored
         assert ign.mean() < 0.25
+
+
+@pytest.mark.parametrize("n", [2, 3, 6])
+def test_shared_median_equals_the_per_exposure_model(n):
+    """build_reference computes a same-pointing group's median once; it must give every
+    exposure the model blotted_model gives it alone, bad pixels included."""
+    from pytest_crbench.science.reference import blotted_model, blotted_models
+
+    group = make_group(n, seed=11)
+    for k, exp in enumerate(group.exposures):
+        exp.dq[3, 3 + k] = 1
+    for exp in group.exposures[:2]:
+        exp.dq[5, 5] = 1  # in a pair, no other good value at all
+    for i, (model, var, covered) in enumerate(blotted_models(group)):
+        model1, var1, covered1 = blotted_model(group, i)
+        np.testing.assert_array_equal(model, model1)
+        np.testing.assert_array_equal(covered, covered1)
+        np.testing.assert_allclose(var, var1, rtol=1e-6)
+    # the last exposure has another good value at (5, 5) only with a third one besides
+    assert covered1[5, 5] == (n > 3)

@@ -111,34 +111,57 @@ def _stack_on_grid(group: Group, i: int) -> tuple[np.ndarray, np.ndarray, np.nda
     return rates.astype(np.float32), times, noise
 
 
+def _median_model(rates: np.ndarray, times: np.ndarray, rn: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-pixel median rate of a stack, the variance of that median (rate²) and the
+    number of good values per pixel."""
+    import warnings
+
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        model_rate = np.nanmedian(rates, axis=0)
+    n_good = np.sum(np.isfinite(rates), axis=0)
+    # variance of a median of m values ≈ (π/2) σ²/m, σ² from the mean exposure
+    mean_var = np.mean((rn[:, None, None] ** 2 + np.maximum(
+        np.nan_to_num(rates) * times[:, None, None], 0)) / times[:, None, None] ** 2, axis=0)
+    return model_rate, (np.pi / 2) * mean_var / np.maximum(n_good, 1), n_good
+
+
+def _finish_model(exp: Exposure, model_rate: np.ndarray, var_rate: np.ndarray,
+                  usable: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    t = exp.exptime
+    model = np.where(usable, model_rate, np.nan) * t
+    covered = np.isfinite(model)
+    return np.where(covered, model, exp.sci), np.nan_to_num(var_rate) * t * t, covered
+
+
 def blotted_model(group: Group, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The model of exposure *i* (e-, on its grid), the model's own variance (e-²) and
     where the model is defined (``covered``); elsewhere the model is the exposure."""
     exp = group.exposures[i]
     rates, times, rn = _stack_on_grid(group, i)
-    t = times[0]
     if len(group.exposures) == 2:
-        model_rate = rates[1]
-        model_var = (rn[1] ** 2 + np.maximum(rates[1] * times[1], 0)) / times[1] ** 2
-    else:
-        import warnings
+        var_rate = (rn[1] ** 2 + np.maximum(rates[1] * times[1], 0)) / times[1] ** 2
+        return _finish_model(exp, rates[1], var_rate, np.isfinite(rates[1]))
+    model_rate, var_rate, _ = _median_model(rates, times, rn)
+    # a median with no other good value cannot reject a cosmic ray
+    n_other = np.sum(np.isfinite(rates[1:]), axis=0)
+    return _finish_model(exp, model_rate, var_rate, n_other >= 1)
 
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            model_rate = np.nanmedian(rates, axis=0)
-        n_good = np.sum(np.isfinite(rates), axis=0)
-        # variance of a median of m values ≈ (π/2) σ²/m, σ² from the mean exposure
-        mean_var = np.mean((rn[:, None, None] ** 2 + np.maximum(
-            np.nan_to_num(rates) * times[:, None, None], 0)) / times[:, None, None] ** 2,
-            axis=0)
-        model_var = (np.pi / 2) * mean_var / np.maximum(n_good, 1)
-        # a median with no other good value cannot reject a cosmic ray
-        n_other = np.sum(np.isfinite(rates[1:]), axis=0)
-        model_rate = np.where(n_other >= 1, model_rate, np.nan)
-    model = model_rate * t
-    covered = np.isfinite(model)
-    model = np.where(covered, model, exp.sci)
-    return model, np.nan_to_num(model_var) * t * t, covered
+
+def blotted_models(group: Group):
+    """:func:`blotted_model` of every exposure, in order.  For a same-pointing group of
+    three or more the median is the same for every exposure: it is computed once."""
+    n = len(group.exposures)
+    if group.kind == "dithered" or n == 2:
+        for i in range(n):
+            yield blotted_model(group, i)
+        return
+    rates, times, rn = _stack_on_grid(group, 0)  # rows in exposure order
+    model_rate, var_rate, n_good = _median_model(rates, times, rn)
+    for i, exp in enumerate(group.exposures):
+        n_other = n_good - np.isfinite(rates[i])
+        yield _finish_model(exp, model_rate, var_rate, n_other >= 1)
 
 
 def noise_rule_mask(excess: np.ndarray, sigma: np.ndarray, snr: tuple[float, float]) -> np.ndarray:
@@ -177,8 +200,7 @@ def build_reference(group: Group, config: ReferenceConfig | None = None) -> Refe
             "of the same field"
         )
     cleans, masks, ignores = [], [], []
-    for i, exp in enumerate(group.exposures):
-        model, model_var, covered = blotted_model(group, i)
+    for exp, (model, model_var, covered) in zip(group.exposures, blotted_models(group)):
         crmask = reference_mask(exp, model, model_var, config, pair=n == 2) & covered
         sat_level = config.saturation if config.saturation is not None else exp.saturation
         saturated = exp.sci >= sat_level
