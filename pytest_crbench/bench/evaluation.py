@@ -18,7 +18,8 @@ from pytest_crbench.detectors.base import Prediction, as_prediction
 from pytest_crbench.science.metrics import Counts, confusion
 from pytest_crbench.science.exposures import Dataset, Exposure, Group
 from pytest_crbench.science.reference import ReferenceConfig, build_reference
-from pytest_crbench.science.truth import audit_reference
+from pytest_crbench.science.truth import (
+    DEFAULT_TRUTH_SNR, TruthClasses, audit_reference, truth_classes)
 from pytest_crbench.science.regions import background, region_map, region_name, regions_from_map
 
 
@@ -31,6 +32,7 @@ class PreparedExposure:
     ignore: np.ndarray
     rmap: np.ndarray
     background_rms: float
+    truth: TruthClasses | None = None  # from CRTRUTH (simulated data), else None
 
     @property
     def cr_fraction(self) -> float:
@@ -46,30 +48,44 @@ class PreparedDataset:
     exposures: list[PreparedExposure]
     audit: list[dict]
     seconds: float = 0.0
+    reference: ReferenceConfig = field(default_factory=ReferenceConfig)
+    truth_snr: float = DEFAULT_TRUTH_SNR
 
     @property
     def regions(self) -> list[str]:
         return ["full"] + [region_name(k) for k in sorted(self.ks)]
 
+    @property
+    def has_truth(self) -> bool:
+        return any(pe.truth is not None for pe in self.exposures)
+
     def summary(self) -> dict:
         """What the results file needs of this dataset (plain, JSON-able)."""
         return {"name": self.dataset.name, "version": self.dataset.version,
                 "provenance": self.dataset.provenance, "audit": self.audit,
-                "ks": list(self.ks)}
+                "ks": list(self.ks), "reference": self.reference.provenance(),
+                "truth_snr": self.truth_snr if self.has_truth else None}
 
 
-def prepare(dataset: Dataset, ks, ref_config: ReferenceConfig | None = None) -> PreparedDataset:
-    """References, region maps and the reference audit of every group of ``dataset``."""
+def prepare(dataset: Dataset, ks, ref_config: ReferenceConfig | None = None,
+            truth_snr: float = DEFAULT_TRUTH_SNR) -> PreparedDataset:
+    """References, region maps, truth classes and the per-region reference audit of
+    every group of ``dataset``."""
     t0 = time.perf_counter()
+    ref_config = ref_config or ReferenceConfig()
     prepared, audit = [], []
     for group in dataset.groups:
         ref = build_reference(group, ref_config)
-        audit.extend(audit_reference(group, ref))
+        regions = []
         for exp, clean, crmask, ignore in zip(group.exposures, ref.clean, ref.crmask, ref.ignore):
             bkg = background(clean, ignore)
             rmap = region_map(clean, ignore, ks, bkg=bkg)
-            prepared.append(PreparedExposure(group, exp, clean, crmask, ignore, rmap, bkg.rms))
-    return PreparedDataset(dataset, sorted(ks), prepared, audit, time.perf_counter() - t0)
+            regions.append(regions_from_map(rmap, ks))
+            prepared.append(PreparedExposure(group, exp, clean, crmask, ignore, rmap, bkg.rms,
+                                             truth_classes(exp, truth_snr)))
+        audit.extend(audit_reference(group, ref, regions, truth_snr))
+    return PreparedDataset(dataset, sorted(ks), prepared, audit, time.perf_counter() - t0,
+                           ref_config, truth_snr)
 
 
 @dataclass
