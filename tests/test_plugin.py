@@ -108,7 +108,7 @@ def test_json_and_masks_are_as_documented(project):
                       ).assert_outcomes(passed=2 * (N_REGIONS * 4 + N_PHOT),
                                         skipped=2 * N_STAB)
     doc = json.loads(out.read_text())
-    assert doc["schema"] == "crbench-results/2"
+    assert doc["schema"] == "crbench-results/3"
     assert set(doc["provenance"]["detectors"]) == {"mydet:make", "mydet:make_blind"}
     assert doc["provenance"]["datasets"]["sim-tiny"]
     pooled = [r for r in doc["scores"] if r["exposure"] is None]

@@ -114,7 +114,7 @@ def test_json_schema_2_and_report(project):
                       "--crbench-fill-method=median", "--crbench-anomalous-level=0.5"
                       ).assert_outcomes(passed=N_ITEMS, skipped=N_STAB)
     doc = json.loads(out.read_text())
-    assert doc["schema"] == "crbench-results/2"
+    assert doc["schema"] == "crbench-results/3"
     assert doc["provenance"]["settings"]["fill_method"] == "median"
     keys = {"detector", "dataset", "group", "exposure", "star_id", "x", "y", "area",
             "size_bin", "flux_original", "flux_clean", "flux_cleaned", "flux_err",

@@ -96,6 +96,10 @@ class ExposureResult:
     mask: np.ndarray | None
     seconds: float
     cr_fraction: float = float("nan")
+    #: against the truth (exposures with CRTRUTH): counts per region, and the pixels
+    #: left out of both classes (faint injected charge) per region
+    truth_counts: dict[str, Counts] | None = None
+    excluded: dict[str, int] | None = None
 
 
 @dataclass
@@ -108,8 +112,21 @@ class Evaluation:
     regions: list[str]
     exposures: list[ExposureResult] = field(default_factory=list)
 
-    def pooled(self, region: str) -> Counts:
+    def pooled(self, region: str, against: str = "reference") -> Counts:
+        """Counts of ``region`` summed over the exposures, against the ``reference`` or
+        the ``truth`` (exposures without truth add nothing to the latter)."""
+        if against == "truth":
+            return sum((e.truth_counts[region] for e in self.exposures
+                        if e.truth_counts is not None), Counts())
         return sum((e.counts[region] for e in self.exposures), Counts())
+
+    @property
+    def has_truth(self) -> bool:
+        return any(e.truth_counts is not None for e in self.exposures)
+
+    def excluded(self, region: str) -> int:
+        """Pixels of ``region`` left out of the truth classes, over all exposures."""
+        return sum(e.excluded[region] for e in self.exposures if e.excluded is not None)
 
     @property
     def seconds(self) -> float:
@@ -121,7 +138,10 @@ class Evaluation:
                 "regions": list(self.regions), "exposures": [
                     {"group": e.group, "exposure": e.exposure, "seconds": e.seconds,
                      "cr_fraction": e.cr_fraction,
-                     "counts": {r: c.as_dict() for r, c in e.counts.items()}}
+                     "counts": {r: c.as_dict() for r, c in e.counts.items()},
+                     "truth_counts": None if e.truth_counts is None else
+                     {r: c.as_dict() for r, c in e.truth_counts.items()},
+                     "excluded": e.excluded}
                     for e in self.exposures]}
 
     @classmethod
@@ -130,7 +150,9 @@ class Evaluation:
         for e in record["exposures"]:
             ev.exposures.append(ExposureResult(
                 e["group"], e["exposure"], {r: Counts(**c) for r, c in e["counts"].items()},
-                None, e["seconds"], e.get("cr_fraction", float("nan"))))
+                None, e["seconds"], e.get("cr_fraction", float("nan")),
+                None if e.get("truth_counts") is None else
+                {r: Counts(**c) for r, c in e["truth_counts"].items()}, e.get("excluded")))
         return ev
 
 
@@ -160,8 +182,16 @@ def evaluate(detector, prepared: PreparedDataset, *, spec: str | None = None,
         regions = regions_from_map(pe.rmap, prepared.ks)
         counts = {name: confusion(pred.mask, pe.crmask, pe.ignore, region)
                   for name, region in regions.items()}
+        truth_counts = excluded = None
+        if pe.truth is not None:
+            left_out = pe.ignore | pe.truth.excluded
+            truth_counts = {name: confusion(pred.mask, pe.truth.crmask, left_out, region)
+                            for name, region in regions.items()}
+            excluded = {name: int(np.count_nonzero(pe.truth.excluded & ~pe.ignore & region))
+                        for name, region in regions.items()}
         result.exposures.append(ExposureResult(pe.group.name, pe.exposure.name, counts,
-                                               pred.mask, seconds, pe.cr_fraction))
+                                               pred.mask, seconds, pe.cr_fraction,
+                                               truth_counts, excluded))
         if on_exposure is not None:
             on_exposure(pe, pred)
     return result

@@ -85,7 +85,8 @@ class BenchSession:
 
     def prepared(self, dataset: str) -> PreparedDataset:
         def make():
-            prepared = prepare(self.dataset(dataset), self.settings.k)
+            prepared = prepare(self.dataset(dataset), self.settings.k,
+                               self.settings.reference_config(), self.settings.truth_snr)
             self._summaries[dataset] = prepared.summary()
             return prepared
 
