@@ -122,3 +122,21 @@ def test_reference_options_resolve_to_a_reference_config():
 def test_bad_reference_options_name_the_option(flags, message):
     with pytest.raises(CRBenchConfigError, match=message):
         resolve(flags, {}, {})
+
+
+def test_truth_floors_round_trip_and_order(tmp_path):
+    floors = {FloorKey("d", "sim", "full", "recall"): 0.9,
+              FloorKey("d", "sim", "k3", "recall"): 0.8,
+              FloorKey("d", "sim", "full", "recall", "truth"): 0.95,
+              FloorKey("d", "sim", "k160", "precision", "truth"): 0.5,
+              FloorKey("d", "sim", "k3", "precision", "truth"): 0.7}
+    path = write_floors(tmp_path / "floors.toml", floors)
+    assert load_floors(path, metrics=METRICS) == floors
+    text = path.read_text()
+    order = [text.index(t) for t in ("sim.full]", "sim.k3]", "sim.truth.full]", "sim.truth.k3]",
+                                     "sim.truth.k160]")]
+    assert order == sorted(order)
+    assert str(FloorKey("d", "sim", "k3", "recall", "truth")) == "d / sim / truth / k3 / recall"
+    path.write_text('schema = "crbench-floors/1"\n[floors.d.sim.truth.full]\nrecal = 0.5\n')
+    with pytest.raises(CRBenchConfigError, match=r"floors.'d'.sim.truth.full.recal: unknown metric"):
+        load_floors(path, metrics=METRICS)

@@ -27,7 +27,18 @@ regions, for all stars, and in one sub-table per star-size bin (``"16-50"``,
     [floors."deepcr:ACS-WFC".sim.photometry."200-400"]
     max_anomalous = 0.40
 
-All three fractions are over the *contaminated* stars (|F_original − F_clean| > 3σ_F),
+Scores against the simulation truth (exposures carrying ``CRTRUTH``: a true cosmic ray
+has injected charge > ``truth_snr`` × its noise) sit in the table ``truth``, one
+sub-table per region with the same metrics; a truth score is gated only where such a
+table names it (a dataset without ``CRTRUTH`` fails a truth floor, with the reason)::
+
+    [floors."deepcr:ACS-WFC".sim.truth.full]
+    recall = 0.94
+
+    [floors."deepcr:ACS-WFC".sim.truth.k10]
+    precision = 0.93
+
+All three photometric fractions are over the *contaminated* stars (|F_original − F_clean| > 3σ_F),
 as :func:`pytest_crbench.science.photometry.photometry_summary` defines them.  ``max_*`` keys
 are ceilings (observed must be <= value), ``min_*`` keys floors (observed >= value).
 A fraction that is undefined (no contaminated star in the bin) fails where a limit is
@@ -59,15 +70,21 @@ PHOTOMETRY_METRICS: dict[str, tuple[str, str]] = {
 PHOTOMETRY_BINS = ("16-50", "50-200", "200-400")
 
 
+#: What a pixel score is measured against: the reference masks, or the simulation truth.
+AGAINST = ("reference", "truth")
+
+
 @dataclass(frozen=True)
 class FloorKey:
     detector: str
     dataset: str
     region: str
     metric: str
+    against: str = "reference"  # or "truth" (the ``truth`` table of the floors file)
 
     def __str__(self) -> str:
-        return f"{self.detector} / {self.dataset} / {self.region} / {self.metric}"
+        where = self.region if self.against == "reference" else f"truth / {self.region}"
+        return f"{self.detector} / {self.dataset} / {where} / {self.metric}"
 
 
 @dataclass(frozen=True)
@@ -166,20 +183,28 @@ def load_floors(path: Path, *, metrics: tuple[str, ...],
                     + (f" or a size-bin table ({', '.join(bins)})" if size_bin == "all" else ""))
             out[PhotometryKey(det, ds, size_bin, name)] = number(value, here)
 
+    def pixel_scores(det, ds, region, values, where, against):
+        for metric, value in table_of(values, where).items():
+            if metric not in metrics:
+                raise CRBenchConfigError(
+                    f"floors file {path}: {where}.{metric}: unknown metric {metric!r}; "
+                    f"expected one of {', '.join(metrics)}")
+            out[FloorKey(det, ds, region, metric, against)] = number(value, f"{where}.{metric}")
+
     for det, datasets in table_of(table, "floors").items():
         for ds, regions in table_of(datasets, f"floors.{det!r}").items():
             for region, values in table_of(regions, f"floors.{det!r}.{ds}").items():
                 if region == "photometry":
                     photometry(det, ds, values, f"floors.{det!r}.{ds}.photometry", "all")
                     continue
-                for metric, value in table_of(values, f"floors.{det!r}.{ds}.{region}").items():
-                    where = f"floors.{det!r}.{ds}.{region}.{metric}"
-                    if metric not in metrics:
-                        raise CRBenchConfigError(
-                            f"floors file {path}: {where}: unknown metric {metric!r}; expected "
-                            f"one of {', '.join(metrics)}"
-                        )
-                    out[FloorKey(det, ds, region, metric)] = number(value, where)
+                if region == "truth":
+                    for truth_region, tvalues in table_of(
+                            values, f"floors.{det!r}.{ds}.truth").items():
+                        pixel_scores(det, ds, truth_region, tvalues,
+                                     f"floors.{det!r}.{ds}.truth.{truth_region}", "truth")
+                    continue
+                pixel_scores(det, ds, region, values, f"floors.{det!r}.{ds}.{region}",
+                             "reference")
     return out
 
 
@@ -216,8 +241,9 @@ def render_floors(floors: dict, *, header: str = "") -> str:
             table = "photometry" if key.bin == "all" else f"photometry.{_quoted(key.bin)}"
             groups.setdefault((key.detector, key.dataset, table), {})[key.metric] = value
         else:
-            groups.setdefault((key.detector, key.dataset, _key(key.region)),
-                              {})[key.metric] = value
+            region = _key(key.region) if key.against == "reference" \
+                else f"truth.{_key(key.region)}"
+            groups.setdefault((key.detector, key.dataset, region), {})[key.metric] = value
     for (det, ds, region), values in sorted(groups.items(), key=lambda kv: (
             kv[0][0], kv[0][1], _region_order(kv[0][2]))):
         lines.append(f"[floors.{_key(det)}.{_key(ds)}.{region}]")
@@ -235,6 +261,9 @@ _BIN_ORDER = {f'photometry.{_quoted(b)}': i for i, b in enumerate(PHOTOMETRY_BIN
 
 
 def _region_order(region: str) -> tuple[int, float]:
+    if region.startswith("truth."):  # after the reference regions, in the same order
+        inner = _region_order(region[len("truth."):])
+        return (2, inner[0] * 1e6 + inner[1])
     if region == "full":
         return (0, 0.0)
     if region == "photometry":
@@ -244,7 +273,7 @@ def _region_order(region: str) -> tuple[int, float]:
     try:
         return (1, float(region[1:]))
     except ValueError:
-        return (2, 0.0)
+        return (2, -1.0)
 
 
 def write_floors(path: Path, floors: dict, *, header: str = "") -> Path:

@@ -20,7 +20,7 @@ from pytest_crbench.errors import CRBenchError
 from pytest_crbench.bench.evaluation import Evaluation, PreparedDataset, evaluate, prepare
 from pytest_crbench.bench.floors import (PHOTOMETRY_METRICS, FloorKey, PhotometryKey, SmokeKey, StabilityKey,
                      floor_from_observed, limit_from_observed, load_floors, write_floors)
-from pytest_crbench.science.metrics import METRICS, scores
+from pytest_crbench.science.metrics import METRICS, Score, scores
 
 
 @dataclass
@@ -167,7 +167,11 @@ class BenchSession:
 
     def _check_pixels(self, key: FloorKey) -> Outcome:
         ev = self.evaluation(key.detector, key.dataset)
-        score = scores(ev.pooled(key.region))[key.metric]
+        if key.against == "truth" and not ev.has_truth:
+            score = Score(None, f"no exposure of {key.dataset} carries CRTRUTH: nothing to "
+                                "score against the truth")
+        else:
+            score = scores(ev.pooled(key.region, key.against))[key.metric]
         floor = self.floors.get(key)
         if score.value is None:
             outcome = Outcome(key, None, floor, floor is None, score.reason)
@@ -310,10 +314,11 @@ class BenchSession:
             new = {}
             for ev in self.evaluations:
                 for region in ev.regions:
-                    for metric, score in scores(ev.pooled(region)).items():
-                        if score.value is not None:
-                            key = FloorKey(ev.detector, ev.dataset, region, metric)
-                            new[key] = floor_from_observed(score.value, s.floors_margin)
+                    for against in ("reference", "truth") if ev.has_truth else ("reference",):
+                        for metric, score in scores(ev.pooled(region, against)).items():
+                            if score.value is not None:
+                                key = FloorKey(ev.detector, ev.dataset, region, metric, against)
+                                new[key] = floor_from_observed(score.value, s.floors_margin)
             for a in self.analyses:
                 for size_bin in ["all"] + list((a.photometry or {}).get("by_size", {})):
                     block = a.summary_block(size_bin) or {}

@@ -97,6 +97,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         for det in s.model:
             keys += [FloorKey(det, ds, region, metric) for region in regions
                      for metric in METRICS]
+            keys += [FloorKey(det, ds, region, metric, "truth") for region in regions
+                     for metric in METRICS
+                     if FloorKey(det, ds, region, metric, "truth") in bench.floors]
             keys += [PhotometryKey(det, ds, size_bin, metric)
                      for size_bin in ("all",) + PHOTOMETRY_BINS for metric in PHOTOMETRY_METRICS]
             keys += [StabilityKey(det, ds, q) for q in ("f1", "f2", "rms")]

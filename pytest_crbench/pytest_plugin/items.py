@@ -3,6 +3,9 @@ downstream repository needs no test file):
 
 * ``crbench::<det>::<dataset>::<region>::<metric>``: the pooled pixel score reaches its
   floor;
+* ``crbench::<det>::<dataset>::truth::<region>::<metric>``: the pooled pixel score
+  against the simulation truth reaches its floor — collected only where the floors file
+  names it (``[floors.<det>.<dataset>.truth.<region>]``);
 * ``crbench::<det>::<dataset>::photometry::<all|16-50|50-200|200-400>::<limit>``
   (``max_anomalous``, ``min_inside_97_103``, ``max_outside_90_110``): the photometric
   fraction respects its floor or ceiling;
@@ -38,6 +41,8 @@ def item_name(key) -> str:
         return f"{key.detector}::{key.dataset}::stability::{key.quantity}"
     if isinstance(key, SmokeKey):
         return f"{key.detector}::{key.dataset}::smoke"
+    if key.against == "truth":
+        return f"{key.detector}::{key.dataset}::truth::{key.region}::{key.metric}"
     return f"{key.detector}::{key.dataset}::{key.region}::{key.metric}"
 
 
@@ -65,7 +70,8 @@ class FloorItem(pytest.Item):
         elif isinstance(key, SmokeKey):
             pass
         else:
-            self.user_properties.extend([("region", key.region), ("metric", key.metric)])
+            self.user_properties.extend([("region", key.region), ("metric", key.metric),
+                                         ("against", key.against)])
 
     def runtest(self) -> None:
         from pytest_crbench.pytest_plugin.hooks import bench_session

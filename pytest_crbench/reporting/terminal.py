@@ -19,23 +19,27 @@ def _cell(value, floor) -> str:
     return text
 
 
-def score_table(evaluation, floors: dict[FloorKey, float]) -> list[str]:
+def score_table(evaluation, floors: dict[FloorKey, float], against: str = "reference"
+                ) -> list[str]:
     """Rows = regions, columns = recall/precision/F1/F2 in %, each with floor and margin."""
     header = ["region"] + [_LABELS[m] for m in ("recall", "precision", "f1", "f2")]
     rows = []
     for region in evaluation.regions:
-        sc = scores(evaluation.pooled(region))
+        sc = scores(evaluation.pooled(region, against))
         row = [region]
         for metric in ("recall", "precision", "f1", "f2"):
-            floor = floors.get(FloorKey(evaluation.detector, evaluation.dataset, region, metric))
+            floor = floors.get(FloorKey(evaluation.detector, evaluation.dataset, region, metric,
+                                        against))
             row.append(_cell(sc[metric].value, floor))
         rows.append(row)
     return _format(header, rows)
 
 
-def paper_table(evaluations, dataset: str) -> list[str]:
-    """Table 1 of the paper: regions as columns, recall and precision (%) per detector."""
-    evs = [e for e in evaluations if e.dataset == dataset]
+def paper_table(evaluations, dataset: str, against: str = "reference") -> list[str]:
+    """Table 1 of the paper: regions as columns, recall and precision (%) per detector,
+    against the reference or (``against="truth"``) the simulation truth."""
+    evs = [e for e in evaluations if e.dataset == dataset
+           and (against == "reference" or e.has_truth)]
     if not evs:
         return []
     regions = evs[0].regions
@@ -43,7 +47,7 @@ def paper_table(evaluations, dataset: str) -> list[str]:
     rows = []
     for ev in evs:
         for metric in ("recall", "precision"):
-            vals = [scores(ev.pooled(r))[metric].value for r in regions]
+            vals = [scores(ev.pooled(r, against))[metric].value for r in regions]
             rows.append([ev.detector, metric] + ["-" if v is None else f"{100 * v:.1f}"
                                                  for v in vals])
     return _format(header, rows)
@@ -56,7 +60,21 @@ def _format(header: list[str], rows: list[list[str]]) -> list[str]:
     return [line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in rows]
 
 
-__all__ = ["METRICS", "score_table", "paper_table"]
+def audit_table(audit_rows: list[dict], regions: list[str]) -> list[str]:
+    """The reference against the truth per region: precision, recall and recall of the
+    significant charge (%), pooled over the exposures."""
+    from pytest_crbench.science.truth import pooled_audit
+
+    header = ["reference vs truth"] + [r.removeprefix("k") if r != "full" else r
+                                       for r in regions]
+    pooled = [pooled_audit(audit_rows, r) for r in regions]
+    rows = [[label] + [_pct(p[key]) for p in pooled] for label, key in (
+        ("precision", "precision"), ("recall", "recall"),
+        ("recall (significant)", "recall_significant"))]
+    return _format(header, rows)
+
+
+__all__ = ["METRICS", "score_table", "paper_table", "audit_table"]
 
 
 # --------------------------------------------------------------------------- analyses
@@ -157,19 +175,37 @@ def stability_lines(analysis) -> list[str]:
 
 def summary_lines(bench) -> list[str]:
     """The terminal summary of a :class:`~pytest_crbench.bench.run.BenchSession`."""
-    from pytest_crbench.science.truth import pooled_audit
-
     out: list[str] = []
+    summaries = {d["name"]: d for d in bench.dataset_summaries}
     for ds in bench.settings.dataset:
         table = paper_table(bench.evaluations, ds)
-        if table:
-            out.append(f"dataset {ds}: recall and precision (%) per star region "
-                       "(region k: pixels above k x background RMS)")
-            out += ["  " + line for line in table]
+        if not table:
+            continue
+        reference = bench.settings.reference_config().describe()
+        out.append(f"dataset {ds}: recall and precision (%) per star region "
+                   "(region k: pixels above k x background RMS)")
+        out.append(f"  against the reference: {reference}")
+        out += ["  " + line for line in table]
+        truth = paper_table(bench.evaluations, ds, "truth")
+        if truth:
+            out.append(f"  against the truth: CRTRUTH > {bench.settings.truth_snr:g} sigma "
+                       "(fainter injected charge left out of both classes)")
+            out += ["  " + line for line in truth]
+        audit = summaries.get(ds, {}).get("audit")
+        if audit:
+            n = len({(r["group"], r["exposure"]) for r in audit})
+            out.append(f"  reference audit against CRTRUTH ({n} exposures; significant: "
+                       f"charge > {bench.settings.truth_snr:g} sigma):")
+            regions = next(e.regions for e in bench.evaluations if e.dataset == ds)
+            out += ["  " + line for line in audit_table(audit, regions)]
     for ev in bench.evaluations:
         out += ["", f"{ev.detector} on {ev.dataset} ({len(ev.exposures)} exposures, "
                     f"{ev.seconds:.1f} s): score % (>= floor, margin)"]
         out += ["  " + line for line in score_table(ev, bench.floors)]
+        if any(k.against == "truth" for k in bench.floors if isinstance(k, FloorKey)
+               and (k.detector, k.dataset) == (ev.detector, ev.dataset)):
+            out.append("  against the truth:")
+            out += ["  " + line for line in score_table(ev, bench.floors, "truth")]
         note = bench.notes.get((ev.detector, ev.dataset))
         if note:
             out.append("  note: " + note)
@@ -192,12 +228,6 @@ def summary_lines(bench) -> list[str]:
                     "% of pixels)"]
         if sm.get("note"):
             out.append("  note: " + sm["note"])
-    for summary in bench.dataset_summaries:
-        if summary["audit"]:
-            a = pooled_audit(summary["audit"])
-            out += ["", f"reference audit on {summary['name']} against CRTRUTH: precision "
-                        f"{100 * (a['precision'] or 0):.1f} %, recall "
-                        f"{100 * (a['recall'] or 0):.1f} % ({a['n_exposures']} exposures)"]
     if not bench.floors:
         out.append("no floors configured: scores were reported, not asserted "
                    "(--crbench-floors PATH or [tool.crbench] floors)")
