@@ -290,23 +290,32 @@ def analyse(ev: Evaluation, prepared: PreparedDataset, collector: ExposurePhotom
 
 
 def report_results(evaluations: list[Evaluation], analyses: list[Analysis],
-                   meta: dict[str, Any] | None = None) -> dict[str, Any]:
+                   meta: dict[str, Any] | None = None,
+                   audits: dict[str, list[dict]] | None = None) -> dict[str, Any]:
     """The ``results`` dict of :func:`pytest_crbench.reporting.html.write_report` for a run.
 
     Detectors are labelled ``<detector>`` with one dataset, ``<detector> on <dataset>``
-    with several (the report keys its figures by that label).
+    with several (the report keys its figures by that label).  ``audits`` maps a dataset
+    to its reference-audit rows (:func:`pytest_crbench.science.truth.audit_reference`).
     """
     from pytest_crbench.science.metrics import scores
+    from pytest_crbench.science.truth import pooled_audit
 
     datasets = {a.dataset for a in analyses} | {e.dataset for e in evaluations}
     label = (lambda det, ds: det) if len(datasets) <= 1 else (lambda det, ds: f"{det} on {ds}")
     table1 = []
     for ev in evaluations:
-        for region in ev.regions:
-            c = ev.pooled(region)
-            sc = scores(c)
-            table1.append({"detector": ev.detector, "dataset": ev.dataset, "region": region,
-                           **{m: s.value for m, s in sc.items()}, **c.as_dict()})
+        for against in ("reference", "truth") if ev.has_truth else ("reference",):
+            for region in ev.regions:
+                c = ev.pooled(region, against)
+                sc = scores(c)
+                table1.append({"detector": ev.detector, "dataset": ev.dataset,
+                               "region": region, "against": against,
+                               **{m: s.value for m, s in sc.items()}, **c.as_dict()})
+    audit = []
+    for ds, rows in (audits or {}).items():
+        regions = list(dict.fromkeys(r["region"] for r in rows))
+        audit += [{"dataset": ds, **pooled_audit(rows, region)} for region in regions]
     photometry: dict[str, dict[str, Any]] = {}
     stars, density, stability, limits, gallery = {}, {}, {}, [], []
     rates = {}
@@ -329,7 +338,7 @@ def report_results(evaluations: list[Evaluation], analyses: list[Analysis],
     if len(rates) > 1:
         for ds, r in rates.items():
             meta[f"CR fraction per second ({ds})"] = "—" if r is None else f"{r:.3g}"
-    return {"title": "pytest-crbench report", "meta": meta, "table1": table1,
+    return {"title": "pytest-crbench report", "meta": meta, "table1": table1, "audit": audit,
             "photometry": photometry, "stars": stars, "density": density,
             "cr_fraction_per_second": next(iter(rates.values())) if len(rates) == 1 else None,
             "exposure_limits": limits, "stability": stability, "gallery": gallery}

@@ -337,9 +337,14 @@ class BenchSession:
 
             meta = {"detectors": ", ".join(dict.fromkeys(e.detector for e in self.evaluations)),
                     "datasets": ", ".join(dict.fromkeys(e.dataset for e in self.evaluations)),
+                    "reference": s.reference_config().describe(),
                     "fill method": s.fill_method,
                     "anomalous level": f"{s.anomalous_level:g}"}
+            if any(e.has_truth for e in self.evaluations):
+                meta["truth"] = (f"CRTRUTH > {s.truth_snr:g} sigma (fainter injected charge "
+                                 "left out of both classes)")
+            audits = {d["name"]: d["audit"] for d in self.dataset_summaries if d["audit"]}
             html_path, _ = write_report(s.report, report_results(
-                self.evaluations, self.analyses, meta))
+                self.evaluations, self.analyses, meta, audits))
             lines.append(f"report: {html_path} (and report.md)")
         return lines
