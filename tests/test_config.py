@@ -6,7 +6,8 @@ import pytest
 
 from pytest_crbench.bench.settings import OPTIONS, read_tool_table, resolve
 from pytest_crbench.errors import CRBenchConfigError
-from pytest_crbench.bench.floors import FloorKey, floor_from_observed, load_floors, render_floors, write_floors
+from pytest_crbench.bench.checks import PixelFloorCheck
+from pytest_crbench.bench.floors import floor_from_observed, load_floors, render_floors, write_floors
 from pytest_crbench.science.metrics import METRICS
 
 
@@ -64,9 +65,9 @@ def test_tool_table_unknown_key_and_bad_toml(tmp_path):
 
 
 def test_floors_round_trip(tmp_path):
-    floors = {FloorKey("deepcr:ACS-WFC", "sim", "full", "recall"): 0.861,
-              FloorKey("deepcr:ACS-WFC", "sim", "k160", "precision"): 0.5,
-              FloorKey("my.pkg:factory", "sim", "k10", "f2"): 0.0}
+    floors = {PixelFloorCheck("deepcr:ACS-WFC", "sim", "full", "recall"): 0.861,
+              PixelFloorCheck("deepcr:ACS-WFC", "sim", "k160", "precision"): 0.5,
+              PixelFloorCheck("my.pkg:factory", "sim", "k10", "f2"): 0.0}
     path = write_floors(tmp_path / "floors.toml", floors, header="test")
     assert load_floors(path, metrics=METRICS) == floors
     assert render_floors(floors).index("full") < render_floors(floors).index("k160")
@@ -125,18 +126,18 @@ def test_bad_reference_options_name_the_option(flags, message):
 
 
 def test_truth_floors_round_trip_and_order(tmp_path):
-    floors = {FloorKey("d", "sim", "full", "recall"): 0.9,
-              FloorKey("d", "sim", "k3", "recall"): 0.8,
-              FloorKey("d", "sim", "full", "recall", "truth"): 0.95,
-              FloorKey("d", "sim", "k160", "precision", "truth"): 0.5,
-              FloorKey("d", "sim", "k3", "precision", "truth"): 0.7}
+    floors = {PixelFloorCheck("d", "sim", "full", "recall"): 0.9,
+              PixelFloorCheck("d", "sim", "k3", "recall"): 0.8,
+              PixelFloorCheck("d", "sim", "full", "recall", "truth"): 0.95,
+              PixelFloorCheck("d", "sim", "k160", "precision", "truth"): 0.5,
+              PixelFloorCheck("d", "sim", "k3", "precision", "truth"): 0.7}
     path = write_floors(tmp_path / "floors.toml", floors)
     assert load_floors(path, metrics=METRICS) == floors
     text = path.read_text()
     order = [text.index(t) for t in ("sim.full]", "sim.k3]", "sim.truth.full]", "sim.truth.k3]",
                                      "sim.truth.k160]")]
     assert order == sorted(order)
-    assert str(FloorKey("d", "sim", "k3", "recall", "truth")) == "d / sim / truth / k3 / recall"
+    assert str(PixelFloorCheck("d", "sim", "k3", "recall", "truth")) == "d / sim / truth / k3 / recall"
     path.write_text('schema = "crbench-floors/1"\n[floors.d.sim.truth.full]\nrecal = 0.5\n')
     with pytest.raises(CRBenchConfigError, match=r"floors.'d'.sim.truth.full.recal: unknown metric"):
         load_floors(path, metrics=METRICS)

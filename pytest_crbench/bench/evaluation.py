@@ -1,7 +1,8 @@
 """Run a detector over a dataset and count TP/FP/FN per exposure and star region.
 
 :func:`prepare` builds what every detector shares for a dataset — the reference of each
-group, the star-region map of each exposure and the reference audit — once.
+group (by the configured rule), the star-region map of each exposure, the truth classes
+of exposures with ``CRTRUTH`` and the per-region reference audit — once.
 :func:`evaluate` then runs one detector over the prepared dataset.  Plain numpy: no
 pytest here.
 """
@@ -15,12 +16,13 @@ from typing import Callable
 import numpy as np
 
 from pytest_crbench.detectors.base import Prediction, as_prediction
-from pytest_crbench.science.metrics import Counts, confusion
+from pytest_crbench.bench.records import AuditRow, DatasetSummary
+from pytest_crbench.science.metrics import Counts, ScoreSet, confusion
 from pytest_crbench.science.exposures import Dataset, Exposure, Group
 from pytest_crbench.science.reference import ReferenceConfig, build_reference
 from pytest_crbench.science.truth import (
     DEFAULT_TRUTH_SNR, TruthClasses, audit_reference, truth_classes)
-from pytest_crbench.science.regions import background, region_map, region_name, regions_from_map
+from pytest_crbench.science.regions import background, region_map, region_names, regions_from_map
 
 
 @dataclass
@@ -53,24 +55,27 @@ class PreparedDataset:
 
     @property
     def regions(self) -> list[str]:
-        return ["full"] + [region_name(k) for k in sorted(self.ks)]
+        return region_names(self.ks)
 
     @property
-    def has_truth(self) -> bool:
-        return any(pe.truth is not None for pe in self.exposures)
+    def truth_label(self) -> str | None:
+        """How score rows name the truth (None: no exposure carries CRTRUTH)."""
+        truth = next((pe.truth for pe in self.exposures if pe.truth is not None), None)
+        return None if truth is None else truth.label()
 
-    def summary(self) -> dict:
-        """What the results file needs of this dataset (plain, JSON-able)."""
-        return {"name": self.dataset.name, "version": self.dataset.version,
-                "provenance": self.dataset.provenance, "audit": self.audit,
-                "ks": list(self.ks), "reference": self.reference.provenance(),
-                "truth_snr": self.truth_snr if self.has_truth else None}
+    def summary(self) -> DatasetSummary:
+        """What the results file needs of this dataset."""
+        return DatasetSummary(self.dataset.name, self.dataset.version,
+                              self.dataset.provenance,
+                              [AuditRow.from_record(r) for r in self.audit], list(self.ks),
+                              self.reference.provenance(),
+                              self.truth_snr if self.truth_label else None)
 
 
 def prepare(dataset: Dataset, ks, ref_config: ReferenceConfig | None = None,
             truth_snr: float = DEFAULT_TRUTH_SNR) -> PreparedDataset:
-    """References, region maps, truth classes and the per-region reference audit of
-    every group of ``dataset``."""
+    """References (by ``ref_config``'s rule), region maps, truth classes and the
+    per-region reference audit of every group of ``dataset``."""
     t0 = time.perf_counter()
     ref_config = ref_config or ReferenceConfig()
     prepared, audit = [], []
@@ -96,36 +101,46 @@ class ExposureResult:
     mask: np.ndarray | None
     seconds: float
     cr_fraction: float = float("nan")
-    #: against the truth (exposures with CRTRUTH): counts per region, and the pixels
-    #: left out of both classes (faint injected charge) per region
+    #: against the truth (exposures with CRTRUTH): counts per region, and the pixels of
+    #: each region left out of both classes (faint injected charge)
     truth_counts: dict[str, Counts] | None = None
     excluded: dict[str, int] | None = None
 
 
+#: What pixel scores are measured against: the reference masks or the simulation truth.
+AGAINST = ("reference", "truth")
+
+
 @dataclass
 class Evaluation:
-    """One detector on one prepared dataset."""
+    """One detector on one prepared dataset.  ``truth`` names the truth the
+    ``truth_counts`` of its exposures were scored against (None: no CRTRUTH)."""
 
     detector: str
     version: str
     dataset: str
     regions: list[str]
     exposures: list[ExposureResult] = field(default_factory=list)
-
-    def pooled(self, region: str, against: str = "reference") -> Counts:
-        """Counts of ``region`` summed over the exposures, against the ``reference`` or
-        the ``truth`` (exposures without truth add nothing to the latter)."""
-        if against == "truth":
-            return sum((e.truth_counts[region] for e in self.exposures
-                        if e.truth_counts is not None), Counts())
-        return sum((e.counts[region] for e in self.exposures), Counts())
+    truth: str | None = None
 
     @property
     def has_truth(self) -> bool:
         return any(e.truth_counts is not None for e in self.exposures)
 
+    def pooled(self, region: str, against: str = "reference") -> Counts:
+        """TP/FP/FN of ``region`` summed over every exposure, against the reference or
+        the truth (exposures without truth add nothing to the latter)."""
+        if against == "truth":
+            return sum((e.truth_counts[region] for e in self.exposures
+                        if e.truth_counts is not None), Counts())
+        return sum((e.counts[region] for e in self.exposures), Counts())
+
+    def scores(self, region: str, against: str = "reference") -> ScoreSet:
+        """The pooled scores of ``region`` (the figure every floor is checked against)."""
+        return ScoreSet.of(self.pooled(region, against))
+
     def excluded(self, region: str) -> int:
-        """Pixels of ``region`` left out of the truth classes, over all exposures."""
+        """Pixels of ``region`` left out of the truth classes, over every exposure."""
         return sum(e.excluded[region] for e in self.exposures if e.excluded is not None)
 
     @property
@@ -142,18 +157,46 @@ class Evaluation:
                      "truth_counts": None if e.truth_counts is None else
                      {r: c.as_dict() for r, c in e.truth_counts.items()},
                      "excluded": e.excluded}
-                    for e in self.exposures]}
+                    for e in self.exposures], "truth": self.truth}
 
     @classmethod
     def from_record(cls, record: dict) -> "Evaluation":
-        ev = cls(record["detector"], record["version"], record["dataset"], record["regions"])
+        ev = cls(record["detector"], record["version"], record["dataset"], record["regions"],
+                 truth=record.get("truth"))
         for e in record["exposures"]:
+            truth = e.get("truth_counts")
             ev.exposures.append(ExposureResult(
                 e["group"], e["exposure"], {r: Counts(**c) for r, c in e["counts"].items()},
                 None, e["seconds"], e.get("cr_fraction", float("nan")),
-                None if e.get("truth_counts") is None else
-                {r: Counts(**c) for r, c in e["truth_counts"].items()}, e.get("excluded")))
+                None if truth is None else {r: Counts(**c) for r, c in truth.items()},
+                e.get("excluded")))
         return ev
+
+    def score_rows(self) -> list[dict]:
+        """Results-file rows: pooled (exposure null) first, then per exposure and region;
+        against the reference, then (where the exposures carry CRTRUTH) against the
+        truth, with the truth named and the pixels left out of it counted."""
+        head = {"detector": self.detector, "dataset": self.dataset}
+        ref = {"against": "reference", "truth": None}
+        rows = [{**head, "group": None, "exposure": None, "region": region, **ref,
+                 **self.scores(region).to_record()} for region in self.regions]
+        for e in self.exposures:
+            rows.extend({**head, "group": e.group, "exposure": e.exposure, "region": region,
+                         **ref, **ScoreSet.of(e.counts[region]).to_record()}
+                        for region in self.regions)
+        if not self.has_truth:
+            return rows
+        truth = {"against": "truth", "truth": self.truth}
+        rows += [{**head, "group": None, "exposure": None, "region": region, **truth,
+                  "excluded": self.excluded(region),
+                  **self.scores(region, "truth").to_record()} for region in self.regions]
+        for e in self.exposures:
+            if e.truth_counts is not None:
+                rows.extend({**head, "group": e.group, "exposure": e.exposure,
+                             "region": region, **truth, "excluded": e.excluded[region],
+                             **ScoreSet.of(e.truth_counts[region]).to_record()}
+                            for region in self.regions)
+        return rows
 
 
 def run_detector(detector, exposure: Exposure, ignore: np.ndarray, *,
@@ -174,7 +217,8 @@ def evaluate(detector, prepared: PreparedDataset, *, spec: str | None = None,
     """
     spec = spec or detector.name
     result = Evaluation(detector=spec, version=str(getattr(detector, "version", "")),
-                        dataset=prepared.dataset.name, regions=prepared.regions)
+                        dataset=prepared.dataset.name, regions=prepared.regions,
+                        truth=prepared.truth_label)
     for pe in prepared.exposures:
         t0 = time.perf_counter()
         pred = run_detector(detector, pe.exposure, pe.ignore, spec=spec)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from pytest_crbench.bench.floors import FloorKey
-from pytest_crbench.science.metrics import METRICS, scores
+from pytest_crbench.bench.checks import PhotometryCheck, PixelFloorCheck
+
+__all__ = ["score_table", "paper_table", "photometry_table", "density_lines",
+           "stability_lines", "summary_lines"]
+
+METRIC_ORDER = ("recall", "precision", "f1", "f2")
 
 _LABELS = {"precision": "precision", "recall": "recall", "f1": "F1", "f2": "F2"}
 
@@ -19,18 +23,17 @@ def _cell(value, floor) -> str:
     return text
 
 
-def score_table(evaluation, floors: dict[FloorKey, float], against: str = "reference"
-                ) -> list[str]:
+def score_table(evaluation, floors: dict, against: str = "reference") -> list[str]:
     """Rows = regions, columns = recall/precision/F1/F2 in %, each with floor and margin."""
-    header = ["region"] + [_LABELS[m] for m in ("recall", "precision", "f1", "f2")]
+    header = ["region"] + [_LABELS[m] for m in METRIC_ORDER]
     rows = []
     for region in evaluation.regions:
-        sc = scores(evaluation.pooled(region, against))
+        sc = evaluation.scores(region, against)
         row = [region]
-        for metric in ("recall", "precision", "f1", "f2"):
-            floor = floors.get(FloorKey(evaluation.detector, evaluation.dataset, region, metric,
-                                        against))
-            row.append(_cell(sc[metric].value, floor))
+        for metric in METRIC_ORDER:
+            floor = floors.get(PixelFloorCheck(evaluation.detector, evaluation.dataset,
+                                               region, metric, against))
+            row.append(_cell(sc.metric(metric).value, floor))
         rows.append(row)
     return _format(header, rows)
 
@@ -47,17 +50,10 @@ def paper_table(evaluations, dataset: str, against: str = "reference") -> list[s
     rows = []
     for ev in evs:
         for metric in ("recall", "precision"):
-            vals = [scores(ev.pooled(r, against))[metric].value for r in regions]
+            vals = [ev.scores(r, against).metric(metric).value for r in regions]
             rows.append([ev.detector, metric] + ["-" if v is None else f"{100 * v:.1f}"
                                                  for v in vals])
     return _format(header, rows)
-
-
-def _format(header: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
-    line = lambda r: "  ".join(str(c).rjust(w) if i else str(c).ljust(w)
-                              for i, (c, w) in enumerate(zip(r, widths)))
-    return [line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in rows]
 
 
 def audit_table(audit_rows: list[dict], regions: list[str]) -> list[str]:
@@ -68,13 +64,18 @@ def audit_table(audit_rows: list[dict], regions: list[str]) -> list[str]:
     header = ["reference vs truth"] + [r.removeprefix("k") if r != "full" else r
                                        for r in regions]
     pooled = [pooled_audit(audit_rows, r) for r in regions]
-    rows = [[label] + [_pct(p[key]) for p in pooled] for label, key in (
-        ("precision", "precision"), ("recall", "recall"),
-        ("recall (significant)", "recall_significant"))]
+    rows = [[label] + ["-" if p[key] is None else f"{100 * p[key]:.1f}" for p in pooled]
+            for label, key in (("precision", "precision"), ("recall", "recall"),
+                               ("recall (significant)", "recall_significant"))]
     return _format(header, rows)
 
 
-__all__ = ["METRICS", "score_table", "paper_table", "audit_table"]
+def _format(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    line = lambda r: "  ".join(str(c).rjust(w) if i else str(c).ljust(w)
+                              for i, (c, w) in enumerate(zip(r, widths)))
+    return [line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in rows]
+
 
 
 # --------------------------------------------------------------------------- analyses
@@ -93,21 +94,17 @@ def _limited(value, key, floors) -> str:
 
 def photometry_table(analysis, floors: dict) -> list[str]:
     """Rows = all stars and each size bin; fractions (%) over contaminated stars."""
-    from pytest_crbench.bench.floors import PhotometryKey
-
     if analysis.photometry is None:
         return []
     header = ["stars", "n", "contaminated", "anomalous", "in [0.97,1.03]", "out [0.9,1.1]"]
     rows = []
-    blocks = [("all", analysis.photometry["overall"])] + list(
-        analysis.photometry["by_size"].items())
-    for size_bin, b in blocks:
-        key = lambda m: PhotometryKey(analysis.detector, analysis.dataset, size_bin, m)
-        rows.append([size_bin if size_bin == "all" else f"{size_bin} px", str(b["n"]),
-                     f"{b['n_contaminated']} ({_pct(b['contaminated'])} %)",
-                     _limited(b["anomalous"], key("max_anomalous"), floors),
-                     _limited(b["inside_97_103"], key("min_inside_97_103"), floors),
-                     _limited(b["outside_90_110"], key("max_outside_90_110"), floors)])
+    for size_bin, b in analysis.photometry.blocks():
+        key = lambda m: PhotometryCheck(analysis.detector, analysis.dataset, size_bin, m)
+        rows.append([size_bin if size_bin == "all" else f"{size_bin} px", str(b.n),
+                     f"{b.n_contaminated} ({_pct(b.contaminated)} %)",
+                     _limited(b.anomalous, key("max_anomalous"), floors),
+                     _limited(b.inside_97_103, key("min_inside_97_103"), floors),
+                     _limited(b.outside_90_110, key("max_outside_90_110"), floors)])
     return _format(header, rows)
 
 
@@ -117,31 +114,31 @@ def density_lines(analysis) -> list[str]:
     if d is None:
         return []
     lines = []
-    for q, e in d["quantities"].items():
-        fit = e["fit"]
+    for q, e in d.quantities.items():
+        fit = e.fit
         if fit is None:
-            lines.append(f"{q}: no fit ({e['reason']})")
+            lines.append(f"{q}: no fit ({e.reason})")
             continue
-        r = "r undefined" if fit["r"] is None else f"r = {fit['r']:.2f}"
-        p = "" if fit["p"] is None else f", p = {fit['p']:.2g}"
-        lines.append(f"{q}: y = {fit['slope']:.3g} x {fit['intercept']:+.3g} ({r}{p}, "
-                     f"{fit['n']} exposures)")
-    rate = d["cr_fraction_per_second"]
+        r = "r undefined" if fit.r is None else f"r = {fit.r:.2f}"
+        p = "" if fit.p is None else f", p = {fit.p:.2g}"
+        lines.append(f"{q}: y = {fit.slope:.3g} x {fit.intercept:+.3g} ({r}{p}, "
+                     f"{fit.n} exposures)")
+    rate = d.cr_fraction_per_second
     if rate is not None:
         lines.append(f"CR pixel fraction per second: {rate:.3g} ({100 * rate * 1000:.2f} % "
                      "per 1000 s)")
     limits = []
-    for lim in d["exposure_limits"]:
-        q = lim["quantity"].removeprefix("anomalous").lstrip("_") or "all"
-        if lim["seconds"] is not None:
-            text = f"{lim['seconds']:.0f} s"
-        elif d["quantities"][lim["quantity"]]["fit"] is None:
+    for lim in d.exposure_limits:
+        q = lim.quantity.removeprefix("anomalous").lstrip("_") or "all"
+        if lim.seconds is not None:
+            text = f"{lim.seconds:.0f} s"
+        elif d.quantities[lim.quantity].fit is None:
             text = "no fit"
         else:
             text = "no limit"
         limits.append(f"{q} {text}")
     if limits:
-        lines.append(f"longest exposure with anomalous <= {100 * d['anomalous_level']:g} %: "
+        lines.append(f"longest exposure with anomalous <= {100 * d.anomalous_level:g} %: "
                      + ", ".join(limits))
     return lines
 
@@ -153,63 +150,64 @@ def stability_lines(analysis) -> list[str]:
         return []
     parts, outside = [], []
     for q, label in (("f1", "F1"), ("f2", "F2"), ("rms", "RMS")):
-        b = st[q]
-        if b["mean"] is None:
+        b = st.band(q)
+        if b.mean is None:
             parts.append(f"{label} -")
             continue
         if q == "rms":
-            val = f"{b['mean']:.4f}" + ("" if b["std"] is None else f" ± {b['std']:.4f}")
+            val = f"{b.mean:.4f}" + ("" if b.std is None else f" ± {b.std:.4f}")
         else:
-            val = f"{100 * b['mean']:.1f}" + ("" if b["std"] is None else
-                                              f" ± {100 * b['std']:.1f}") + " %"
+            val = f"{100 * b.mean:.1f}" + ("" if b.std is None else
+                                           f" ± {100 * b.std:.1f}") + " %"
         parts.append(f"{label} {val}")
-        outside += [f"{g} ({label})" for g in b["outliers"]]
-    n = len(st["groups"])
-    reason = next((st[q]["reason"] for q in ("f1", "f2", "rms") if st[q]["reason"]), None)
+        outside += [f"{g} ({label})" for g in b.outliers]
+    n = len(st.groups)
+    reason = st.reason
     tail = (f"not assessed: {reason}" if reason else
-            "outside the leave-one-out " + f"{st['nsigma']:g}σ-equivalent interval: "
+            "outside the leave-one-out " + f"{st.nsigma:g}σ-equivalent interval: "
             + (", ".join(outside) if outside else "none"))
-    return [f"stability ({n} groups, region {st['region']}): " + "; ".join(parts),
+    return [f"stability ({n} groups, region {st.region}): " + "; ".join(parts),
             "  " + tail]
 
 
 def summary_lines(bench) -> list[str]:
     """The terminal summary of a :class:`~pytest_crbench.bench.run.BenchSession`."""
     out: list[str] = []
-    summaries = {d["name"]: d for d in bench.dataset_summaries}
+    results = bench.results
+    summaries = {d.name: d for d in results.dataset_summaries}
     for ds in bench.settings.dataset:
-        table = paper_table(bench.evaluations, ds)
+        table = paper_table(results.evaluations, ds)
         if not table:
             continue
-        reference = bench.settings.reference_config().describe()
         out.append(f"dataset {ds}: recall and precision (%) per star region "
                    "(region k: pixels above k x background RMS)")
-        out.append(f"  against the reference: {reference}")
+        out.append(f"  against the reference: {bench.settings.reference_config().describe()}")
         out += ["  " + line for line in table]
-        truth = paper_table(bench.evaluations, ds, "truth")
+        truth = paper_table(results.evaluations, ds, "truth")
         if truth:
             out.append(f"  against the truth: CRTRUTH > {bench.settings.truth_snr:g} sigma "
                        "(fainter injected charge left out of both classes)")
             out += ["  " + line for line in truth]
-        audit = summaries.get(ds, {}).get("audit")
-        if audit:
-            n = len({(r["group"], r["exposure"]) for r in audit})
+        summary = summaries.get(ds)
+        if summary is not None and summary.audit:
+            rows = [row.to_record() for row in summary.audit]
+            n = len({(r["group"], r["exposure"]) for r in rows})
+            regions = next(e.regions for e in results.evaluations if e.dataset == ds)
             out.append(f"  reference audit against CRTRUTH ({n} exposures; significant: "
                        f"charge > {bench.settings.truth_snr:g} sigma):")
-            regions = next(e.regions for e in bench.evaluations if e.dataset == ds)
-            out += ["  " + line for line in audit_table(audit, regions)]
-    for ev in bench.evaluations:
+            out += ["  " + line for line in audit_table(rows, regions)]
+    for ev in results.evaluations:
         out += ["", f"{ev.detector} on {ev.dataset} ({len(ev.exposures)} exposures, "
                     f"{ev.seconds:.1f} s): score % (>= floor, margin)"]
         out += ["  " + line for line in score_table(ev, bench.floors)]
-        if any(k.against == "truth" for k in bench.floors if isinstance(k, FloorKey)
-               and (k.detector, k.dataset) == (ev.detector, ev.dataset)):
+        if any(isinstance(c, PixelFloorCheck) and c.against == "truth"
+               and (c.detector, c.dataset) == (ev.detector, ev.dataset) for c in bench.floors):
             out.append("  against the truth:")
             out += ["  " + line for line in score_table(ev, bench.floors, "truth")]
-        note = bench.notes.get((ev.detector, ev.dataset))
+        note = results.note(ev.detector, ev.dataset)
         if note:
             out.append("  note: " + note)
-        a = bench._analyses.get((ev.detector, ev.dataset))
+        a = results.analysis(ev.detector, ev.dataset)
         if a is None:
             continue
         if a.error:
@@ -221,13 +219,13 @@ def summary_lines(bench) -> list[str]:
         out += ["  density: " + line for line in density_lines(a)]
         out += ["  " + line for line in stability_lines(a)]
         out += ["  note: " + note for note in a.notes]
-    for sm in bench.smoke_results:
-        fr = [r["flagged_fraction"] for r in sm["exposures"]]
-        out += ["", f"{sm['detector']} on {sm['dataset']} (smoke only, not scored: "
+    for sm in results.smoke_results:
+        fr = [r.flagged_fraction for r in sm.exposures]
+        out += ["", f"{sm.detector} on {sm.dataset} (smoke only, not scored: "
                     f"{len(fr)} exposures ran; flagged {100 * min(fr):.2f}–{100 * max(fr):.2f} "
                     "% of pixels)"]
-        if sm.get("note"):
-            out.append("  note: " + sm["note"])
+        if sm.note:
+            out.append("  note: " + sm.note)
     if not bench.floors:
         out.append("no floors configured: scores were reported, not asserted "
                    "(--crbench-floors PATH or [tool.crbench] floors)")
