@@ -231,7 +231,7 @@ def test_default_preset_spans_the_paper_density_range(default_dataset):
     ds = default_dataset
     spec = sim.PRESETS["sim"]
     assert len(ds.groups) == spec.n_groups == 6
-    assert all(len(g.exposures) == 4 and g.exposures[0].shape == (512, 512) for g in ds.groups)
+    assert all(len(g.exposures) == 6 and g.exposures[0].shape == (512, 512) for g in ds.groups)
     fractions = np.array([e.meta["cr_fraction"] for _, e in ds.exposures()])
     assert fractions.min() <= 0.015 and fractions.max() >= 0.12
     assert fractions.min() >= 0.005 and fractions.max() <= 0.20
