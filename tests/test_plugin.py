@@ -80,7 +80,7 @@ def test_gate_items_are_collected_and_reported(project):
     result.stdout.fnmatch_lines([
         "*dataset sim-tiny: recall and precision*",
         "*against the reference: astrodrizzle (snr 5/1.5, scale 1.2/0.7, grow 1)*",
-        "*against the truth: CRTRUTH > 5 sigma*",
+        "*against the truth: CRTRUTH > 5 sigma (* pixels of fainter injected charge left out*",
         "*reference audit against CRTRUTH (6 exposures*",
         "*reference vs truth*full*3*20*",
         "*recall (significant)*",

@@ -185,8 +185,11 @@ def summary_lines(bench) -> list[str]:
         out += ["  " + line for line in table]
         truth = paper_table(results.evaluations, ds, "truth")
         if truth:
+            left_out = next(e.excluded("full") for e in results.evaluations
+                            if e.dataset == ds and e.has_truth)
             out.append(f"  against the truth: CRTRUTH > {bench.settings.truth_snr:g} sigma "
-                       "(fainter injected charge left out of both classes)")
+                       f"({left_out} pixels of fainter injected charge left out of both "
+                       "classes)")
             out += ["  " + line for line in truth]
         summary = summaries.get(ds)
         if summary is not None and summary.audit:
