@@ -129,8 +129,15 @@ def test_checks_of_a_run_have_unique_node_names(bench):
     checks = checks_for(bench.settings, lambda ds: True)
     names = [c.node_name() for c in checks]
     assert len(names) == len(set(names))
-    per_pair = 3 * len(METRICS) + 4 * 3 + 3  # regions x metrics, bins x limits, stability
+    # regions x metrics against the reference and the truth, bins x limits, stability
+    per_pair = 2 * 3 * len(METRICS) + 4 * 3 + 3
     assert len(checks) == 2 * per_pair
+    # the checks against the truth are items only where the floors name them
+    assert all(not c.optional for c in bench.checks) and len(bench.checks) == 2 * (
+        per_pair - 3 * len(METRICS))
+    truth = PixelFloorCheck("truth", "mem", "k3", "recall", "truth")
+    assert truth.optional and truth.node_name() == "truth::mem::truth::k3::recall"
+    assert str(truth) == "truth / mem / truth / k3 / recall"
     assert checks_for(bench.settings, lambda ds: False) == [SmokeCheck("truth", "mem"),
                                                             SmokeCheck("blind", "mem")]
     c = PixelFloorCheck("truth", "mem", "k3", "recall")
@@ -226,14 +233,17 @@ def test_write_outputs_json_and_generated_floors(tmp_path):
     lines = write_outputs(bench)
     assert lines[0] == f"results JSON: {tmp_path / 'r.json'}"
     doc = json.loads((tmp_path / "r.json").read_text())
-    assert doc["schema"] == "crbench-results/2"
+    assert doc["schema"] == "crbench-results/3"
     pooled = [r for r in doc["scores"] if r["exposure"] is None]
-    assert [(r["detector"], r["region"]) for r in pooled] == [
-        ("truth", "full"), ("truth", "k3"), ("truth", "k10"),
-        ("blind", "full"), ("blind", "k3"), ("blind", "k10")]
+    assert [(r["detector"], r["region"], r["against"]) for r in pooled] == [
+        (det, region, against) for det in ("truth", "blind")
+        for against in ("reference", "truth") for region in ("full", "k3", "k10")]
+    assert {r["truth"] for r in pooled if r["against"] == "truth"} == {"CRTRUTH > 5 sigma"}
     assert len(doc["stability"]) == 2 and len(doc["photometry"]) == 2
     floors = load_floors(tmp_path / "floors.toml", metrics=METRICS)
-    assert floors == generate_floors(bench.checks, bench.results.observed, 0.02)
+    assert floors == generate_floors(bench.all_checks, bench.results.observed, 0.02)
+    # the truth detector is perfect against the truth wherever it has significant hits
+    assert floors[PixelFloorCheck("truth", "mem", "full", "precision", "truth")] == 0.98
     recall = bench.evaluation("truth", "mem").scores("full").recall.value
     assert floors[PixelFloorCheck("truth", "mem", "full", "recall")] == pytest.approx(
         np.floor((recall - 0.02) * 1000 + 1e-9) / 1000)

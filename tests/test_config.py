@@ -93,3 +93,51 @@ def test_malformed_floors_name_file_and_key(tmp_path, text, message):
         load_floors(p, metrics=METRICS)
     with pytest.raises(CRBenchConfigError, match="does not exist"):
         load_floors(tmp_path / "nope.toml", metrics=METRICS)
+
+
+def test_reference_options_resolve_to_a_reference_config():
+    from pytest_crbench.bench.settings import REFERENCE_RULES
+    from pytest_crbench.science.reference import REFERENCE_RULES as SCIENCE_RULES
+
+    assert REFERENCE_RULES == SCIENCE_RULES
+    default = resolve({}, {}, {}).reference_config()
+    assert (default.rule, default.snr, default.scale, default.grow, default.ctegrow) == (
+        "astrodrizzle", (5.0, 1.5), (1.2, 0.7), 1, 0)
+    s = resolve({"reference_scale": "0.5,0.4"},
+                {"reference": "noise", "reference_snr": [4, 2], "reference_grow": 3,
+                 "truth_snr": 3}, {"reference_ctegrow": "2"})
+    cfg = s.reference_config()
+    assert (cfg.rule, cfg.snr, cfg.scale, cfg.grow, cfg.ctegrow) == (
+        "noise", (4.0, 2.0), (0.5, 0.4), 3, 2)
+    assert s.truth_snr == 3.0
+
+
+@pytest.mark.parametrize("flags, message", [
+    ({"reference": "median"}, "--crbench-reference: expected one of astrodrizzle, noise"),
+    ({"reference_snr": "5"}, "--crbench-reference-snr: expected two"),
+    ({"reference_scale": "a b"}, "--crbench-reference-scale: expected two"),
+    ({"reference_grow": "0"}, "--crbench-reference-grow: expected an integer >= 1"),
+    ({"reference_ctegrow": "1.5"}, "--crbench-reference-ctegrow: expected an integer >= 0"),
+    ({"truth_snr": "-1"}, "--crbench-truth-snr: expected a number > 0"),
+])
+def test_bad_reference_options_name_the_option(flags, message):
+    with pytest.raises(CRBenchConfigError, match=message):
+        resolve(flags, {}, {})
+
+
+def test_truth_floors_round_trip_and_order(tmp_path):
+    floors = {PixelFloorCheck("d", "sim", "full", "recall"): 0.9,
+              PixelFloorCheck("d", "sim", "k3", "recall"): 0.8,
+              PixelFloorCheck("d", "sim", "full", "recall", "truth"): 0.95,
+              PixelFloorCheck("d", "sim", "k160", "precision", "truth"): 0.5,
+              PixelFloorCheck("d", "sim", "k3", "precision", "truth"): 0.7}
+    path = write_floors(tmp_path / "floors.toml", floors)
+    assert load_floors(path, metrics=METRICS) == floors
+    text = path.read_text()
+    order = [text.index(t) for t in ("sim.full]", "sim.k3]", "sim.truth.full]", "sim.truth.k3]",
+                                     "sim.truth.k160]")]
+    assert order == sorted(order)
+    assert str(PixelFloorCheck("d", "sim", "k3", "recall", "truth")) == "d / sim / truth / k3 / recall"
+    path.write_text('schema = "crbench-floors/1"\n[floors.d.sim.truth.full]\nrecal = 0.5\n')
+    with pytest.raises(CRBenchConfigError, match=r"floors.'d'.sim.truth.full.recal: unknown metric"):
+        load_floors(path, metrics=METRICS)

@@ -234,7 +234,7 @@ def test_default_preset_spans_the_paper_density_range(default_dataset):
     ds = default_dataset
     spec = sim.PRESETS["sim"]
     assert len(ds.groups) == spec.n_groups == 6
-    assert all(len(g.exposures) == 4 and g.exposures[0].shape == (512, 512) for g in ds.groups)
+    assert all(len(g.exposures) == 6 and g.exposures[0].shape == (512, 512) for g in ds.groups)
     fractions = np.array([e.meta["cr_fraction"] for _, e in ds.exposures()])
     assert fractions.min() <= 0.015 and fractions.max() >= 0.12
     assert fractions.min() >= 0.005 and fractions.max() <= 0.20
@@ -380,6 +380,21 @@ def test_rebuilds_when_version_or_seed_differ(tmp_path, monkeypatch):
     assert m["seed"] == sim.PRESETS["sim-tiny"].seed
     assert m["simulator_version"] == sim.SIMULATOR_VERSION
     assert not list(tmp_path.glob(".sim-tiny.tmp-*"))
+
+
+def test_rebuilds_when_the_preset_groups_change(tmp_path, monkeypatch):
+    """A cache built for other group sizes (e.g. 4 exposures before sim had 6) is stale."""
+    folder = sim.ensure_simulated("sim-tiny", tmp_path)
+    spec = sim.PRESETS["sim-tiny"]
+    grown = sim.SimSpec(spec.name, spec.shape, tuple(
+        sim.GroupSpec(g.date, g.exptimes + (4000.0,)) for g in spec.groups), seed=spec.seed)
+    monkeypatch.setitem(sim.PRESETS, "sim-tiny", grown)
+    sim.ensure_simulated("sim-tiny", tmp_path)
+    assert [len(g["exposures"]) for g in _manifest(folder)["groups"]] == [4, 4]
+
+
+def test_sim_has_the_papers_group_size():
+    assert all(len(g.exptimes) == 6 for g in sim.PRESETS["sim"].groups)
 
 
 def test_failed_build_leaves_nothing_half_written(tmp_path, monkeypatch):

@@ -14,7 +14,9 @@ floors dict) with
 The kinds:
 
 * :class:`PixelFloorCheck` ``crbench::<det>::<dataset>::<region>::<metric>``: the pooled
-  pixel score reaches its floor;
+  pixel score reaches its floor; against the simulation truth
+  ``crbench::<det>::<dataset>::truth::<region>::<metric>``, an item only where the floors
+  file names it (:attr:`Check.optional`);
 * :class:`PhotometryCheck` ``crbench::<det>::<dataset>::photometry::<bin>::<limit>``:
   the photometric fraction respects its floor (``min_*``) or ceiling (``max_*``);
 * :class:`StabilityCheck` ``crbench::<det>::<dataset>::stability::<f1|f2|rms>``: no group
@@ -115,6 +117,11 @@ class Check:
         raise NotImplementedError
 
     @property
+    def optional(self) -> bool:
+        """The check becomes a test item only where the floors file names it."""
+        return False
+
+    @property
     def properties(self) -> list[tuple[str, Any]]:
         return [("detector", self.detector), ("dataset", self.dataset)]
 
@@ -136,12 +143,15 @@ class Check:
 
 @dataclass(frozen=True)
 class PixelFloorCheck(Check):
-    """A pooled pixel score of one star region reaches its floor."""
+    """A pooled pixel score of one star region reaches its floor, against the reference
+    masks or (``against="truth"``) the simulation truth (``[floors.…​.truth.<region>]``;
+    an item only where the floors file names it)."""
 
     detector: str
     dataset: str
     region: str
     metric: str
+    against: str = "reference"
     has_limit: ClassVar[bool] = True
 
     @classmethod
@@ -149,30 +159,45 @@ class PixelFloorCheck(Check):
         from pytest_crbench.science.metrics import METRICS
         from pytest_crbench.science.regions import region_names
 
-        return [cls(detector, dataset, region, metric)
+        return [cls(detector, dataset, region, metric, against)
+                for against in ("reference", "truth")
                 for region in region_names(settings.k) for metric in METRICS]
 
+    @property
+    def optional(self) -> bool:
+        return self.against == "truth"
+
     def __str__(self) -> str:
-        return f"{self.detector} / {self.dataset} / {self.region} / {self.metric}"
+        where = self.region if self.against == "reference" else f"truth / {self.region}"
+        return f"{self.detector} / {self.dataset} / {where} / {self.metric}"
 
     def node_name(self) -> str:
-        return f"{self.detector}::{self.dataset}::{self.region}::{self.metric}"
+        where = self.region if self.against == "reference" else f"truth::{self.region}"
+        return f"{self.detector}::{self.dataset}::{where}::{self.metric}"
 
     @property
     def properties(self):
-        return super().properties + [("region", self.region), ("metric", self.metric)]
+        return super().properties + [("region", self.region), ("metric", self.metric),
+                                     ("against", self.against)]
 
     def floor_table(self) -> tuple[str, ...]:
-        return (self.region,)
+        return (self.region,) if self.against == "reference" else ("truth", self.region)
 
     def observe(self, evaluation, analysis) -> float | None:
-        if evaluation is None or self.region not in evaluation.regions:
+        if evaluation is None or self.region not in evaluation.regions or (
+                self.against == "truth" and not evaluation.has_truth):
             return None
-        return evaluation.scores(self.region).metric(self.metric).value
+        return evaluation.scores(self.region, self.against).metric(self.metric).value
 
     def check(self, run: CheckRun) -> Outcome:
-        score = run.evaluation(self.detector, self.dataset).scores(self.region).metric(
-            self.metric)
+        ev = run.evaluation(self.detector, self.dataset)
+        if self.against == "truth" and not ev.has_truth:
+            from pytest_crbench.science.metrics import Score
+
+            score = Score(None, f"no exposure of {self.dataset} carries CRTRUTH: nothing to "
+                                "score against the truth")
+        else:
+            score = ev.scores(self.region, self.against).metric(self.metric)
         floor = run.floors.get(self)
         if score.value is None:
             return Outcome(self, None, floor, floor is None, score.reason,

@@ -1,7 +1,8 @@
 """Run a detector over a dataset and count TP/FP/FN per exposure and star region.
 
 :func:`prepare` builds what every detector shares for a dataset — the reference of each
-group, the star-region map of each exposure and the reference audit — once.
+group (by the configured rule), the star-region map of each exposure, the truth classes
+of exposures with ``CRTRUTH`` and the per-region reference audit — once.
 :func:`evaluate` then runs one detector over the prepared dataset.  Plain numpy: no
 pytest here.
 """
@@ -19,7 +20,9 @@ from pytest_crbench.bench.records import AuditRow, DatasetSummary
 from pytest_crbench.errors import CRBenchDetectorError, CRBenchError
 from pytest_crbench.science.metrics import Counts, ScoreSet, confusion
 from pytest_crbench.science.exposures import Dataset, Exposure, Group
-from pytest_crbench.science.reference import ReferenceConfig, audit_reference, build_reference
+from pytest_crbench.science.reference import ReferenceConfig, build_reference
+from pytest_crbench.science.truth import (
+    DEFAULT_TRUTH_SNR, TruthClasses, audit_reference, truth_classes)
 from pytest_crbench.science.background import background
 from pytest_crbench.science.regions import region_map, region_names, regions_from_map
 from pytest_crbench.science.sweeps import ThresholdSweep
@@ -37,6 +40,7 @@ class PreparedExposure:
     ignore: np.ndarray
     rmap: np.ndarray
     background_rms: float
+    truth: TruthClasses | None = None  # from CRTRUTH (simulated data), else None
 
     @property
     def cr_fraction(self) -> float:
@@ -54,17 +58,27 @@ class PreparedDataset:
     seconds: float = 0.0
     #: legal but degenerate data, said in the summary and the JSON (see :func:`prepare`)
     notes: list[str] = field(default_factory=list)
+    reference: ReferenceConfig = field(default_factory=ReferenceConfig)
+    truth_snr: float = DEFAULT_TRUTH_SNR
 
     @property
     def regions(self) -> list[str]:
         return region_names(self.ks)
+
+    @property
+    def truth_label(self) -> str | None:
+        """How score rows name the truth (None: no exposure carries CRTRUTH)."""
+        truth = next((pe.truth for pe in self.exposures if pe.truth is not None), None)
+        return None if truth is None else truth.label()
 
     def summary(self) -> DatasetSummary:
         """What the results file needs of this dataset."""
         return DatasetSummary(self.dataset.name, self.dataset.version,
                               self.dataset.provenance,
                               [AuditRow.from_record(r) for r in self.audit], list(self.ks),
-                              list(self.notes))
+                              notes=list(self.notes),
+                              reference=self.reference.provenance(),
+                              truth_snr=self.truth_snr if self.truth_label else None)
 
 
 #: An exposure with more than this fraction of its pixels ignored (DQ != 0, saturation
@@ -72,18 +86,21 @@ class PreparedDataset:
 MOSTLY_IGNORED = 0.5
 
 
-def prepare(dataset: Dataset, ks, ref_config: ReferenceConfig | None = None) -> PreparedDataset:
-    """References, region maps and the reference audit of every group of ``dataset``.
+def prepare(dataset: Dataset, ks, ref_config: ReferenceConfig | None = None,
+            truth_snr: float = DEFAULT_TRUTH_SNR) -> PreparedDataset:
+    """References (by ``ref_config``'s rule), region maps, truth classes and the
+    per-region reference audit of every group of ``dataset``.
 
     Degenerate data that would bias the references are refused by
     :func:`~pytest_crbench.science.exposures.check_levels`; an exposure that is mostly
     ignored gets a note (:data:`MOSTLY_IGNORED`).
     """
     t0 = time.perf_counter()
+    ref_config = ref_config or ReferenceConfig()
     prepared, audit, notes = [], [], []
     for group in dataset.groups:
         ref = build_reference(group, ref_config)
-        audit.extend(audit_reference(group, ref))
+        regions = []
         for exp, clean, crmask, ignore in zip(group.exposures, ref.clean, ref.crmask, ref.ignore):
             frac = float(ignore.mean())
             if frac > MOSTLY_IGNORED:
@@ -97,9 +114,12 @@ def prepare(dataset: Dataset, ks, ref_config: ReferenceConfig | None = None) -> 
             else:
                 bkg = background(clean, ignore)
                 rmap, rms = region_map(clean, ignore, ks, bkg=bkg), bkg.rms
-            prepared.append(PreparedExposure(group, exp, clean, crmask, ignore, rmap, rms))
+            regions.append(regions_from_map(rmap, ks))
+            prepared.append(PreparedExposure(group, exp, clean, crmask, ignore, rmap, rms,
+                                             truth_classes(exp, truth_snr)))
+        audit.extend(audit_reference(group, ref, regions, truth_snr))
     return PreparedDataset(dataset, sorted(ks), prepared, audit, time.perf_counter() - t0,
-                           notes)
+                           notes=notes, reference=ref_config, truth_snr=truth_snr)
 
 
 @dataclass
@@ -110,11 +130,20 @@ class ExposureResult:
     mask: np.ndarray | None
     seconds: float
     cr_fraction: float = float("nan")
+    #: against the truth (exposures with CRTRUTH): counts per region, and the pixels of
+    #: each region left out of both classes (faint injected charge)
+    truth_counts: dict[str, Counts] | None = None
+    excluded: dict[str, int] | None = None
+
+
+#: What pixel scores are measured against: the reference masks or the simulation truth.
+AGAINST = ("reference", "truth")
 
 
 @dataclass
 class Evaluation:
-    """One detector on one prepared dataset."""
+    """One detector on one prepared dataset.  ``truth`` names the truth the
+    ``truth_counts`` of its exposures were scored against (None: no CRTRUTH)."""
 
     detector: str
     version: str
@@ -125,14 +154,27 @@ class Evaluation:
     sweep: ThresholdSweep | None = None
     #: the detector's probability threshold (None for binary detectors)
     threshold: float | None = None
+    truth: str | None = None
 
-    def pooled(self, region: str) -> Counts:
-        """TP/FP/FN of ``region`` summed over every exposure."""
+    @property
+    def has_truth(self) -> bool:
+        return any(e.truth_counts is not None for e in self.exposures)
+
+    def pooled(self, region: str, against: str = "reference") -> Counts:
+        """TP/FP/FN of ``region`` summed over every exposure, against the reference or
+        the truth (exposures without truth add nothing to the latter)."""
+        if against == "truth":
+            return sum((e.truth_counts[region] for e in self.exposures
+                        if e.truth_counts is not None), Counts())
         return sum((e.counts[region] for e in self.exposures), Counts())
 
-    def scores(self, region: str) -> ScoreSet:
+    def scores(self, region: str, against: str = "reference") -> ScoreSet:
         """The pooled scores of ``region`` (the figure every floor is checked against)."""
-        return ScoreSet.of(self.pooled(region))
+        return ScoreSet.of(self.pooled(region, against))
+
+    def excluded(self, region: str) -> int:
+        """Pixels of ``region`` left out of the truth classes, over every exposure."""
+        return sum(e.excluded[region] for e in self.exposures if e.excluded is not None)
 
     @property
     def seconds(self) -> float:
@@ -144,31 +186,54 @@ class Evaluation:
                 "regions": list(self.regions), "exposures": [
                     {"group": e.group, "exposure": e.exposure, "seconds": e.seconds,
                      "cr_fraction": e.cr_fraction,
-                     "counts": {r: c.as_dict() for r, c in e.counts.items()}}
-                    for e in self.exposures],
+                     "counts": {r: c.as_dict() for r, c in e.counts.items()},
+                     "truth_counts": None if e.truth_counts is None else
+                     {r: c.as_dict() for r, c in e.truth_counts.items()},
+                     "excluded": e.excluded}
+                    for e in self.exposures], "truth": self.truth,
                 "threshold": self.threshold,
                 "sweep": self.sweep.to_record() if self.sweep is not None else None}
 
     @classmethod
     def from_record(cls, record: dict) -> "Evaluation":
-        ev = cls(record["detector"], record["version"], record["dataset"], record["regions"])
+        ev = cls(record["detector"], record["version"], record["dataset"], record["regions"],
+                 truth=record.get("truth"))
         for e in record["exposures"]:
+            truth = e.get("truth_counts")
             ev.exposures.append(ExposureResult(
                 e["group"], e["exposure"], {r: Counts(**c) for r, c in e["counts"].items()},
-                None, e["seconds"], e.get("cr_fraction", float("nan"))))
+                None, e["seconds"], e.get("cr_fraction", float("nan")),
+                None if truth is None else {r: Counts(**c) for r, c in truth.items()},
+                e.get("excluded")))
         ev.threshold = record.get("threshold")
         if record.get("sweep"):
             ev.sweep = ThresholdSweep.from_record(record["sweep"])
         return ev
 
     def score_rows(self) -> list[dict]:
-        """Results-file rows: pooled (exposure null) first, then per exposure and region."""
+        """Results-file rows: pooled (exposure null) first, then per exposure and region;
+        against the reference, then (where the exposures carry CRTRUTH) against the
+        truth, with the truth named and the pixels left out of it counted."""
         head = {"detector": self.detector, "dataset": self.dataset}
-        rows = [{**head, "group": None, "exposure": None, "region": region,
+        ref = {"against": "reference", "truth": None}
+        rows = [{**head, "group": None, "exposure": None, "region": region, **ref,
                  **self.scores(region).to_record()} for region in self.regions]
         for e in self.exposures:
             rows.extend({**head, "group": e.group, "exposure": e.exposure, "region": region,
-                         **ScoreSet.of(e.counts[region]).to_record()} for region in self.regions)
+                         **ref, **ScoreSet.of(e.counts[region]).to_record()}
+                        for region in self.regions)
+        if not self.has_truth:
+            return rows
+        truth = {"against": "truth", "truth": self.truth}
+        rows += [{**head, "group": None, "exposure": None, "region": region, **truth,
+                  "excluded": self.excluded(region),
+                  **self.scores(region, "truth").to_record()} for region in self.regions]
+        for e in self.exposures:
+            if e.truth_counts is not None:
+                rows.extend({**head, "group": e.group, "exposure": e.exposure,
+                             "region": region, **truth, "excluded": e.excluded[region],
+                             **ScoreSet.of(e.truth_counts[region]).to_record()}
+                            for region in self.regions)
         return rows
 
 
@@ -207,7 +272,8 @@ def evaluate(detector, prepared: PreparedDataset, *, spec: str | None = None,
     spec = spec or detector.name
     result = Evaluation(detector=spec, version=str(getattr(detector, "version", "")),
                         dataset=prepared.dataset.name, regions=prepared.regions,
-                        threshold=getattr(detector, "threshold", None))
+                        threshold=getattr(detector, "threshold", None),
+                        truth=prepared.truth_label)
     for pe in prepared.exposures:
         t0 = time.perf_counter()
         pred = run_detector(detector, pe.exposure, pe.ignore, spec=spec)
@@ -215,8 +281,16 @@ def evaluate(detector, prepared: PreparedDataset, *, spec: str | None = None,
         regions = regions_from_map(pe.rmap, prepared.ks)
         counts = {name: confusion(pred.mask, pe.crmask, pe.ignore, region)
                   for name, region in regions.items()}
+        truth_counts = excluded = None
+        if pe.truth is not None:
+            left_out = pe.ignore | pe.truth.excluded
+            truth_counts = {name: confusion(pred.mask, pe.truth.crmask, left_out, region)
+                            for name, region in regions.items()}
+            excluded = {name: int(np.count_nonzero(pe.truth.excluded & ~pe.ignore & region))
+                        for name, region in regions.items()}
         result.exposures.append(ExposureResult(pe.group.name, pe.exposure.name, counts,
-                                               pred.mask, seconds, pe.cr_fraction))
+                                               pred.mask, seconds, pe.cr_fraction,
+                                               truth_counts, excluded))
         if pred.probability is not None:  # threshold sweep: counts only, in the same pass
             if result.sweep is None:
                 result.sweep = ThresholdSweep(prepared.ks)

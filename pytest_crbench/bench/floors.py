@@ -27,7 +27,20 @@ regions, for all stars, and in one sub-table per star-size bin (``"16-50"``,
     [floors."deepcr:ACS-WFC".sim.photometry."200-400"]
     max_anomalous = 0.40
 
-All three fractions are over the *contaminated* stars (|F_original − F_clean| > 3σ_F),
+Scores against the simulation truth (exposures carrying ``CRTRUTH``: a true cosmic ray
+has injected charge > ``truth_snr`` × its noise, fainter charge is left out) sit in the
+table ``truth``, one sub-table per region with the same metrics.  A truth score becomes
+a test item only where such a table names it (``--crbench-generate-floors`` writes them
+for datasets with ``CRTRUTH``; a dataset without it fails a truth floor, with the
+reason)::
+
+    [floors."deepcr:ACS-WFC".sim.truth.full]
+    recall = 0.94
+
+    [floors."deepcr:ACS-WFC".sim.truth.k10]
+    precision = 0.93
+
+All three photometric fractions are over the *contaminated* stars (|F_original − F_clean| > 3σ_F),
 as :func:`pytest_crbench.science.photometry_summary.photometry_summary` defines them.  ``max_*`` keys
 are ceilings (observed must be <= value), ``min_*`` keys floors (observed >= value).
 A fraction that is undefined (no contaminated star in the bin) fails where a limit is
@@ -106,20 +119,29 @@ def load_floors(path: Path, *, metrics: tuple[str, ...],
                     + (f" or a size-bin table ({', '.join(bins)})" if size_bin == "all" else ""))
             out[PhotometryCheck(det, ds, size_bin, name)] = number(value, here)
 
+    def pixel_scores(det, ds, region, values, where, against):
+        for metric, value in table_of(values, where).items():
+            if metric not in metrics:
+                raise CRBenchConfigError(
+                    f"floors file {path}: {where}.{metric}: unknown metric {metric!r}; "
+                    f"expected one of {', '.join(metrics)}")
+            out[PixelFloorCheck(det, ds, region, metric, against)] = number(
+                value, f"{where}.{metric}")
+
     for det, datasets in table_of(table, "floors").items():
         for ds, regions in table_of(datasets, f"floors.{det!r}").items():
             for region, values in table_of(regions, f"floors.{det!r}.{ds}").items():
                 if region == "photometry":
                     photometry(det, ds, values, f"floors.{det!r}.{ds}.photometry", "all")
                     continue
-                for metric, value in table_of(values, f"floors.{det!r}.{ds}.{region}").items():
-                    where = f"floors.{det!r}.{ds}.{region}.{metric}"
-                    if metric not in metrics:
-                        raise CRBenchConfigError(
-                            f"floors file {path}: {where}: unknown metric {metric!r}; expected "
-                            f"one of {', '.join(metrics)}"
-                        )
-                    out[PixelFloorCheck(det, ds, region, metric)] = number(value, where)
+                if region == "truth":
+                    where = f"floors.{det!r}.{ds}.truth"
+                    for truth_region, tvalues in table_of(values, where).items():
+                        pixel_scores(det, ds, truth_region, tvalues,
+                                     f"{where}.{truth_region}", "truth")
+                    continue
+                pixel_scores(det, ds, region, values, f"floors.{det!r}.{ds}.{region}",
+                             "reference")
     return out
 
 
@@ -136,7 +158,8 @@ def render_floors(floors: dict, *, header: str = "") -> str:
     lines += [f'schema = "{SCHEMA}"', ""]
     groups: dict[tuple[str, str, str], dict[str, float]] = {}
     for check, value in floors.items():
-        table = ".".join(_key(p) if i == 0 else _quoted(p)
+        quote = _quoted if isinstance(check, PhotometryCheck) else _key  # "16-50"
+        table = ".".join(_key(p) if i == 0 else quote(p)
                          for i, p in enumerate(check.floor_table()))
         groups.setdefault((check.detector, check.dataset, table), {})[check.metric] = value
     for (det, ds, region), values in sorted(groups.items(), key=lambda kv: (
@@ -156,6 +179,9 @@ _BIN_ORDER = {f'photometry.{_quoted(b)}': i for i, b in enumerate(PHOTOMETRY_BIN
 
 
 def _region_order(region: str) -> tuple[int, float]:
+    if region.startswith("truth."):  # after the reference regions, in the same order
+        inner = _region_order(region[len("truth."):])
+        return (2, inner[0] * 1e6 + inner[1])
     if region == "full":
         return (0, 0.0)
     if region == "photometry":
@@ -165,7 +191,7 @@ def _region_order(region: str) -> tuple[int, float]:
     try:
         return (1, float(region[1:]))
     except ValueError:
-        return (2, 0.0)
+        return (2, -1.0)
 
 
 def write_floors(path: Path, floors: dict, *, header: str = "") -> Path:

@@ -329,17 +329,24 @@ class StabilityAnalysis:
 
 @dataclass(frozen=True)
 class AuditRow(FlatRecord):
-    """The reference CR mask of one exposure scored against the simulation truth."""
+    """The reference CR mask of one exposure and region scored against the simulation
+    truth (:func:`pytest_crbench.science.truth.audit_reference`): ``tp``/``fp``/``fn``
+    against every pixel with injected charge, ``tp_significant``/``fn_significant``
+    against the true cosmic-ray pixels (charge > ``truth``'s n sigma)."""
 
     group: str
     exposure: str
+    region: str
+    truth: str
     tp: int
     fp: int
     fn: int
+    tp_significant: int
+    fn_significant: int
     precision: float | None
     recall: float | None
     recall_significant: float | None
-    truth_fraction: float
+    truth_fraction: float | None
 
 
 @dataclass(frozen=True)
@@ -353,17 +360,23 @@ class DatasetSummary:
     ks: list[int]
     #: legal but degenerate data (e.g. an exposure mostly ignored), shown in the summary
     notes: list[str] = field(default_factory=list)
+    #: the reference rule and its parameters (ReferenceConfig.provenance())
+    reference: dict[str, Any] = field(default_factory=dict)
+    #: the truth threshold, where the dataset carries CRTRUTH (else None)
+    truth_snr: float | None = None
 
     def to_record(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "provenance": self.provenance,
                 "audit": [a.to_record() for a in self.audit], "ks": list(self.ks),
-                "notes": list(self.notes)}
+                "notes": list(self.notes),
+                "reference": self.reference, "truth_snr": self.truth_snr}
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> "DatasetSummary":
         return cls(record["name"], record["version"], record["provenance"],
                    [AuditRow.from_record(a) for a in record["audit"]], list(record["ks"]),
-                   list(record.get("notes", [])))
+                   list(record.get("notes", [])),
+                   record.get("reference", {}), record.get("truth_snr"))
 
 
 @dataclass(frozen=True)

@@ -1,22 +1,32 @@
 """Results files: the JSON summary and the per-exposure mask FITS files.
 
-JSON (``"schema": "crbench-results/2"``), written once and atomically::
+JSON (``"schema": "crbench-results/3"``), written once and atomically::
 
     {
-      "schema": "crbench-results/2",
+      "schema": "crbench-results/3",
       "provenance": {"package": "pytest-crbench", "version": ..., "python": ...,
                      "numpy": ..., "settings": {...},
+                     "reference": {"rule": "astrodrizzle" | "noise", "snr": [s1, s2],
+                                   "scale": [m1, m2], "grow": n, "ctegrow": n,
+                                   "saturation": ..., "sat_box": 7},  # scale, grow,
+                                                          # ctegrow: astrodrizzle only
+                     "truth_snr": n | null,               # null: no dataset has CRTRUTH
                      "detectors": {spec: version, ...},
                      "datasets": {name: {"version": ..., "seed": ..., "files": {name: sha256}}}},
       "scores": [
         {"detector": spec, "dataset": name, "group": g | null, "exposure": e | null,
-         "region": "full" | "k3" | ..., "tp": int, "fp": int, "fn": int,
+         "region": "full" | "k3" | ..., "against": "reference" | "truth",
+         "truth": "CRTRUTH > 5 sigma" | null,         # the truth a "truth" row used
+         "tp": int, "fp": int, "fn": int,
+         "excluded": int,                              # "truth" rows: faint charge left out
          "precision": float | null, "recall": ..., "f1": ..., "f2": ...,
          "undefined": {metric: reason, ...}}          # only where some score is null
       ],                                               # exposure null = pooled over the dataset
-      "reference_audit": [
-        {"dataset": name, "group": g, "exposure": e, "tp", "fp", "fn", "precision",
-         "recall", "recall_significant", "truth_fraction"}
+      "reference_audit": [                             # per exposure and region
+        {"dataset": name, "group": g, "exposure": e, "region": "full" | "k3" | ...,
+         "truth": "CRTRUTH > 5 sigma", "tp", "fp", "fn",   # against any injected charge
+         "tp_significant", "fn_significant",               # against charge > n sigma
+         "precision", "recall", "recall_significant", "truth_fraction"}
       ],
       "stars": [                                       # method.md section 4, per star image
         {"detector", "dataset", "group", "exposure", "star_id", "x", "y", "radius",
@@ -72,12 +82,19 @@ JSON (``"schema": "crbench-results/2"``), written once and atomically::
       "timing": {"<detector> | <dataset>": seconds, ...}   # informative, not deterministic
     }
 
-Every non-finite number is written as null.  Changes from ``crbench-results/1``: the
-``stars``, ``photometry``, ``density`` and ``stability`` sections.
+Every non-finite number is written as null.  Changes from ``crbench-results/2``: score
+rows carry ``against`` (and ``truth``/``excluded`` for rows scored against the
+simulation truth, which are new); ``reference_audit`` rows are per region and carry
+``region``, ``truth``, ``tp_significant`` and ``fn_significant``; the provenance records
+the reference rule with its parameters (``reference``) and ``truth_snr``.  Changes from
+``crbench-results/1``: the ``stars``, ``photometry``, ``density`` and ``stability``
+sections.
 
 Mask files (``--crbench-save-masks DIR``): ``DIR/<dataset>/<detector>/<exposure>.fits``
 with uint8 extensions ``REFMASK`` (reference CR mask), ``IGNORE``, ``PRED`` (detector
-mask) and int16 ``REGION`` (largest k whose star region holds the pixel, 0 outside).
+mask), int16 ``REGION`` (largest k whose star region holds the pixel, 0 outside) and,
+where the exposure carries ``CRTRUTH``, uint8 ``TRUTH`` (1 = true cosmic ray, charge
+> ``truth_snr`` σ; 2 = faint charge, left out of both classes; 0 = clean).
 """
 
 from __future__ import annotations
@@ -97,15 +114,21 @@ from pytest_crbench.bench.store import RunResults
 from pytest_crbench._util import atomic_write
 from pytest_crbench._version import __version__
 
-SCHEMA = "crbench-results/2"
+SCHEMA = "crbench-results/3"
 
 
 def provenance(settings: dict[str, Any], detectors: dict[str, str],
                datasets: Iterable[DatasetSummary]) -> dict[str, Any]:
+    """Where the results come from.  ``reference`` (the rule and its parameters) and
+    ``truth_snr`` are what make two runs' scores comparable."""
+    datasets = list(datasets)
+    reference = next((d.reference for d in datasets if d.reference), None)
+    truth_snr = next((d.truth_snr for d in datasets if d.truth_snr is not None), None)
     return {
         "package": "pytest-crbench", "version": __version__,
         "python": platform.python_version(), "numpy": np.__version__,
-        "settings": settings, "detectors": dict(sorted(detectors.items())),
+        "settings": settings, "reference": reference, "truth_snr": truth_snr,
+        "detectors": dict(sorted(detectors.items())),
         "datasets": {d.name: {"version": d.version, **d.provenance} for d in datasets},
     }
 
@@ -168,7 +191,8 @@ def safe_name(text: str) -> str:
 
 
 def write_masks(directory: Path, evaluation: Evaluation, prepared: PreparedDataset) -> list[Path]:
-    """One FITS file per exposure with REFMASK, IGNORE, PRED (uint8) and REGION (int16)."""
+    """One FITS file per exposure with REFMASK, IGNORE, PRED (uint8), REGION (int16) and
+    TRUTH (uint8) where the exposure carries CRTRUTH."""
     from astropy.io import fits
 
     out = []
@@ -183,6 +207,7 @@ def write_masks(directory: Path, evaluation: Evaluation, prepared: PreparedDatas
         h["REGIONK"] = (",".join(str(k) for k in prepared.ks), "star-region thresholds k")
         h["COMMENT"] = "REFMASK: reference CR mask; IGNORE: excluded pixels; PRED: detector"
         h["COMMENT"] = "REGION: largest k whose region (> k x background RMS) holds the pixel"
+        h["REFRULE"] = (prepared.reference.rule, "reference rule")
         hdus = fits.HDUList([
             primary,
             fits.ImageHDU(pe.crmask.astype(np.uint8), name="REFMASK"),
@@ -190,6 +215,12 @@ def write_masks(directory: Path, evaluation: Evaluation, prepared: PreparedDatas
             fits.ImageHDU(er.mask.astype(np.uint8), name="PRED"),
             fits.ImageHDU(pe.rmap.astype(np.int16), name="REGION"),
         ])
+        if pe.truth is not None:
+            truth = np.where(pe.truth.crmask, 1, np.where(pe.truth.excluded, 2, 0))
+            hdu = fits.ImageHDU(truth.astype(np.uint8), name="TRUTH")
+            hdu.header["TRUTHSNR"] = (pe.truth.n_sigma, "true CR: CRTRUTH > TRUTHSNR x noise")
+            hdu.header["COMMENT"] = "1: true cosmic ray; 2: faint charge, left out; 0: clean"
+            hdus.append(hdu)
         path = folder / f"{safe_name(er.exposure)}.fits"
         out.append(atomic_write(path, lambda tmp, h=hdus: h.writeto(tmp, overwrite=True)))
     return out

@@ -90,7 +90,8 @@ class BenchSession:
     def prepared(self, dataset: str) -> PreparedDataset:
         """References, region maps and audit of ``dataset`` (shared by every detector)."""
         def make():
-            prepared = prepare(self.dataset(dataset), self.settings.k)
+            prepared = prepare(self.dataset(dataset), self.settings.k,
+                               self.settings.reference_config(), self.settings.truth_snr)
             self.results.summaries[dataset] = prepared.summary()
             return prepared
 
@@ -155,14 +156,21 @@ class BenchSession:
 
     # -- checks ------------------------------------------------------------------------
     @property
-    def checks(self) -> list[Check]:
-        """Every gate check of the run, in item order."""
+    def all_checks(self) -> list[Check]:
+        """Every check of the run, optional ones included (what floors are generated
+        for), in item order."""
         if self._checks is None:
             from pytest_crbench.datasets.loading import is_scored
 
             s = self.settings
             self._checks = checks_for(s, lambda ds: is_scored(ds, data_dir=s.data_dir))
         return self._checks
+
+    @property
+    def checks(self) -> list[Check]:
+        """The gate checks of the run, in item order: an optional check (a score against
+        the truth) only where the floors name it."""
+        return [c for c in self.all_checks if not c.optional or c in self.floors]
 
     def check(self, check: Check) -> Outcome:
         """Run one gate check and remember its outcome."""

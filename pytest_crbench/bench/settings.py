@@ -25,6 +25,7 @@ __all__ = ["DEFAULT_MODELS", "DEFAULT_DATASETS", "DEVICES", "FILL_METHODS", "Opt
 DEFAULT_MODELS = ("deepcr:ACS-WFC", "astroscrappy")
 DEFAULT_DATASETS = ("sim",)
 DEVICES = ("cpu", "cuda", "auto")
+REFERENCE_RULES = ("astrodrizzle", "noise")  # = science.reference.REFERENCE_RULES (tested)
 FILL_METHODS = ("median", "idw")
 
 
@@ -130,6 +131,32 @@ def _fill_method(value: Any, what: str) -> str:
     return v
 
 
+def _reference_rule(value: Any, what: str) -> str:
+    v = str(value).strip().lower()
+    if v not in REFERENCE_RULES:
+        raise CRBenchConfigError(
+            f"{what}: expected one of {', '.join(REFERENCE_RULES)}, got {value!r}")
+    return v
+
+
+def _number_pair(value: Any, what: str) -> tuple[float, float]:
+    from pytest_crbench.science.drizcr import parse_pair
+
+    return parse_pair(value, what)
+
+
+def _count(minimum: int) -> Callable[[Any, str], int]:
+    def convert(value: Any, what: str) -> int:
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise CRBenchConfigError(f"{what}: expected an integer, got {value!r}") from None
+        if isinstance(value, bool) or not v.is_integer() or v < minimum:
+            raise CRBenchConfigError(f"{what}: expected an integer >= {minimum}, got {value!r}")
+        return int(v)
+    return convert
+
+
 def _bool(value: Any, what: str) -> bool:
     out = parse_bool(value)
     if out is None:
@@ -173,6 +200,27 @@ OPTIONS: tuple[Option, ...] = (
            metavar="NAME"),
     Option("k", "star-region thresholds in units of the background RMS, comma-separated "
            "(default: 3,5,10,20,40,80,160)", _default_ks, _ks, metavar="K,K,..."),
+    Option("reference", "how reference cosmic-ray masks are built: astrodrizzle "
+           "(AstroDrizzle's driz_cr rule, the paper's: |exposure - model| > scale x "
+           "derivative of the model + snr x noise) or noise (the derivative term left out, "
+           "one-sided, the model's own noise included) (default: astrodrizzle)",
+           "astrodrizzle", _reference_rule, metavar="RULE"),
+    Option("reference_snr", "the two signal-to-noise thresholds of the reference rule, "
+           "first pass and 3x3 neighbours (default: \"5.0 1.5\", the paper's)", (5.0, 1.5),
+           _number_pair, metavar="\"S1 S2\""),
+    Option("reference_scale", "the two multipliers of the model's derivative in the "
+           "astrodrizzle rule (default: \"1.2 0.7\", AstroDrizzle's)", (1.2, 0.7),
+           _number_pair, metavar="\"M1 M2\""),
+    Option("reference_grow", "astrodrizzle rule: side of the box every flagged pixel is "
+           "grown by, 1 = none (AstroDrizzle's driz_cr_grow; default: 1)", 1, _count(1),
+           metavar="N"),
+    Option("reference_ctegrow", "astrodrizzle rule: length in pixels of the CTE tail "
+           "flagged along the readout direction, 0 = none (driz_cr_ctegrow; default: 0)",
+           0, _count(0), metavar="N"),
+    Option("truth_snr", "where exposures carry CRTRUTH (simulated data): a pixel is a "
+           "true cosmic ray when its injected charge exceeds this many times its noise; "
+           "smaller non-zero charge is left out of both classes (default: 5)", 5.0,
+           _positive, metavar="N"),
     Option("threshold", "probability threshold for detectors that return probabilities "
            "(default: the detector's own, 0.5 for deepCR)", None, _unit_interval,
            metavar="P"),
@@ -184,7 +232,7 @@ OPTIONS: tuple[Option, ...] = (
            "the floors margin) to PATH", None, _str, path=True, metavar="PATH"),
     Option("floors_margin", "margin subtracted from observed scores by "
            "--crbench-generate-floors (default: 0.02)", 0.02, _unit_interval, metavar="M"),
-    Option("json", "write the results (schema crbench-results/2) to PATH", None, _str,
+    Option("json", "write the results (schema crbench-results/3) to PATH", None, _str,
            path=True, metavar="PATH"),
     Option("report", "write report.html, report.md and figures/ (Table 1, photometry, "
            "CR density, stability, failure gallery) into DIR", None, _str, path=True,
@@ -224,6 +272,12 @@ class Settings:
     model: list[str]
     dataset: list[str]
     k: list[int]
+    reference: str
+    reference_snr: tuple[float, float]
+    reference_scale: tuple[float, float]
+    reference_grow: int
+    reference_ctegrow: int
+    truth_snr: float
     threshold: float | None
     device: str
     floors: Path | None
@@ -239,6 +293,14 @@ class Settings:
     benchmark: bool
     lock_timeout: float
     origin: dict[str, str] = field(default_factory=dict)
+
+    def reference_config(self):
+        """The :class:`~pytest_crbench.science.reference.ReferenceConfig` of this run."""
+        from pytest_crbench.science.reference import ReferenceConfig
+
+        return ReferenceConfig(rule=self.reference, snr=self.reference_snr,
+                               scale=self.reference_scale, grow=self.reference_grow,
+                               ctegrow=self.reference_ctegrow)
 
     def as_dict(self) -> dict[str, Any]:
         return {o.name: (str(getattr(self, o.name)) if isinstance(getattr(self, o.name), Path)

@@ -87,10 +87,19 @@ _DEFAULT_GROUPS = (
     GroupSpec("2019-08-11", (1500.0, 2900.0, 4200.0, 5600.0)),
 )
 
+#: The paper's group size: 6 exposures per group (method.md section 1): the four
+#: exposure times of each default group and two more between them.
+_PAPER_GROUPS = tuple(
+    GroupSpec(g.date, tuple(sorted(g.exptimes + extra)))
+    for g, extra in zip(_DEFAULT_GROUPS, ((500.0, 1300.0), (700.0, 1700.0), (900.0, 2100.0),
+                                          (1400.0, 3000.0), (1700.0, 3700.0),
+                                          (2200.0, 4900.0)))
+)
+
 PRESETS: dict[str, SimSpec] = {
     "sim": SimSpec(
-        "sim", (512, 512), _DEFAULT_GROUPS, seed=20230501,
-        description="6 groups x 4 exposures of 512x512, 2010-09..2019-08, CR density ~1-15 %",
+        "sim", (512, 512), _PAPER_GROUPS, seed=20230501,
+        description="6 groups x 6 exposures of 512x512, 2010-09..2019-08, CR density ~1-15 %",
     ),
     "sim-full": SimSpec(
         "sim-full", (2048, 4096),
@@ -336,6 +345,11 @@ def _is_current(folder: Path, spec: SimSpec) -> bool:
     m = _read_manifest(folder)
     if not m or m.get("simulator_version") != SIMULATOR_VERSION or m.get("seed") != spec.seed:
         return False
+    layout = [(g.get("date_obs"), [e.get("exptime") for e in g.get("exposures", [])])
+              for g in m.get("groups", [])]
+    if m.get("shape") != list(spec.shape) or layout != [
+            (g.date[:10], list(g.exptimes)) for g in spec.groups]:
+        return False  # the preset's groups changed (sizes, dates, exposure times)
     files = [e["file"] for g in m.get("groups", []) for e in g.get("exposures", [])]
     return bool(files) and all((folder / f).is_file() for f in files)
 

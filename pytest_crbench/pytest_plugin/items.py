@@ -5,6 +5,9 @@ downstream repository needs no test file): one :class:`CheckItem` per gate check
 
 * ``crbench::<det>::<dataset>::<region>::<metric>``: the pooled pixel score reaches its
   floor;
+* ``crbench::<det>::<dataset>::truth::<region>::<metric>``: the pooled pixel score
+  against the simulation truth reaches its floor — an item only where the floors file
+  names it (``[floors.<det>.<dataset>.truth.<region>]``);
 * ``crbench::<det>::<dataset>::photometry::<all|16-50|50-200|200-400>::<limit>``
   (``max_anomalous``, ``min_inside_97_103``, ``max_outside_90_110``): the photometric
   fraction respects its floor or ceiling;

@@ -15,8 +15,13 @@ report section is one function of :data:`SECTIONS`; the figures are drawn by
 ``"table1"``: list of rows ``{"detector", "dataset", "region", "precision", "recall",
 "f1", "f2"}`` (fractions 0–1 or None; optional ``"tp"``, ``"fp"``, ``"fn"``); regions
 as named by :func:`pytest_crbench.science.regions.region_name` (``"full"``, ``"k3"`` …), shown
-in the order they first appear.  → the paper's Table 1 (rows regions, recall and
-precision per detector), one table per dataset.
+in the order they first appear; optional ``"against"``: ``"reference"`` (default) or
+``"truth"``.  → the paper's Table 1 (rows regions, recall and precision per detector),
+one table per dataset, then one against the simulation truth where there are such rows.
+
+``"audit"``: list of ``{"dataset", "region", "precision", "recall",
+"recall_significant", "n_exposures"}`` — the reference masks against the truth per
+region (:func:`pytest_crbench.science.truth.pooled_audit`).
 
 ``"photometry"``: ``{detector: {dataset: photometry_summary(...)}}``
 (:func:`pytest_crbench.science.photometry_summary.photometry_summary`); when absent it is computed from
@@ -75,11 +80,12 @@ def _region_label(region: str) -> str:
 # --------------------------------------------------------------------------- sections
 
 def _table1(rows: list[Mapping[str, Any]]):
-    """{dataset: (regions, detectors, {(region, detector): row})}."""
-    out: dict[str, Any] = {}
+    """{(dataset, against): (regions, detectors, {(region, detector): row})}."""
+    out: dict[Any, Any] = {}
     for r in rows:
         ds = str(r.get("dataset", ""))
-        regions, dets, cells = out.setdefault(ds, ([], [], {}))
+        regions, dets, cells = out.setdefault((ds, r.get("against", "reference")),
+                                              ([], [], {}))
         reg, det = str(r["region"]), str(r["detector"])
         if reg not in regions:
             regions.append(reg)
@@ -212,7 +218,7 @@ def _section_table1(page: _Page, results: Mapping[str, Any]) -> None:
     t1 = _table1(results.get("table1") or [])
     if not t1:
         page.para("No pixel scores in these results.")
-    for ds, (regions, dets, cells) in t1.items():
+    for (ds, against), (regions, dets, cells) in t1.items():
         head = ("<tr><th rowspan=2>region</th>" + "".join(
             f"<th colspan=2>{html.escape(d)}</th>" for d in dets) + "</tr><tr>" +
             "<th>recall %</th><th>precision %</th>" * len(dets) + "</tr>")
@@ -224,11 +230,26 @@ def _section_table1(page: _Page, results: Mapping[str, Any]) -> None:
                 c = cells.get((reg, d), {})
                 row += [pct(c.get("recall")), pct(c.get("precision"))]
             rows.append(row)
+        what = ("against the reference" if against == "reference" else
+                "against the simulation truth (CRTRUTH)")
         page.table(header, rows, header_html=head,
-                   caption=f"Dataset {ds}: recall and precision (%) by region" if ds
-                   else "Recall and precision (%) by region")
+                   caption=(f"Dataset {ds}: " if ds else "")
+                   + f"recall and precision (%) by region, {what}")
     page.para("Regions: the whole image, and the connected star regions above k × the "
-              "background RMS of the clean reference (larger k = closer to star centres).")
+              "background RMS of the clean reference (larger k = closer to star centres). "
+              "The reference rule is named at the top of the page; against the truth a "
+              "pixel is a cosmic ray where its injected charge exceeds the truth "
+              "threshold, and fainter injected charge is left out of both classes.")
+    audit = results.get("audit") or []
+    if audit:
+        rows = [[html.escape(str(a["dataset"])), _region_label(str(a["region"])),
+                 pct(a.get("precision")), pct(a.get("recall")),
+                 pct(a.get("recall_significant")), str(a.get("n_exposures", ""))]
+                for a in audit]
+        page.table(["dataset", "region", "precision %", "recall %",
+                    "recall of significant charge %", "exposures"], rows,
+                   caption="Reference audit: the reference masks against the simulation "
+                           "truth (CRTRUTH), per region")
 
 
 def _section_photometry(page: _Page, results: Mapping[str, Any]) -> None:

@@ -60,7 +60,7 @@ def write_outputs(bench, end: RunEnd | None = None) -> list[str]:
         path = write_json(s.json, results_document(results, s.as_dict(), end.crashed))
         lines.append(f"results JSON: {path}")
     if s.generate_floors is not None and results.evaluations and end.state == COMPLETE:
-        new = generate_floors(bench.checks, results.observed, s.floors_margin)
+        new = generate_floors(bench.all_checks, results.observed, s.floors_margin)
         path = write_generated_floors(s.generate_floors, new, s.floors_margin)
         lines.append(f"floors written: {path} ({len(new)} floors)")
     if s.report is not None and results.evaluations:
@@ -69,32 +69,48 @@ def write_outputs(bench, end: RunEnd | None = None) -> list[str]:
         evaluations = results.evaluations
         meta = {"detectors": ", ".join(dict.fromkeys(e.detector for e in evaluations)),
                 "datasets": ", ".join(dict.fromkeys(e.dataset for e in evaluations)),
+                "reference": s.reference_config().describe(),
                 "fill method": s.fill_method,
                 "anomalous level": f"{s.anomalous_level:g}"}
         if end.state == CRASHED:
             meta["incomplete"] = end.reason
+        if any(e.has_truth for e in evaluations):
+            meta["truth"] = (f"CRTRUTH > {s.truth_snr:g} sigma (fainter injected charge "
+                             "left out of both classes)")
+        audits = {d.name: [row.to_record() for row in d.audit]
+                  for d in results.dataset_summaries if d.audit}
         html_path, _ = write_report(s.report, report_results(evaluations, results.analyses,
-                                                             meta))
+                                                             meta, audits))
         lines.append(f"report: {html_path} (and report.md)")
     return lines
 
 
 def report_results(evaluations: list[Evaluation], analyses: list[Analysis],
-                   meta: dict[str, Any] | None = None) -> dict[str, Any]:
+                   meta: dict[str, Any] | None = None,
+                   audits: dict[str, list[dict]] | None = None) -> dict[str, Any]:
     """The ``results`` dict of :func:`pytest_crbench.reporting.html.write_report` for a run.
 
     Detectors are labelled ``<detector>`` with one dataset, ``<detector> on <dataset>``
-    with several (the report keys its figures by that label).
+    with several (the report keys its figures by that label).  ``audits`` maps a dataset
+    to its reference-audit rows (:func:`pytest_crbench.science.truth.audit_reference`).
     """
+    from pytest_crbench.science.truth import pooled_audit
+
     datasets = {a.dataset for a in analyses} | {e.dataset for e in evaluations}
     label = (lambda det, ds: det) if len(datasets) <= 1 else (lambda det, ds: f"{det} on {ds}")
     table1 = []
     for ev in evaluations:
-        for region in ev.regions:
-            sc = ev.scores(region)
-            table1.append({"detector": ev.detector, "dataset": ev.dataset, "region": region,
-                           **{m: s.value for m, s in sc.as_dict().items()},
-                           **sc.counts.as_dict()})
+        for against in ("reference", "truth") if ev.has_truth else ("reference",):
+            for region in ev.regions:
+                sc = ev.scores(region, against)
+                table1.append({"detector": ev.detector, "dataset": ev.dataset,
+                               "region": region, "against": against,
+                               **{m: s.value for m, s in sc.as_dict().items()},
+                               **sc.counts.as_dict()})
+    audit = []
+    for ds, rows in (audits or {}).items():
+        regions = list(dict.fromkeys(r["region"] for r in rows))
+        audit += [{"dataset": ds, **pooled_audit(rows, region)} for region in regions]
     photometry: dict[str, dict[str, Any]] = {}
     stars, density, stability, limits, gallery = {}, {}, {}, [], []
     rates = {}
@@ -119,7 +135,7 @@ def report_results(evaluations: list[Evaluation], analyses: list[Analysis],
             meta[f"CR fraction per second ({ds})"] = "—" if r is None else f"{r:.3g}"
     from pytest_crbench.bench.results import sweep_section
 
-    return {"title": "pytest-crbench report", "meta": meta, "table1": table1,
+    return {"title": "pytest-crbench report", "meta": meta, "table1": table1, "audit": audit,
             "sweeps": sweep_section(evaluations),
             "photometry": photometry, "stars": stars, "density": density,
             "cr_fraction_per_second": next(iter(rates.values())) if len(rates) == 1 else None,

@@ -24,24 +24,26 @@ def _cell(value, floor) -> str:
     return text
 
 
-def score_table(evaluation, floors: dict) -> list[str]:
+def score_table(evaluation, floors: dict, against: str = "reference") -> list[str]:
     """Rows = regions, columns = recall/precision/F1/F2 in %, each with floor and margin."""
     header = ["region"] + [_LABELS[m] for m in METRIC_ORDER]
     rows = []
     for region in evaluation.regions:
-        sc = evaluation.scores(region)
+        sc = evaluation.scores(region, against)
         row = [region]
         for metric in METRIC_ORDER:
             floor = floors.get(PixelFloorCheck(evaluation.detector, evaluation.dataset,
-                                               region, metric))
+                                               region, metric, against))
             row.append(_cell(sc.metric(metric).value, floor))
         rows.append(row)
     return _format(header, rows)
 
 
-def paper_table(evaluations, dataset: str) -> list[str]:
-    """Table 1 of the paper: regions as columns, recall and precision (%) per detector."""
-    evs = [e for e in evaluations if e.dataset == dataset]
+def paper_table(evaluations, dataset: str, against: str = "reference") -> list[str]:
+    """Table 1 of the paper: regions as columns, recall and precision (%) per detector,
+    against the reference or (``against="truth"``) the simulation truth."""
+    evs = [e for e in evaluations if e.dataset == dataset
+           and (against == "reference" or e.has_truth)]
     if not evs:
         return []
     regions = evs[0].regions
@@ -49,9 +51,23 @@ def paper_table(evaluations, dataset: str) -> list[str]:
     rows = []
     for ev in evs:
         for metric in ("recall", "precision"):
-            vals = [ev.scores(r).metric(metric).value for r in regions]
+            vals = [ev.scores(r, against).metric(metric).value for r in regions]
             rows.append([ev.detector, metric] + ["-" if v is None else f"{100 * v:.1f}"
                                                  for v in vals])
+    return _format(header, rows)
+
+
+def audit_table(audit_rows: list[dict], regions: list[str]) -> list[str]:
+    """The reference against the truth per region: precision, recall and recall of the
+    significant charge (%), pooled over the exposures."""
+    from pytest_crbench.science.truth import pooled_audit
+
+    header = ["reference vs truth"] + [r.removeprefix("k") if r != "full" else r
+                                       for r in regions]
+    pooled = [pooled_audit(audit_rows, r) for r in regions]
+    rows = [[label] + ["-" if p[key] is None else f"{100 * p[key]:.1f}" for p in pooled]
+            for label, key in (("precision", "precision"), ("recall", "recall"),
+                               ("recall (significant)", "recall_significant"))]
     return _format(header, rows)
 
 
@@ -153,16 +169,33 @@ def stability_lines(analysis) -> list[str]:
 
 def summary_lines(bench) -> list[str]:
     """The terminal summary of a :class:`~pytest_crbench.bench.run.BenchSession`."""
-    from pytest_crbench.science.reference import pooled_audit
-
     out: list[str] = []
     results = bench.results
+    summaries = {d.name: d for d in results.dataset_summaries}
     for ds in bench.settings.dataset:
         table = paper_table(results.evaluations, ds)
-        if table:
-            out.append(f"dataset {ds}: recall and precision (%) per star region "
-                       "(region k: pixels above k x background RMS)")
-            out += ["  " + line for line in table]
+        if not table:
+            continue
+        out.append(f"dataset {ds}: recall and precision (%) per star region "
+                   "(region k: pixels above k x background RMS)")
+        out.append(f"  against the reference: {bench.settings.reference_config().describe()}")
+        out += ["  " + line for line in table]
+        truth = paper_table(results.evaluations, ds, "truth")
+        if truth:
+            left_out = next(e.excluded("full") for e in results.evaluations
+                            if e.dataset == ds and e.has_truth)
+            out.append(f"  against the truth: CRTRUTH > {bench.settings.truth_snr:g} sigma "
+                       f"({left_out} pixels of fainter injected charge left out of both "
+                       "classes)")
+            out += ["  " + line for line in truth]
+        summary = summaries.get(ds)
+        if summary is not None and summary.audit:
+            rows = [row.to_record() for row in summary.audit]
+            n = len({(r["group"], r["exposure"]) for r in rows})
+            regions = next(e.regions for e in results.evaluations if e.dataset == ds)
+            out.append(f"  reference audit against CRTRUTH ({n} exposures; significant: "
+                       f"charge > {bench.settings.truth_snr:g} sigma):")
+            out += ["  " + line for line in audit_table(rows, regions)]
         sweeps = {ev.detector: ev.sweep for ev in results.evaluations
                   if ev.dataset == ds and ev.sweep is not None}
         if sweeps:
@@ -173,6 +206,10 @@ def summary_lines(bench) -> list[str]:
         out += ["", f"{ev.detector} on {ev.dataset} ({len(ev.exposures)} exposures, "
                     f"{ev.seconds:.1f} s): score % (>= floor, margin)"]
         out += ["  " + line for line in score_table(ev, bench.floors)]
+        if any(isinstance(c, PixelFloorCheck) and c.against == "truth"
+               and (c.detector, c.dataset) == (ev.detector, ev.dataset) for c in bench.floors):
+            out.append("  against the truth:")
+            out += ["  " + line for line in score_table(ev, bench.floors, "truth")]
         note = results.note(ev.detector, ev.dataset)
         if note:
             out.append("  note: " + note)
@@ -197,11 +234,6 @@ def summary_lines(bench) -> list[str]:
             out.append("  note: " + sm.note)
     for summary in results.dataset_summaries:
         out += [f"note ({summary.name}): {note}" for note in summary.notes]
-        if summary.audit:
-            a = pooled_audit([row.to_record() for row in summary.audit])
-            out += ["", f"reference audit on {summary.name} against CRTRUTH: precision "
-                        f"{100 * (a['precision'] or 0):.1f} %, recall "
-                        f"{100 * (a['recall'] or 0):.1f} % ({a['n_exposures']} exposures)"]
     if not bench.floors:
         out.append("no floors configured: scores were reported, not asserted "
                    "(--crbench-floors PATH or [tool.crbench] floors)")
