@@ -33,15 +33,22 @@ are ceilings (observed must be <= value), ``min_*`` keys floors (observed >= val
 A fraction that is undefined (no contaminated star in the bin) fails where a limit is
 set and passes where none is.
 
-:func:`write_floors` produces this file from a run — floors are the observed value minus
-the margin rounded down, ceilings the observed value plus the margin rounded up (3
-decimals, clipped to [0, 1]) — and writes it atomically.
+:func:`write_floors` writes such a file atomically; ``--crbench-generate-floors`` fills it
+with the bootstrap bounds of :mod:`pytest_crbench.bench.floor_bounds`, a comment where a
+score has too few positives to support a limit, and one table per detector recording
+what the floors were made with (a run with another version or threshold says so)::
+
+    [made_with."deepcr:ACS-WFC"]
+    version = "ACS-WFC UNet2SigmoidBatchNorm(1,1,32) scale=1 sha256:…"
+    threshold = 0.5
+
+Floors of a dataset also gate its independent draws: a run on ``sim@seed=7`` without
+floors of its own is held to the floors of ``sim`` (:func:`lookup`).
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pytest_crbench.bench.settings import read_toml
@@ -130,7 +137,7 @@ def load_floors(path: Path, *, metrics: tuple[str, ...],
         raise CRBenchConfigError(
             f"floors file {path}: expected schema = {SCHEMA!r}, got {schema!r}"
         )
-    unknown_top = sorted(set(data) - {"schema", "floors"})
+    unknown_top = sorted(set(data) - {"schema", "floors", "made_with"})
     if unknown_top:
         raise CRBenchConfigError(f"floors file {path}: unknown top-level key(s) {unknown_top}")
     table = data.get("floors", {})
@@ -183,20 +190,43 @@ def load_floors(path: Path, *, metrics: tuple[str, ...],
     return out
 
 
-def floor_from_observed(value: float, margin: float) -> float:
-    """Observed value minus ``margin``, rounded down to 3 decimals, clipped at 0."""
-    return max(0.0, math.floor((value - margin) * 1000 + 1e-9) / 1000)
+def lookup(floors: dict, key):
+    """The limit of ``key``; for an independent draw of a dataset (``sim@seed=7``) without
+    its own limit, the limit of the dataset it was drawn from (``sim``)."""
+    if key in floors:
+        return floors[key]
+    base = key.dataset.partition("@")[0]
+    if base != key.dataset:
+        return floors.get(replace(key, dataset=base))
+    return None
 
 
-def ceiling_from_observed(value: float, margin: float) -> float:
-    """Observed value plus ``margin``, rounded up to 3 decimals, clipped at 1."""
-    return min(1.0, math.ceil((value + margin) * 1000 - 1e-9) / 1000)
+def read_made_with(path: Path) -> dict[str, dict]:
+    """The ``[made_with."<detector>"]`` tables: the version and threshold each detector's
+    floors were generated with ({} for files written before they were recorded)."""
+    data = read_toml(path, "floors file")
+    table = data.get("made_with", {})
+    if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
+        raise CRBenchConfigError(f"floors file {path}: made_with must hold one table per "
+                                 "detector")
+    return table
 
 
-def limit_from_observed(key: "PhotometryKey", value: float, margin: float) -> float:
-    """A generated photometric limit: a floor for ``min_*`` keys, a ceiling for ``max_*``."""
-    return ceiling_from_observed(value, margin) if key.kind == "max" \
-        else floor_from_observed(value, margin)
+def made_with_mismatch(path: Path, made_with: dict[str, dict], detector: str, version: str,
+                       threshold) -> str | None:
+    """A sentence where ``detector``'s floors were made with another version/threshold."""
+    rec = made_with.get(detector)
+    if rec is None:
+        return None
+    diffs = []
+    if "version" in rec and str(rec["version"]) != str(version):
+        diffs.append(f"version {rec['version']!r} (this run: {version!r})")
+    if "threshold" in rec and rec["threshold"] != threshold:
+        diffs.append(f"threshold {rec['threshold']} (this run: {threshold})")
+    if not diffs:
+        return None
+    return (f"floors in {path} for {detector} were generated with "
+            + " and ".join(diffs) + ": its floors may not apply")
 
 
 def _key(s: str) -> str:
@@ -204,27 +234,54 @@ def _key(s: str) -> str:
     return s if bare.isalnum() and bare.isascii() else '"' + s.replace('"', '\\"') + '"'
 
 
-def render_floors(floors: dict, *, header: str = "") -> str:
-    """TOML text of ``floors`` in the documented layout (sorted, stable)."""
+def render_floors(floors: dict, *, header: str = "", skipped: dict | None = None,
+                  made_with: dict[str, dict] | None = None) -> str:
+    """TOML text of ``floors`` in the documented layout (sorted, stable).
+
+    ``skipped`` (key → reason) becomes a comment in the key's table; ``made_with``
+    (detector → {"version", "threshold"}) the ``[made_with."<detector>"]`` tables.
+    """
     lines = []
     for line in header.splitlines():
         lines.append(f"# {line}".rstrip())
     lines += [f'schema = "{SCHEMA}"', ""]
+    for det, rec in sorted((made_with or {}).items()):
+        lines.append(f"[made_with.{_key(det)}]")
+        for name, value in rec.items():
+            if value is not None:
+                lines.append(f"{name} = {_toml_value(value)}")
+        lines.append("")
     groups: dict[tuple[str, str, str], dict[str, float]] = {}
-    for key, value in floors.items():
+    notes: dict[tuple[str, str, str], dict[str, str]] = {}
+
+    def table(key):
         if isinstance(key, PhotometryKey):
-            table = "photometry" if key.bin == "all" else f"photometry.{_quoted(key.bin)}"
-            groups.setdefault((key.detector, key.dataset, table), {})[key.metric] = value
-        else:
-            groups.setdefault((key.detector, key.dataset, _key(key.region)),
-                              {})[key.metric] = value
-    for (det, ds, region), values in sorted(groups.items(), key=lambda kv: (
-            kv[0][0], kv[0][1], _region_order(kv[0][2]))):
+            t = "photometry" if key.bin == "all" else f"photometry.{_quoted(key.bin)}"
+            return (key.detector, key.dataset, t)
+        return (key.detector, key.dataset, _key(key.region))
+
+    for key, value in floors.items():
+        groups.setdefault(table(key), {})[key.metric] = value
+    for key, reason in (skipped or {}).items():
+        notes.setdefault(table(key), {})[key.metric] = reason
+    for det, ds, region in sorted(set(groups) | set(notes), key=lambda k: (
+            k[0], k[1], _region_order(k[2]))):
         lines.append(f"[floors.{_key(det)}.{_key(ds)}.{region}]")
+        for metric, reason in sorted(notes.get((det, ds, region), {}).items()):
+            lines.append(f"# no {metric}: {reason}")
+        values = groups.get((det, ds, region), {})
         for metric in sorted(values):
             lines.append(f"{metric} = {values[metric]:.3f}")
         lines.append("")
     return "\n".join(lines)
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return _quoted(str(value))
 
 
 def _quoted(s: str) -> str:
@@ -247,8 +304,9 @@ def _region_order(region: str) -> tuple[int, float]:
         return (2, 0.0)
 
 
-def write_floors(path: Path, floors: dict, *, header: str = "") -> Path:
+def write_floors(path: Path, floors: dict, *, header: str = "", skipped: dict | None = None,
+                 made_with: dict[str, dict] | None = None) -> Path:
     from pytest_crbench.datasets.fits import atomic_write
 
-    text = render_floors(floors, header=header)
+    text = render_floors(floors, header=header, skipped=skipped, made_with=made_with)
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

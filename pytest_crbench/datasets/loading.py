@@ -1,7 +1,9 @@
 """Dataset names → :class:`~pytest_crbench.science.exposures.Dataset` objects.
 
 Simulated presets (``sim``, ``sim-tiny``, ``sim-full``) are generated once into the data
-cache by :mod:`pytest_crbench.datasets.simulate`; real HST datasets come from the registry
+cache by :mod:`pytest_crbench.datasets.simulate`; ``<preset>@seed=N`` is an independent
+draw of the same preset (its own cache folder ``<preset>-seedN``; the plain name keeps the
+preset's seed and data); real HST datasets come from the registry
 through :mod:`pytest_crbench.datasets.real`.  Both are read back by the same FITS readers.
 """
 
@@ -28,10 +30,10 @@ def load_dataset(name: str, *, data_dir: Path | None = None, offline: bool = Fal
     """Load dataset ``name`` from the cache (building or fetching it as allowed)."""
     from pytest_crbench.datasets.cache import data_dir as resolve_data_dir
     from pytest_crbench.datasets.real import REAL_DATASETS, load_real_dataset
-    from pytest_crbench.datasets.simulate import PRESETS, load_simulated
+    from pytest_crbench.datasets.simulate import is_simulated, load_simulated
 
     root = resolve_data_dir(data_dir)
-    if name in PRESETS:
+    if is_simulated(name):
         return load_simulated(name, root)
     if name in REAL_DATASETS:
         return load_real_dataset(name, data_dir=root, offline=offline)
@@ -48,9 +50,9 @@ def is_scored(name: str, *, data_dir: Path | None = None) -> bool:
     """
     from pytest_crbench.datasets.cache import data_dir as resolve_data_dir
     from pytest_crbench.datasets.catalog import load_groups
-    from pytest_crbench.datasets.simulate import PRESETS
+    from pytest_crbench.datasets.simulate import is_simulated
 
-    if name in PRESETS:
+    if is_simulated(name):
         return True
     try:
         groups = load_groups(resolve_data_dir(data_dir))

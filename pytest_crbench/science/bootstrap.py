@@ -240,12 +240,27 @@ class Resampler:
         return percentile_interval(value, replicates, self.config.confidence)
 
     def lower_bound(self, num, den, confidence: float, **kwargs) -> Interval:
-        """One-sided bounds: ``low`` = (1 − c) quantile, ``high`` = c quantile."""
+        """One-sided confidence bounds of the pooled ratio: ``low`` = (1 − c) quantile of
+        the replicates, ``high`` = c quantile."""
+        iv = self.ratio(num, den, **kwargs)
+        if not iv.defined:
+            return iv
+        return one_sided_bounds(iv.value, self.ratio_replicates(num, den), confidence)
+
+    def prediction_bounds(self, num, den, confidence: float, **kwargs) -> Interval:
+        """One-sided bounds for the score of a **rerun on an independent dataset of the
+        same design** (another simulator seed, other groups of the same size): quantiles
+        of θ̂ + (θ*ᵢ − θ*ⱼ), j a seeded permutation of the replicates.  Their spread is
+        √2 times that of the confidence bounds, because the new dataset's sampling error
+        adds to the estimate's own: for a normal score a floor at the 99 % confidence
+        bound is crossed by about 5 % of the reruns of an unchanged detector, a floor at
+        the 99 % prediction bound by 1 %."""
         iv = self.ratio(num, den, **kwargs)
         if not iv.defined:
             return iv
         reps = self.ratio_replicates(num, den)
-        return one_sided_bounds(iv.value, reps, confidence)
+        perm = np.random.default_rng([int(self.config.seed), 1]).permutation(len(reps))
+        return one_sided_bounds(iv.value, iv.value + reps - reps[perm], confidence)
 
 
 def percentile_interval(value: float, replicates: np.ndarray, confidence: float) -> Interval:
