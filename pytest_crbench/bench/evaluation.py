@@ -90,6 +90,7 @@ class Evaluation:
     dataset: str
     regions: list[str]
     exposures: list[ExposureResult] = field(default_factory=list)
+    threshold: float | None = None  # the detector's probability threshold, if it has one
 
     def pooled(self, region: str) -> Counts:
         return sum((e.counts[region] for e in self.exposures), Counts())
@@ -101,7 +102,7 @@ class Evaluation:
     def to_record(self) -> dict:
         """A JSON-able copy without the masks (how pytest-xdist workers report back)."""
         return {"detector": self.detector, "version": self.version, "dataset": self.dataset,
-                "regions": list(self.regions), "exposures": [
+                "regions": list(self.regions), "threshold": self.threshold, "exposures": [
                     {"group": e.group, "exposure": e.exposure, "seconds": e.seconds,
                      "cr_fraction": e.cr_fraction,
                      "counts": {r: c.as_dict() for r, c in e.counts.items()}}
@@ -109,7 +110,8 @@ class Evaluation:
 
     @classmethod
     def from_record(cls, record: dict) -> "Evaluation":
-        ev = cls(record["detector"], record["version"], record["dataset"], record["regions"])
+        ev = cls(record["detector"], record["version"], record["dataset"], record["regions"],
+                 threshold=record.get("threshold"))
         for e in record["exposures"]:
             ev.exposures.append(ExposureResult(
                 e["group"], e["exposure"], {r: Counts(**c) for r, c in e["counts"].items()},
@@ -135,7 +137,8 @@ def evaluate(detector, prepared: PreparedDataset, *, spec: str | None = None,
     """
     spec = spec or detector.name
     result = Evaluation(detector=spec, version=str(getattr(detector, "version", "")),
-                        dataset=prepared.dataset.name, regions=prepared.regions)
+                        dataset=prepared.dataset.name, regions=prepared.regions,
+                        threshold=getattr(detector, "threshold", None))
     for pe in prepared.exposures:
         t0 = time.perf_counter()
         pred = run_detector(detector, pe.exposure, pe.ignore, spec=spec)

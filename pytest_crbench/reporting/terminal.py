@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pytest_crbench.bench.floors import FloorKey
+from pytest_crbench.bench.floors import FloorKey, lookup
 from pytest_crbench.science.metrics import METRICS, scores
 
 _LABELS = {"precision": "precision", "recall": "recall", "f1": "F1", "f2": "F2"}
@@ -27,7 +27,8 @@ def score_table(evaluation, floors: dict[FloorKey, float]) -> list[str]:
         sc = scores(evaluation.pooled(region))
         row = [region]
         for metric in ("recall", "precision", "f1", "f2"):
-            floor = floors.get(FloorKey(evaluation.detector, evaluation.dataset, region, metric))
+            floor = lookup(floors, FloorKey(evaluation.detector, evaluation.dataset, region,
+                                            metric))
             row.append(_cell(sc[metric].value, floor))
         rows.append(row)
     return _format(header, rows)
@@ -67,7 +68,7 @@ def _pct(v) -> str:
 
 def _limited(value, key, floors) -> str:
     text = _pct(value)
-    limit = floors.get(key)
+    limit = lookup(floors, key)
     if limit is not None:
         text += f" ({'<=' if key.kind == 'max' else '>='}{100 * limit:.1f})"
     return text
