@@ -120,7 +120,7 @@ def add_parser(sub) -> None:
 def cmd_compare(args) -> int:
     from pytest_crbench.bench.comparison import DEFAULT_MAX_DROP, regressions
     from pytest_crbench.bench.intervals import bootstrap_meta
-    from pytest_crbench.reporting.comparison import comparison_lines
+    from pytest_crbench.reporting.statistics import comparison_lines
     from pytest_crbench.science.bootstrap import BootstrapConfig
 
     max_drop = DEFAULT_MAX_DROP if args.max_drop is None else args.max_drop

@@ -84,19 +84,31 @@ def test_floors_generate_then_pass_then_fail_exactly_the_low_ones(project):
         passed=N_REGIONS * 4 + N_PHOT, skipped=N_STAB)
     text = floors.read_text()
     assert 'schema = "crbench-floors/1"' in text and "[floors.\"mydet:make\".sim-tiny.k20]" in text
+    # too few positives: no floor, and the file says why
+    assert "# no recall: only 62 reference CR pixels (fewer than 100)" in text
+    assert '[made_with."mydet:make"]\nversion = "1"' in text
     project.runpytest("--crbench", f"--crbench-floors={floors}").assert_outcomes(
         passed=N_REGIONS * 4 + N_PHOT, skipped=N_STAB)
     # raise one floor above anything reachable: exactly that item fails, and says why
     lines = text.splitlines()
-    i = lines.index('[floors."mydet:make".sim-tiny.k20]')
+    i = lines.index('[floors."mydet:make".sim-tiny.full]')
     j = next(n for n in range(i + 1, len(lines)) if lines[n].startswith("recall"))
     lines[j] = "recall = 1.0"
     floors.write_text("\n".join(lines))
     result = project.runpytest("--crbench", f"--crbench-floors={floors}")
     result.assert_outcomes(passed=N_REGIONS * 4 - 1 + N_PHOT, failed=1, skipped=N_STAB)
     result.stdout.fnmatch_lines([
-        "*FloorFailure: mydet:make / sim-tiny / k20 / recall: observed 0.* is below floor 1.000*",
-        "FAILED crbench::mydet:make::sim-tiny::k20::recall*",
+        "*FloorFailure: mydet:make / sim-tiny / full / recall: observed 0.* is below floor 1.000*",
+        "FAILED crbench::mydet:make::sim-tiny::full::recall*",
+    ])
+    # floors made with another detector version: a warning line, and the failure says so
+    floors.write_text("\n".join(lines).replace('version = "1"', 'version = "0.9"'))
+    result = project.runpytest("--crbench", f"--crbench-floors={floors}")
+    result.assert_outcomes(passed=N_REGIONS * 4 - 1 + N_PHOT, failed=1, skipped=N_STAB)
+    result.stdout.fnmatch_lines([
+        "*below floor 1.000*(floors in *floors.toml for mydet:make were generated with "
+        "version '0.9' (this run: '1'): its floors may not apply)",
+        "WARNING: floors in *floors.toml for mydet:make were generated with version '0.9'*",
     ])
 
 

@@ -112,6 +112,22 @@ class StabilityKey:
 
 
 @dataclass(frozen=True)
+class ComparisonKey:
+    """Non-inferiority of ``detector`` against ``baseline`` on one pixel score: fails when
+    the whole paired interval of candidate − baseline lies below −max_drop (no floor)."""
+
+    detector: str
+    dataset: str
+    region: str
+    metric: str
+    baseline: str
+
+    def __str__(self) -> str:
+        return (f"{self.detector} / {self.dataset} / {self.region} / {self.metric} vs "
+                f"{self.baseline}")
+
+
+@dataclass(frozen=True)
 class SmokeKey:
     """A smoke-only dataset (no reference possible): the detector runs on every exposure
     and returns a valid mask (no floor)."""
@@ -190,14 +206,27 @@ def load_floors(path: Path, *, metrics: tuple[str, ...],
     return out
 
 
-def lookup(floors: dict, key):
-    """The limit of ``key``; for an independent draw of a dataset (``sim@seed=7``) without
-    its own limit, the limit of the dataset it was drawn from (``sim``)."""
-    if key in floors:
-        return floors[key]
+def lookup(floors: dict, key, baseline: str | None = None):
+    """The limit of ``key``.  Without one of its own: for an independent draw of a dataset
+    (``sim@seed=7``) the limit of the dataset it was drawn from (``sim``); then, where a
+    ``baseline`` detector is configured, the baseline's limit (a candidate model is held
+    to the production model's floors without editing the file)."""
     base = key.dataset.partition("@")[0]
-    if base != key.dataset:
-        return floors.get(replace(key, dataset=base))
+    candidates = [key] + ([replace(key, dataset=base)] if base != key.dataset else [])
+    if baseline is not None and baseline != key.detector:
+        candidates += [replace(k, detector=baseline) for k in candidates]
+    for k in candidates:
+        if k in floors:
+            return floors[k]
+    return None
+
+
+def floors_owner(floors: dict, key, baseline: str | None = None) -> str | None:
+    """The detector whose limit :func:`lookup` returns for ``key`` (None without one)."""
+    if lookup(floors, key) is not None:
+        return key.detector
+    if lookup(floors, key, baseline) is not None:
+        return baseline
     return None
 
 

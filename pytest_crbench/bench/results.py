@@ -56,6 +56,24 @@ JSON (``"schema": "crbench-results/2"``), written once and atomically::
                  "exposures": [{"group", "exposure", "shape",      # run, never scored
                                 "flagged_fraction", "seconds"}]}],
       "notes": [{"detector", "dataset", "note"}],   # e.g. data outside a model's domain
+      "bootstrap": {"method": "percentile", "unit": "groups, then exposures within each
+                    drawn group (two-stage bootstrap)", "stability_unit": "groups",
+                    "replicates": 1000, "seed": 0, "confidence": 0.95},
+      "intervals": [                                   # every pooled score, bench/intervals.py
+        {"detector", "dataset", "kind": "pixels" | "photometry" | "stability",
+         "part": region | size bin | "groups", "metric", "value",
+         "interval": [low, high] | null, "reason"}   # reason: why there is no interval
+      ],
+      "comparison": {"baseline": spec | null, "max_drop": float,   # --crbench-baseline
+                     "differences": [{"candidate", "baseline", "dataset",
+                                      "kind": "pixels" | "photometry" | "stars" | "stability",
+                                      "part", "metric", "candidate_value", "baseline_value",
+                                      "delta": {"value", "interval", "reason"},
+                                      "higher_is_better", "verdict",
+                                      # McNemar rows (kind stars, metric anomalous):
+                                      "pairs", "baseline_only", "candidate_only",
+                                      "p_value"}]},
+      "floor_warnings": [text],                      # floors made with another version
       "timing": {"<detector> | <dataset>": seconds, ...}   # informative, not deterministic
     }
 
@@ -169,7 +187,7 @@ def results_document(evaluations: list[Evaluation], datasets: list[dict],
         "reference_audit": audit,
         **analysis_sections(analyses),
     }
-    doc.update(extra or {})
+    doc.update(jsonable(extra or {}))
     doc["timing"] = {f"{e.detector} | {e.dataset}": round(e.seconds, 3) for e in evaluations}
     return doc
 

@@ -11,15 +11,16 @@ floors, each once and atomically.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from pytest_crbench.bench.settings import Settings
 from pytest_crbench.errors import CRBenchError
 from pytest_crbench.bench.evaluation import Evaluation, PreparedDataset, evaluate, prepare
-from pytest_crbench.bench.floors import (FloorKey, PhotometryKey, SmokeKey, StabilityKey, load_floors,
-                                         lookup, write_floors)
+from pytest_crbench.bench.floors import (ComparisonKey, FloorKey, PhotometryKey, SmokeKey,
+                                         StabilityKey, floors_owner, load_floors, lookup,
+                                         made_with_mismatch, read_made_with, write_floors)
 from pytest_crbench.science.metrics import METRICS, scores
 
 
@@ -46,6 +47,9 @@ class BenchSession:
     _analyses: dict[tuple[str, str], Any] = field(default_factory=dict)
     _summaries: dict[str, dict] = field(default_factory=dict)
     _smoke: dict[tuple[str, str], dict] = field(default_factory=dict)
+    _comparisons: dict[tuple[str, str, str], list] = field(default_factory=dict)
+    _intervals: dict[tuple[str, str], list] = field(default_factory=dict)
+    made_with: dict[str, dict] = field(default_factory=dict)
     notes: dict[tuple[str, str], str] = field(default_factory=dict)
     _errors: dict[Any, BaseException] = field(default_factory=dict)
     outcomes: list[Outcome] = field(default_factory=list)
@@ -55,6 +59,7 @@ class BenchSession:
     def __post_init__(self) -> None:
         if self.settings.floors is not None:
             self.floors = load_floors(self.settings.floors, metrics=METRICS)
+            self.made_with = read_made_with(self.settings.floors)
 
     # -- lazily computed pieces; an error is remembered so it is raised once per key --
     def _cached(self, store: dict, key, make):
@@ -155,19 +160,104 @@ class BenchSession:
                               message=f"{key}: the dataset has no exposure")
             self.outcomes.append(outcome)
             return outcome
-        if isinstance(key, PhotometryKey):
+        if isinstance(key, ComparisonKey):
+            outcome = self._check_comparison(key)
+        elif isinstance(key, PhotometryKey):
             outcome = self._check_photometry(key)
         elif isinstance(key, StabilityKey):
             outcome = self._check_stability(key)
         else:
             outcome = self._check_pixels(key)
+        if not outcome.passed and not isinstance(key, (ComparisonKey, StabilityKey)):
+            why = self.floors_mismatch(key)
+            if why:
+                outcome.message = f"{outcome.message or self._floor_message(outcome)} ({why})"
         self.outcomes.append(outcome)
         return outcome
+
+    @staticmethod
+    def _floor_message(outcome: Outcome) -> str:
+        if outcome.value is None:
+            return (f"{outcome.key}: score is undefined ({outcome.reason}) but has floor "
+                    f"{outcome.floor:.3f}")
+        return (f"{outcome.key}: observed {outcome.value:.4f} is below floor "
+                f"{outcome.floor:.3f} (short by {outcome.floor - outcome.value:.4f})")
+
+    # -- statistics: intervals, paired comparisons, floors provenance --
+    def floors_mismatch(self, key) -> str | None:
+        """Why the limits applied to ``key`` may not fit: they were made with another
+        detector version or threshold (or for the baseline, see floors.lookup)."""
+        owner = floors_owner(self.floors, key, self.settings.baseline)
+        ev = self._evaluations.get((key.detector, key.dataset))
+        if owner is None or ev is None:
+            return None
+        return made_with_mismatch(self.settings.floors, self.made_with, owner, ev.version,
+                                  ev.threshold)
+
+    def floor_warnings(self) -> list[str]:
+        """One line per evaluated detector whose floors were made with something else."""
+        out = []
+        for ev in self.evaluations:
+            key = next((k for k in self.floors if k.dataset.partition("@")[0]
+                        == ev.dataset.partition("@")[0]), None)
+            if key is None:
+                continue
+            why = self.floors_mismatch(replace(key, detector=ev.detector, dataset=ev.dataset))
+            if why and why not in out:
+                out.append(why)
+        return out
+
+    def intervals(self, ev: Evaluation) -> list:
+        """Bootstrap intervals of every pooled score of ``ev`` (computed once)."""
+        from pytest_crbench.bench.intervals import Sample, sample_intervals
+
+        key = (ev.detector, ev.dataset)
+        if key not in self._intervals:
+            sample = Sample.from_evaluation(ev, self._analyses.get(key))
+            self._intervals[key] = sample_intervals(sample, self.settings.bootstrap())
+        return self._intervals[key]
+
+    def comparison(self, candidate: str, baseline: str, dataset: str) -> list:
+        """Paired differences of ``candidate`` against ``baseline`` on ``dataset``."""
+        from pytest_crbench.bench.comparison import compare_samples
+        from pytest_crbench.bench.intervals import Sample
+
+        def make():
+            samples = [Sample.from_evaluation(self.evaluation(spec, dataset),
+                                              self.analysis(spec, dataset))
+                       for spec in (candidate, baseline)]
+            return compare_samples(*samples, self.settings.bootstrap())
+
+        return self._cached(self._comparisons, (candidate, baseline, dataset), make)
+
+    def comparisons(self) -> list:
+        """Every evaluated detector against the baseline, per dataset (after the run)."""
+        base = self.settings.baseline
+        if base is None:
+            return []
+        out = []
+        for ev in self.evaluations:
+            if ev.detector != base and (base, ev.dataset) in self._evaluations:
+                out += self.comparison(ev.detector, base, ev.dataset)
+        return out
+
+    def _check_comparison(self, key: ComparisonKey) -> Outcome:
+        diffs = self.comparison(key.detector, key.baseline, key.dataset)
+        d = next(d for d in diffs if (d.kind, d.part, d.metric)
+                 == ("pixels", key.region, key.metric))
+        max_drop = self.settings.max_drop
+        if d.non_inferior(max_drop):
+            return Outcome(key, d.delta.value, -max_drop, True, d.delta.reason)
+        return Outcome(key, d.delta.value, -max_drop, False, message=(
+            f"{key}: candidate - baseline = {d.delta:pct} percentage points "
+            f"({100 * d.candidate_value:.1f} vs {100 * d.baseline_value:.1f} %); the whole "
+            f"{100 * self.settings.confidence:g} % paired bootstrap interval lies below "
+            f"-{100 * max_drop:g} (--crbench-max-drop)"))
 
     def _check_pixels(self, key: FloorKey) -> Outcome:
         ev = self.evaluation(key.detector, key.dataset)
         score = scores(ev.pooled(key.region))[key.metric]
-        floor = lookup(self.floors, key)
+        floor = lookup(self.floors, key, self.settings.baseline)
         if score.value is None:
             outcome = Outcome(key, None, floor, floor is None, score.reason)
         elif floor is None:
@@ -180,7 +270,7 @@ class BenchSession:
         a = self.analysis(key.detector, key.dataset)
         if a.error:
             raise CRBenchError(a.error)
-        limit = lookup(self.floors, key)
+        limit = lookup(self.floors, key, self.settings.baseline)
         block = a.summary_block(key.bin) or {}
         value = block.get(key.field)
         if value is None:
@@ -325,9 +415,17 @@ class BenchSession:
         lines = []
         s = self.settings
         if s.json is not None and (self.evaluations or self._smoke):
+            from pytest_crbench.bench.intervals import bootstrap_meta
+
             extra = {"smoke": self.smoke_results,
                      "notes": [{"detector": k[0], "dataset": k[1], "note": v}
-                               for k, v in sorted(self.notes.items())]}
+                               for k, v in sorted(self.notes.items())],
+                     "bootstrap": bootstrap_meta(s.bootstrap()),
+                     "intervals": [i.as_dict() for ev in self.evaluations
+                                   for i in self.intervals(ev)],
+                     "comparison": {"baseline": s.baseline, "max_drop": s.max_drop,
+                                    "differences": [d.as_dict() for d in self.comparisons()]},
+                     "floor_warnings": self.floor_warnings()}
             doc = results_document(self.evaluations, self.dataset_summaries, s.as_dict(),
                                    extra=extra, analyses=self.analyses)
             lines.append(f"results JSON: {write_json(s.json, doc)}")

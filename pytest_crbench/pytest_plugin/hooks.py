@@ -81,8 +81,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if bench is None:
         return
     from pytest_crbench.datasets.loading import is_scored
-    from pytest_crbench.bench.floors import (PHOTOMETRY_BINS, PHOTOMETRY_METRICS, FloorKey, PhotometryKey,
-                         SmokeKey, StabilityKey)
+    from pytest_crbench.bench.floors import (PHOTOMETRY_BINS, PHOTOMETRY_METRICS, ComparisonKey,
+                                             FloorKey, PhotometryKey, SmokeKey, StabilityKey)
     from pytest_crbench.pytest_plugin.items import CRBenchCollector
     from pytest_crbench.science.metrics import METRICS
     from pytest_crbench.science.regions import region_name
@@ -100,6 +100,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             keys += [PhotometryKey(det, ds, size_bin, metric)
                      for size_bin in ("all",) + PHOTOMETRY_BINS for metric in PHOTOMETRY_METRICS]
             keys += [StabilityKey(det, ds, q) for q in ("f1", "f2", "rms")]
+            if s.baseline is not None and det != s.baseline:
+                keys += [ComparisonKey(det, ds, region, metric, s.baseline)
+                         for region in regions for metric in METRICS]
     collector = CRBenchCollector.from_parent(session, name="crbench", nodeid="crbench",
                                              keys=keys)
     for item in collector.collect():

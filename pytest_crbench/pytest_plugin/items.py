@@ -8,6 +8,9 @@ downstream repository needs no test file):
   fraction respects its floor or ceiling;
 * ``crbench::<det>::<dataset>::stability::<f1|f2|rms>``: no group lies outside the
   3σ-equivalent prediction interval of the other groups (skipped with fewer than 3 groups);
+* ``crbench::<det>::<dataset>::<region>::<metric>::vs::<baseline>`` with
+  ``--crbench-baseline``: non-inferiority — fails when the whole paired bootstrap
+  interval of det − baseline lies below ``-max_drop`` (``--crbench-max-drop``);
 * ``crbench::<det>::<dataset>::smoke`` for smoke-only datasets (single exposures, no
   reference possible): the detector runs on every exposure and returns a valid mask.
 
@@ -19,7 +22,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_crbench.errors import CRBenchError
-from pytest_crbench.bench.floors import FloorKey, PhotometryKey, SmokeKey, StabilityKey
+from pytest_crbench.bench.floors import ComparisonKey, FloorKey, PhotometryKey, SmokeKey, StabilityKey
 
 
 class FloorFailure(AssertionError):
@@ -30,6 +33,10 @@ class StabilityFailure(AssertionError):
     """A group lies outside the stability band of the other groups."""
 
 
+class NonInferiorityFailure(AssertionError):
+    """A candidate is worse than the baseline by more than the tolerance."""
+
+
 def item_name(key) -> str:
     """The node name below ``crbench`` of the item asserting ``key``."""
     if isinstance(key, PhotometryKey):
@@ -38,6 +45,8 @@ def item_name(key) -> str:
         return f"{key.detector}::{key.dataset}::stability::{key.quantity}"
     if isinstance(key, SmokeKey):
         return f"{key.detector}::{key.dataset}::smoke"
+    if isinstance(key, ComparisonKey):
+        return f"{key.detector}::{key.dataset}::{key.region}::{key.metric}::vs::{key.baseline}"
     return f"{key.detector}::{key.dataset}::{key.region}::{key.metric}"
 
 
@@ -64,6 +73,9 @@ class FloorItem(pytest.Item):
             self.user_properties.append(("quantity", key.quantity))
         elif isinstance(key, SmokeKey):
             pass
+        elif isinstance(key, ComparisonKey):
+            self.user_properties.extend([("region", key.region), ("metric", key.metric),
+                                         ("baseline", key.baseline)])
         else:
             self.user_properties.extend([("region", key.region), ("metric", key.metric)])
 
@@ -79,6 +91,8 @@ class FloorItem(pytest.Item):
             return
         if isinstance(self.key, StabilityKey):
             raise StabilityFailure(outcome.message)
+        if isinstance(self.key, ComparisonKey):
+            raise NonInferiorityFailure(outcome.message)
         if outcome.message:
             raise FloorFailure(outcome.message)
         if outcome.value is None:
@@ -90,7 +104,8 @@ class FloorItem(pytest.Item):
         )
 
     def repr_failure(self, excinfo, style=None):
-        if isinstance(excinfo.value, (FloorFailure, StabilityFailure, CRBenchError)):
+        if isinstance(excinfo.value, (FloorFailure, StabilityFailure, NonInferiorityFailure,
+                                      CRBenchError)):
             return f"{type(excinfo.value).__name__}: {excinfo.value}"
         return super().repr_failure(excinfo, style=style)
 

@@ -8,28 +8,36 @@ from pytest_crbench.science.metrics import METRICS, scores
 _LABELS = {"precision": "precision", "recall": "recall", "f1": "F1", "f2": "F2"}
 
 
-def _cell(value, floor) -> str:
+def _cell(value, floor, interval=None) -> str:
     if value is None:
         text = "undef."
+    elif interval is not None:
+        text = f"{interval:pct}" if interval.defined else f"{100 * value:.1f} [n/a]"
     else:
         text = f"{100 * value:5.1f}"
     if floor is not None:
-        margin = "" if value is None else f" {100 * (value - floor):+5.1f}"
-        text += f" (>={100 * floor:4.1f}{margin})"
+        text += f" (>={100 * floor:4.1f})"
     return text
 
 
-def score_table(evaluation, floors: dict[FloorKey, float]) -> list[str]:
-    """Rows = regions, columns = recall/precision/F1/F2 in %, each with floor and margin."""
+def _interval_index(intervals) -> dict:
+    return {(i.kind, i.part, i.metric): i.interval for i in intervals or ()}
+
+
+def score_table(evaluation, floors: dict[FloorKey, float], intervals=None,
+                baseline: str | None = None) -> list[str]:
+    """Rows = regions, columns = recall/precision/F1/F2 in % with their bootstrap interval
+    (``intervals``: :func:`pytest_crbench.bench.intervals.sample_intervals`) and floor."""
     header = ["region"] + [_LABELS[m] for m in ("recall", "precision", "f1", "f2")]
+    index = _interval_index(intervals)
     rows = []
     for region in evaluation.regions:
         sc = scores(evaluation.pooled(region))
         row = [region]
         for metric in ("recall", "precision", "f1", "f2"):
             floor = lookup(floors, FloorKey(evaluation.detector, evaluation.dataset, region,
-                                            metric))
-            row.append(_cell(sc[metric].value, floor))
+                                            metric), baseline)
+            row.append(_cell(sc[metric].value, floor, index.get(("pixels", region, metric))))
         rows.append(row)
     return _format(header, rows)
 
@@ -66,17 +74,23 @@ def _pct(v) -> str:
     return "-" if v is None else f"{100 * v:.1f}"
 
 
-def _limited(value, key, floors) -> str:
+def _limited(value, key, floors, interval=None, baseline=None) -> str:
     text = _pct(value)
-    limit = lookup(floors, key)
+    if value is not None and interval is not None:
+        text = f"{interval:pct}" if interval.defined else f"{text} [n/a]"
+    limit = lookup(floors, key, baseline)
     if limit is not None:
         text += f" ({'<=' if key.kind == 'max' else '>='}{100 * limit:.1f})"
     return text
 
 
-def photometry_table(analysis, floors: dict) -> list[str]:
-    """Rows = all stars and each size bin; fractions (%) over contaminated stars."""
+def photometry_table(analysis, floors: dict, intervals=None,
+                     baseline: str | None = None) -> list[str]:
+    """Rows = all stars and each size bin; fractions (%) over contaminated stars, with
+    their bootstrap interval and limit."""
     from pytest_crbench.bench.floors import PhotometryKey
+
+    index = _interval_index(intervals)
 
     if analysis.photometry is None:
         return []
@@ -88,9 +102,11 @@ def photometry_table(analysis, floors: dict) -> list[str]:
         key = lambda m: PhotometryKey(analysis.detector, analysis.dataset, size_bin, m)
         rows.append([size_bin if size_bin == "all" else f"{size_bin} px", str(b["n"]),
                      f"{b['n_contaminated']} ({_pct(b['contaminated'])} %)",
-                     _limited(b["anomalous"], key("max_anomalous"), floors),
-                     _limited(b["inside_97_103"], key("min_inside_97_103"), floors),
-                     _limited(b["outside_90_110"], key("max_outside_90_110"), floors)])
+                     *[_limited(b[fld], key(metric), floors,
+                                index.get(("photometry", size_bin, fld)), baseline)
+                       for fld, metric in (("anomalous", "max_anomalous"),
+                                           ("inside_97_103", "min_inside_97_103"),
+                                           ("outside_90_110", "max_outside_90_110"))]])
     return _format(header, rows)
 
 
@@ -167,10 +183,16 @@ def summary_lines(bench) -> list[str]:
             out.append(f"dataset {ds}: recall and precision (%) per star region "
                        "(region k: pixels above k x background RMS)")
             out += ["  " + line for line in table]
+    from pytest_crbench.reporting.statistics import comparison_lines, interval_table
+
+    s = bench.settings
+    boot = (f"{100 * s.confidence:g} % bootstrap interval over groups and exposures "
+            f"({s.bootstrap_replicates} replicates, seed {s.bootstrap_seed})")
     for ev in bench.evaluations:
+        ivs = bench.intervals(ev)
         out += ["", f"{ev.detector} on {ev.dataset} ({len(ev.exposures)} exposures, "
-                    f"{ev.seconds:.1f} s): score % (>= floor, margin)"]
-        out += ["  " + line for line in score_table(ev, bench.floors)]
+                    f"{ev.seconds:.1f} s): score % [{boot}] (>= floor)"]
+        out += ["  " + line for line in score_table(ev, bench.floors, ivs, s.baseline)]
         note = bench.notes.get((ev.detector, ev.dataset))
         if note:
             out.append("  note: " + note)
@@ -182,9 +204,11 @@ def summary_lines(bench) -> list[str]:
         elif a.photometry is not None:
             out.append(f"  photometry (% of contaminated stars, F_cleaned/F_clean; "
                        f"cleaned: {a.fill_method}; (limit)):")
-            out += ["    " + line for line in photometry_table(a, bench.floors)]
+            out += ["    " + line for line in photometry_table(a, bench.floors, ivs,
+                                                                s.baseline)]
         out += ["  density: " + line for line in density_lines(a)]
         out += ["  " + line for line in stability_lines(a)]
+        out += ["    " + line for line in interval_table(ivs, "stability")]
         out += ["  note: " + note for note in a.notes]
     for sm in bench.smoke_results:
         fr = [r["flagged_fraction"] for r in sm["exposures"]]
@@ -199,6 +223,15 @@ def summary_lines(bench) -> list[str]:
             out += ["", f"reference audit on {summary['name']} against CRTRUTH: precision "
                         f"{100 * (a['precision'] or 0):.1f} %, recall "
                         f"{100 * (a['recall'] or 0):.1f} % ({a['n_exposures']} exposures)"]
+    if any(i.interval.value is not None and not i.interval.defined
+           for ev in bench.evaluations for i in bench.intervals(ev)):
+        out += ["", "[n/a]: no interval (too few positives or groups; the reasons are in "
+                    "the results JSON)"]
+    diffs = bench.comparisons()
+    if diffs:
+        out.append("")
+        out += comparison_lines(diffs, max_drop=s.max_drop, confidence=s.confidence)
+    out += [f"WARNING: {w}" for w in bench.floor_warnings()]
     if not bench.floors:
         out.append("no floors configured: scores were reported, not asserted "
                    "(--crbench-floors PATH or [tool.crbench] floors)")

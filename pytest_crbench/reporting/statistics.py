@@ -40,10 +40,11 @@ def interval_table(intervals: Iterable, kind: str = "pixels") -> list[str]:
         if si.metric not in metrics:
             metrics.append(si.metric)
         scale = "" if si.metric == "rms" else "pct"
-        rows.setdefault(si.part, {})[si.metric] = format(si.interval, scale)
+        part = "mean over groups" if kind == "stability" else si.part
+        rows.setdefault(part, {})[si.metric] = format(si.interval, scale)
     if not rows:
         return []
-    first = {"pixels": "region", "photometry": "stars", "stability": ""}.get(kind, "")
+    first = {"pixels": "region", "photometry": "stars"}.get(kind, kind)
     return _format([first] + [_LABELS.get(m, m) for m in metrics],
                    [[part] + [cells.get(m, "") for m in metrics] for part, cells in rows.items()])
 
