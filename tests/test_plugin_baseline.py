@@ -67,10 +67,17 @@ def test_a_model_against_itself_gives_zero_and_passes_everywhere(project):
 
 
 def test_a_worse_candidate_fails_the_non_inferiority_items(project):
+    report = project.path / "report"
     result = project.runpytest("--crbench", "--crbench-model=mydet:make_strict",
-                               "--crbench-baseline=mydet:make",
+                               "--crbench-baseline=mydet:make", f"--crbench-report={report}",
                                "--crbench-bootstrap-replicates=300")
     assert result.parseoutcomes()["failed"] >= 1
+    page = (report / "report.html").read_text()
+    assert 'id="comparison"' in page and "Comparison with the baseline mydet:make" in page
+    assert '<b class="warn">worse</b>' in page and "McNemar" in page
+    for name in ("comparison_deltas.png", "comparison_flux_ratio.png",
+                 "table1_bands_sim-tiny.png"):
+        assert (report / "figures" / name).stat().st_size > 5000, name
     result.stdout.fnmatch_lines([
         "*NonInferiorityFailure: mydet:make_strict / sim-tiny / full / recall vs mydet:make: "
         "candidate - baseline = -* percentage points*lies below -2 (--crbench-max-drop)",

@@ -439,7 +439,15 @@ class BenchSession:
                     "datasets": ", ".join(dict.fromkeys(e.dataset for e in self.evaluations)),
                     "fill method": s.fill_method,
                     "anomalous level": f"{s.anomalous_level:g}"}
-            html_path, _ = write_report(s.report, report_results(
-                self.evaluations, self.analyses, meta))
+            from pytest_crbench.bench.intervals import bootstrap_meta
+
+            results = report_results(self.evaluations, self.analyses, meta)
+            results.update(
+                bootstrap=bootstrap_meta(s.bootstrap()),
+                intervals=[i.as_dict() for ev in self.evaluations for i in self.intervals(ev)],
+                comparison={"baseline": s.baseline, "max_drop": s.max_drop,
+                            "differences": [d.as_dict() for d in self.comparisons()]},
+                star_rows=[r for a in self.analyses for r in a.stars])
+            html_path, _ = write_report(s.report, results)
             lines.append(f"report: {html_path} (and report.md)")
         return lines
