@@ -90,8 +90,22 @@ def crbench_predictions(crbench_session, crbench_detector_spec, crbench_dataset_
 
 @pytest.fixture
 def crbench_scores(crbench_predictions):
-    """Pooled scores: ``{region: {metric: Score}}``."""
+    """Pooled scores: ``{region: {metric: Score}}`` — ``Score.value`` a float in [0, 1] or
+    None (``Score.reason`` then says why)."""
     from pytest_crbench.science.metrics import scores
 
     return {region: scores(crbench_predictions.pooled(region))
             for region in crbench_predictions.regions}
+
+
+@pytest.fixture
+def crbench_intervals(crbench_session, crbench_predictions):
+    """Bootstrap intervals of the pooled pixel scores: ``{region: {metric: Interval}}`` —
+    ``Interval.value`` the pooled score, ``Interval.low`` / ``.high`` the bounds at
+    ``--crbench-confidence`` (None where too few positives or groups; ``.reason`` says
+    why)."""
+    out: dict = {}
+    for si in crbench_session.intervals(crbench_predictions):
+        if si.kind == "pixels":
+            out.setdefault(si.part, {})[si.metric] = si.interval
+    return out
