@@ -101,6 +101,8 @@ def test_floors_comments_made_with_and_seeded_datasets(tmp_path):
     assert made_with_mismatch(path, made, "deepcr:ACS-WFC", "v1 sha256:abc", 0.5) is None
     msg = made_with_mismatch(path, made, "deepcr:ACS-WFC", "v2", 0.7)
     assert "version 'v1 sha256:abc' (this run: 'v2')" in msg and "threshold 0.5" in msg
+    assert "applied to cand" in made_with_mismatch(path, made, "deepcr:ACS-WFC", "v2", 0.5,
+                                                   applied_to="cand")
     floors = load_floors(path, metrics=METRICS)
     # floors made on sim gate its independent draws; their own floors win
     assert lookup(floors, FloorKey("deepcr:ACS-WFC", "sim@seed=3", "full", "recall")) == 0.86

@@ -107,7 +107,7 @@ def test_floors_generate_then_pass_then_fail_exactly_the_low_ones(project):
     result.assert_outcomes(passed=N_REGIONS * 4 - 1 + N_PHOT, failed=1, skipped=N_STAB)
     result.stdout.fnmatch_lines([
         "*below floor 1.000*(floors in *floors.toml for mydet:make were generated with "
-        "version '0.9' (this run: '1'): its floors may not apply)",
+        "version '0.9' (this run: '1'): they may not apply)",
         "WARNING: floors in *floors.toml for mydet:make were generated with version '0.9'*",
     ])
 

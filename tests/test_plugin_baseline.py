@@ -100,7 +100,8 @@ def test_a_candidate_without_floors_is_held_to_the_baselines(project):
                                "--crbench-max-drop=1", "--crbench-bootstrap-replicates=300")
     result.stdout.fnmatch_lines([
         "*FloorFailure: mydet:make_strict / sim-tiny / full / recall: observed * is below "
-        "floor * (floors in *floors.toml for mydet:make were generated with version '6.0' "
-        "(this run: '40.0'): its floors may not apply)",
-        "WARNING: floors in *floors.toml for mydet:make were generated with version '6.0'*",
+        "floor * (floors in *floors.toml for mydet:make (applied to mydet:make_strict, which "
+        "has none of its own) were generated with version '6.0' (this run: '40.0'): they "
+        "may not apply)",
+        "WARNING: floors in *floors.toml for mydet:make (applied to mydet:make_strict*",
     ])

@@ -92,6 +92,7 @@ def test_floors_from_one_draw_pass_other_draws_and_fail_a_worse_model(pytester, 
     failed = [line for line in worse.stdout.lines if line.startswith("FAILED")]
     assert failed, worse.stdout.str()[-3000:]
     assert all("deepcr:ACS-WFC-F606W-2-4::sim-tiny@seed=" in line for line in failed)
-    worse.stdout.fnmatch_lines(["WARNING: floors in *floors.toml for deepcr:ACS-WFC were "
+    worse.stdout.fnmatch_lines(["WARNING: floors in *floors.toml for deepcr:ACS-WFC (applied "
+                                "to deepcr:ACS-WFC-F606W-2-4, which has none of its own) were "
                                 "generated with version 'ACS-WFC *(this run: "
                                 "'ACS-WFC-F606W-2-4 *"])

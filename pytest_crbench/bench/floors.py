@@ -242,8 +242,9 @@ def read_made_with(path: Path) -> dict[str, dict]:
 
 
 def made_with_mismatch(path: Path, made_with: dict[str, dict], detector: str, version: str,
-                       threshold) -> str | None:
-    """A sentence where ``detector``'s floors were made with another version/threshold."""
+                       threshold, applied_to: str | None = None) -> str | None:
+    """A sentence where ``detector``'s floors were made with another version/threshold
+    than this run's (``applied_to``: the candidate held to them as to its baseline's)."""
     rec = made_with.get(detector)
     if rec is None:
         return None
@@ -254,8 +255,10 @@ def made_with_mismatch(path: Path, made_with: dict[str, dict], detector: str, ve
         diffs.append(f"threshold {rec['threshold']} (this run: {threshold})")
     if not diffs:
         return None
-    return (f"floors in {path} for {detector} were generated with "
-            + " and ".join(diffs) + ": its floors may not apply")
+    whose = detector if applied_to in (None, detector) else \
+        f"{detector} (applied to {applied_to}, which has none of its own)"
+    return (f"floors in {path} for {whose} were generated with " + " and ".join(diffs)
+            + ": they may not apply")
 
 
 def _key(s: str) -> str:

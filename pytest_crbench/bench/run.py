@@ -192,7 +192,7 @@ class BenchSession:
         if owner is None or ev is None:
             return None
         return made_with_mismatch(self.settings.floors, self.made_with, owner, ev.version,
-                                  ev.threshold)
+                                  ev.threshold, applied_to=key.detector)
 
     def floor_warnings(self) -> list[str]:
         """One line per evaluated detector whose floors were made with something else."""

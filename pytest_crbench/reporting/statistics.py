@@ -26,8 +26,8 @@ def _delta(iv: Interval, scale: float = 100.0, digits: int = 1) -> str:
         return "undef."
     text = f"{scale * iv.value:+.{digits}f}"
     if iv.defined:
-        text += f" [{scale * iv.low:+.{digits}f}, {scale * iv.high:+.{digits}f}]"
-    return text
+        return text + f" [{scale * iv.low:+.{digits}f}, {scale * iv.high:+.{digits}f}]"
+    return text + " [n/a]"
 
 
 def interval_table(intervals: Iterable, kind: str = "pixels") -> list[str]:
@@ -98,6 +98,9 @@ def comparison_lines(diffs: list, *, max_drop: float, confidence: float) -> list
                              f"{_MARK[d.verdict]}")
         failing = [d for d in ds_diffs if d.kind in ("pixels", "photometry")
                    and not d.non_inferior(max_drop)]
+        if any(not d.delta.defined and d.delta.value is not None and d.p_value is None
+               for d in ds_diffs):
+            lines.append("[n/a]: no interval (too few positives or groups)")
         lines.append(f"non-inferiority (max drop {max_drop:g}): "
                      + ("every score passes" if not failing else
                         f"{len(failing)} fail: " + ", ".join(
