@@ -153,9 +153,9 @@ def cmd_seed(args) -> int:
 def cmd_add(args) -> int:
     from urllib.parse import urlparse
 
-    from pytest_crbench.datasets.cache import download, file_lock, sha256_file
+    from pytest_crbench._util import atomic_write, sha256_file
+    from pytest_crbench.datasets.cache import download, file_lock
     from pytest_crbench.errors import CRBenchConfigError
-    from pytest_crbench.datasets.fits import atomic_write
     from pytest_crbench.datasets.catalog import (
         RegistryEntry, add_registry_entries, add_user_group, check_name, check_url,
         load_registry, normalize_hash, user_groups_path, user_registry_path)

@@ -142,7 +142,8 @@ def cmd_compare(args) -> int:
         print(line)
     bad = regressions(diffs, max_drop)
     if args.json:
-        from pytest_crbench.bench.results import jsonable, write_json
+        from pytest_crbench.bench.records import jsonable
+        from pytest_crbench.bench.results import write_json
 
         write_json(Path(args.json), jsonable({
             "schema": "crbench-comparison/1", "baseline_file": str(args.baseline),

@@ -7,9 +7,9 @@ import pytest
 from pytest_crbench.bench.settings import OPTIONS, read_tool_table, resolve
 from pytest_crbench.errors import CRBenchConfigError
 from pytest_crbench.bench.floor_bounds import round_down, round_up
-from pytest_crbench.bench.floors import (FloorKey, PhotometryKey, load_floors, lookup,
-                                         made_with_mismatch, read_made_with, render_floors,
-                                         write_floors)
+from pytest_crbench.bench.checks import PhotometryCheck, PixelFloorCheck
+from pytest_crbench.bench.floors import (load_floors, lookup, made_with_mismatch, read_made_with,
+                                         render_floors, write_floors)
 from pytest_crbench.science.metrics import METRICS
 
 
@@ -71,9 +71,9 @@ def test_tool_table_unknown_key_and_bad_toml(tmp_path):
 
 
 def test_floors_round_trip(tmp_path):
-    floors = {FloorKey("deepcr:ACS-WFC", "sim", "full", "recall"): 0.861,
-              FloorKey("deepcr:ACS-WFC", "sim", "k160", "precision"): 0.5,
-              FloorKey("my.pkg:factory", "sim", "k10", "f2"): 0.0}
+    floors = {PixelFloorCheck("deepcr:ACS-WFC", "sim", "full", "recall"): 0.861,
+              PixelFloorCheck("deepcr:ACS-WFC", "sim", "k160", "precision"): 0.5,
+              PixelFloorCheck("my.pkg:factory", "sim", "k10", "f2"): 0.0}
     path = write_floors(tmp_path / "floors.toml", floors, header="test")
     assert load_floors(path, metrics=METRICS) == floors
     assert render_floors(floors).index("full") < render_floors(floors).index("k160")
@@ -86,10 +86,10 @@ def test_bounds_round_outwards():
 
 
 def test_floors_comments_made_with_and_seeded_datasets(tmp_path):
-    key = FloorKey("deepcr:ACS-WFC", "sim", "full", "recall")
-    skipped = {FloorKey("deepcr:ACS-WFC", "sim", "k160", "precision"):
+    key = PixelFloorCheck("deepcr:ACS-WFC", "sim", "full", "recall")
+    skipped = {PixelFloorCheck("deepcr:ACS-WFC", "sim", "k160", "precision"):
                "only 2 flagged pixels (fewer than 100)",
-               PhotometryKey("deepcr:ACS-WFC", "sim", "200-400", "max_anomalous"):
+               PhotometryCheck("deepcr:ACS-WFC", "sim", "200-400", "max_anomalous"):
                "only 2 contaminated stars (fewer than 20)"}
     made = {"deepcr:ACS-WFC": {"version": "v1 sha256:abc", "threshold": 0.5}}
     path = write_floors(tmp_path / "f.toml", {key: 0.86}, skipped=skipped, made_with=made)
@@ -105,10 +105,10 @@ def test_floors_comments_made_with_and_seeded_datasets(tmp_path):
                                                    applied_to="cand")
     floors = load_floors(path, metrics=METRICS)
     # floors made on sim gate its independent draws; their own floors win
-    assert lookup(floors, FloorKey("deepcr:ACS-WFC", "sim@seed=3", "full", "recall")) == 0.86
-    assert lookup(floors, FloorKey("deepcr:ACS-WFC", "sim-tiny", "full", "recall")) is None
-    own = {**floors, FloorKey("deepcr:ACS-WFC", "sim@seed=3", "full", "recall"): 0.5}
-    assert lookup(own, FloorKey("deepcr:ACS-WFC", "sim@seed=3", "full", "recall")) == 0.5
+    assert lookup(floors, PixelFloorCheck("deepcr:ACS-WFC", "sim@seed=3", "full", "recall")) == 0.86
+    assert lookup(floors, PixelFloorCheck("deepcr:ACS-WFC", "sim-tiny", "full", "recall")) is None
+    own = {**floors, PixelFloorCheck("deepcr:ACS-WFC", "sim@seed=3", "full", "recall"): 0.5}
+    assert lookup(own, PixelFloorCheck("deepcr:ACS-WFC", "sim@seed=3", "full", "recall")) == 0.5
 
 
 @pytest.mark.parametrize("text, message", [

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pytest_crbench.bench.floor_bounds import bootstrap_floors
-from pytest_crbench.bench.floors import FloorKey, PhotometryKey
+from pytest_crbench.bench.checks import PhotometryCheck, PixelFloorCheck
 from pytest_crbench.bench.intervals import Sample
 from pytest_crbench.science.bootstrap import BootstrapConfig
 
@@ -40,19 +40,19 @@ def sample(tp_scale=1.0) -> Sample:
 def test_floors_are_lower_bounds_and_small_counts_get_none():
     gen = bootstrap_floors(sample(), BootstrapConfig(replicates=500), confidence=0.99,
                            min_positives=100, min_stars=20)
-    full = FloorKey("det", "sim", "full", "recall")
+    full = PixelFloorCheck("det", "sim", "full", "recall")
     tp, _, fn = sample().counts["full"].sum(axis=0)
     assert 0.8 < gen.limits[full] < tp / (tp + fn)
     # k80 precision from 6 flagged pixels: no floor, and why
     assert "only 6 flagged pixels (fewer than 100)" in gen.skipped[
-        FloorKey("det", "sim", "k80", "precision")]
+        PixelFloorCheck("det", "sim", "k80", "precision")]
     # k160 with 0 true positives: a floor of 0 could never fail, so none is written
-    assert "could never fail" in gen.skipped[FloorKey("det", "sim", "k160", "recall")]
+    assert "could never fail" in gen.skipped[PixelFloorCheck("det", "sim", "k160", "recall")]
     # photometric ceilings are upper bounds above the observed fraction
     s = sample()
     observed = sum(st["anomalous"] for st in s.stars) / (8 * len(s.keys))
-    assert observed < gen.limits[PhotometryKey("det", "sim", "16-50", "max_anomalous")] < 1
-    assert gen.skipped[PhotometryKey("det", "sim", "200-400", "max_anomalous")] == \
+    assert observed < gen.limits[PhotometryCheck("det", "sim", "16-50", "max_anomalous")] < 1
+    assert gen.skipped[PhotometryCheck("det", "sim", "200-400", "max_anomalous")] == \
         "only 5 contaminated stars (fewer than 20)"
 
 
@@ -61,7 +61,7 @@ def test_higher_confidence_gives_lower_floors():
                           min_positives=100, min_stars=20).limits
     hi = bootstrap_floors(sample(), BootstrapConfig(replicates=500), confidence=0.9,
                           min_positives=100, min_stars=20).limits
-    key = FloorKey("det", "sim", "full", "recall")
+    key = PixelFloorCheck("det", "sim", "full", "recall")
     assert lo[key] < hi[key]
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from pytest_crbench.bench.floors import PHOTOMETRY_METRICS, FloorKey, PhotometryKey
+from pytest_crbench.bench.checks import PHOTOMETRY_METRICS, PhotometryCheck, PixelFloorCheck
 from pytest_crbench.bench.intervals import Sample, photometry_terms, pixel_count, size_bins, star_arrays
 from pytest_crbench.science.bootstrap import BootstrapConfig, Resampler, metric_terms
 from pytest_crbench.science.metrics import METRICS
@@ -30,7 +30,7 @@ from pytest_crbench.science.metrics import METRICS
 
 @dataclass
 class GeneratedFloors:
-    """Limits by key, and for every key without a limit the reason (a file comment)."""
+    """Limits by check, and for every check without a limit the reason (a file comment)."""
 
     limits: dict = field(default_factory=dict)
     skipped: dict = field(default_factory=dict)
@@ -54,7 +54,7 @@ def bootstrap_floors(sample: Sample, config: BootstrapConfig, *, confidence: flo
     for region in sample.regions:
         c = sample.counts[region]
         for metric in METRICS:
-            key = FloorKey(det, ds, region, metric)
+            key = PixelFloorCheck(det, ds, region, metric)
             n, what = pixel_count(metric, c)
             bound = rs.prediction_bounds(*metric_terms(metric, *c.T), confidence, count=n,
                                          min_count=max(min_positives, 1), what=what)
@@ -65,7 +65,7 @@ def bootstrap_floors(sample: Sample, config: BootstrapConfig, *, confidence: flo
             terms = photometry_terms(cols, len(sample.keys), size_bin)
             n_cont = float(terms["anomalous"][1].sum())
             for metric, (fld, kind) in PHOTOMETRY_METRICS.items():
-                key = PhotometryKey(det, ds, size_bin, metric)
+                key = PhotometryCheck(det, ds, size_bin, metric)
                 bound = rs.prediction_bounds(*terms[fld], confidence, count=n_cont,
                                              min_count=max(min_stars, 1),
                                              what="contaminated stars")

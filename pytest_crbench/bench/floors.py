@@ -43,108 +43,32 @@ what the floors were made with (a run with another version or threshold says so)
     threshold = 0.5
 
 Floors of a dataset also gate its independent draws: a run on ``sim@seed=7`` without
-floors of its own is held to the floors of ``sim`` (:func:`lookup`).
+floors of its own is held to the floors of ``sim``; and a candidate detector without
+floors of its own is held to the floors of ``--crbench-baseline`` (:func:`lookup`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
-from pytest_crbench.bench.settings import read_toml
+from pytest_crbench.bench.checks import (PHOTOMETRY_BINS, PHOTOMETRY_METRICS, PhotometryCheck,
+                                         PixelFloorCheck)
+from pytest_crbench._util import atomic_write, read_toml
 from pytest_crbench.errors import CRBenchConfigError
 
 SCHEMA = "crbench-floors/1"
 
-#: photometric limit keys → (summary field of photometry_summary, "min" | "max")
-PHOTOMETRY_METRICS: dict[str, tuple[str, str]] = {
-    "max_anomalous": ("anomalous", "max"),
-    "min_inside_97_103": ("inside_97_103", "min"),
-    "max_outside_90_110": ("outside_90_110", "max"),
-}
-#: size-bin labels accepted in floors files (PhotometryConfig's default bins)
-PHOTOMETRY_BINS = ("16-50", "50-200", "200-400")
-
-
-@dataclass(frozen=True)
-class FloorKey:
-    detector: str
-    dataset: str
-    region: str
-    metric: str
-
-    def __str__(self) -> str:
-        return f"{self.detector} / {self.dataset} / {self.region} / {self.metric}"
-
-
-@dataclass(frozen=True)
-class PhotometryKey:
-    """A photometric limit: ``bin`` is ``"all"`` or a size-bin label like ``"16-50"``."""
-
-    detector: str
-    dataset: str
-    bin: str
-    metric: str
-
-    @property
-    def kind(self) -> str:
-        return PHOTOMETRY_METRICS[self.metric][1]
-
-    @property
-    def field(self) -> str:
-        return PHOTOMETRY_METRICS[self.metric][0]
-
-    def __str__(self) -> str:
-        size = "all stars" if self.bin == "all" else f"{self.bin} px stars"
-        return f"{self.detector} / {self.dataset} / photometry {size} / {self.metric}"
-
-
-@dataclass(frozen=True)
-class StabilityKey:
-    """No group outside the 3σ-equivalent leave-one-out prediction interval of ``quantity`` (no floor)."""
-
-    detector: str
-    dataset: str
-    quantity: str  # f1, f2 or rms
-
-    def __str__(self) -> str:
-        return f"{self.detector} / {self.dataset} / stability / {self.quantity}"
-
-
-@dataclass(frozen=True)
-class ComparisonKey:
-    """Non-inferiority of ``detector`` against ``baseline`` on one pixel score: fails when
-    the whole paired interval of candidate − baseline lies below −max_drop (no floor)."""
-
-    detector: str
-    dataset: str
-    region: str
-    metric: str
-    baseline: str
-
-    def __str__(self) -> str:
-        return (f"{self.detector} / {self.dataset} / {self.region} / {self.metric} vs "
-                f"{self.baseline}")
-
-
-@dataclass(frozen=True)
-class SmokeKey:
-    """A smoke-only dataset (no reference possible): the detector runs on every exposure
-    and returns a valid mask (no floor)."""
-
-    detector: str
-    dataset: str
-
-    def __str__(self) -> str:
-        return f"{self.detector} / {self.dataset} / smoke"
+__all__ = ["SCHEMA", "load_floors", "render_floors", "write_floors", "lookup", "floors_owner",
+           "read_made_with", "made_with_mismatch", "PHOTOMETRY_METRICS", "PHOTOMETRY_BINS"]
 
 
 def load_floors(path: Path, *, metrics: tuple[str, ...],
                 bins: tuple[str, ...] = PHOTOMETRY_BINS) -> dict:
     """Read a floors file; errors name the file and the offending key.
 
-    Returns ``{FloorKey: floor}`` for pixel scores and ``{PhotometryKey: limit}`` for the
-    ``photometry`` tables, in one dict.
+    Returns ``{PixelFloorCheck: floor}`` for pixel scores and ``{PhotometryCheck: limit}``
+    for the ``photometry`` tables, in one dict.
     """
     path = Path(path)
     data = read_toml(path, "floors file")
@@ -187,7 +111,7 @@ def load_floors(path: Path, *, metrics: tuple[str, ...],
                     f"floors file {path}: {here}: unknown photometric key {name!r}; expected "
                     f"one of {', '.join(PHOTOMETRY_METRICS)}"
                     + (f" or a size-bin table ({', '.join(bins)})" if size_bin == "all" else ""))
-            out[PhotometryKey(det, ds, size_bin, name)] = number(value, here)
+            out[PhotometryCheck(det, ds, size_bin, name)] = number(value, here)
 
     for det, datasets in table_of(table, "floors").items():
         for ds, regions in table_of(datasets, f"floors.{det!r}").items():
@@ -202,63 +126,8 @@ def load_floors(path: Path, *, metrics: tuple[str, ...],
                             f"floors file {path}: {where}: unknown metric {metric!r}; expected "
                             f"one of {', '.join(metrics)}"
                         )
-                    out[FloorKey(det, ds, region, metric)] = number(value, where)
+                    out[PixelFloorCheck(det, ds, region, metric)] = number(value, where)
     return out
-
-
-def lookup(floors: dict, key, baseline: str | None = None):
-    """The limit of ``key``.  Without one of its own: for an independent draw of a dataset
-    (``sim@seed=7``) the limit of the dataset it was drawn from (``sim``); then, where a
-    ``baseline`` detector is configured, the baseline's limit (a candidate model is held
-    to the production model's floors without editing the file)."""
-    base = key.dataset.partition("@")[0]
-    candidates = [key] + ([replace(key, dataset=base)] if base != key.dataset else [])
-    if baseline is not None and baseline != key.detector:
-        candidates += [replace(k, detector=baseline) for k in candidates]
-    for k in candidates:
-        if k in floors:
-            return floors[k]
-    return None
-
-
-def floors_owner(floors: dict, key, baseline: str | None = None) -> str | None:
-    """The detector whose limit :func:`lookup` returns for ``key`` (None without one)."""
-    if lookup(floors, key) is not None:
-        return key.detector
-    if lookup(floors, key, baseline) is not None:
-        return baseline
-    return None
-
-
-def read_made_with(path: Path) -> dict[str, dict]:
-    """The ``[made_with."<detector>"]`` tables: the version and threshold each detector's
-    floors were generated with ({} for files written before they were recorded)."""
-    data = read_toml(path, "floors file")
-    table = data.get("made_with", {})
-    if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
-        raise CRBenchConfigError(f"floors file {path}: made_with must hold one table per "
-                                 "detector")
-    return table
-
-
-def made_with_mismatch(path: Path, made_with: dict[str, dict], detector: str, version: str,
-                       threshold, applied_to: str | None = None) -> str | None:
-    """A sentence where ``detector``'s floors were made with another version/threshold
-    than this run's (``applied_to``: the candidate held to them as to its baseline's)."""
-    rec = made_with.get(detector)
-    if rec is None:
-        return None
-    diffs = []
-    if "version" in rec and str(rec["version"]) != str(version):
-        diffs.append(f"version {rec['version']!r} (this run: {version!r})")
-    if "threshold" in rec and rec["threshold"] != threshold:
-        diffs.append(f"threshold {rec['threshold']} (this run: {threshold})")
-    if not diffs:
-        return None
-    whose = detector if applied_to in (None, detector) else \
-        f"{detector} (applied to {applied_to}, which has none of its own)"
-    return (f"floors in {path} for {whose} were generated with " + " and ".join(diffs)
-            + ": they may not apply")
 
 
 def _key(s: str) -> str:
@@ -270,7 +139,7 @@ def render_floors(floors: dict, *, header: str = "", skipped: dict | None = None
                   made_with: dict[str, dict] | None = None) -> str:
     """TOML text of ``floors`` in the documented layout (sorted, stable).
 
-    ``skipped`` (key → reason) becomes a comment in the key's table; ``made_with``
+    ``skipped`` (check → reason) becomes a comment in the check's table; ``made_with``
     (detector → {"version", "threshold"}) the ``[made_with."<detector>"]`` tables.
     """
     lines = []
@@ -279,31 +148,27 @@ def render_floors(floors: dict, *, header: str = "", skipped: dict | None = None
     lines += [f'schema = "{SCHEMA}"', ""]
     for det, rec in sorted((made_with or {}).items()):
         lines.append(f"[made_with.{_key(det)}]")
-        for name, value in rec.items():
-            if value is not None:
-                lines.append(f"{name} = {_toml_value(value)}")
+        lines += [f"{name} = {_toml_value(value)}" for name, value in rec.items()
+                  if value is not None]
         lines.append("")
     groups: dict[tuple[str, str, str], dict[str, float]] = {}
     notes: dict[tuple[str, str, str], dict[str, str]] = {}
 
-    def table(key):
-        if isinstance(key, PhotometryKey):
-            t = "photometry" if key.bin == "all" else f"photometry.{_quoted(key.bin)}"
-            return (key.detector, key.dataset, t)
-        return (key.detector, key.dataset, _key(key.region))
+    def table(check) -> tuple[str, str, str]:
+        return (check.detector, check.dataset, ".".join(
+            _key(p) if i == 0 else _quoted(p) for i, p in enumerate(check.floor_table())))
 
-    for key, value in floors.items():
-        groups.setdefault(table(key), {})[key.metric] = value
-    for key, reason in (skipped or {}).items():
-        notes.setdefault(table(key), {})[key.metric] = reason
+    for check, value in floors.items():
+        groups.setdefault(table(check), {})[check.metric] = value
+    for check, reason in (skipped or {}).items():
+        notes.setdefault(table(check), {})[check.metric] = reason
     for det, ds, region in sorted(set(groups) | set(notes), key=lambda k: (
             k[0], k[1], _region_order(k[2]))):
         lines.append(f"[floors.{_key(det)}.{_key(ds)}.{region}]")
-        for metric, reason in sorted(notes.get((det, ds, region), {}).items()):
-            lines.append(f"# no {metric}: {reason}")
+        lines += [f"# no {metric}: {reason}"
+                  for metric, reason in sorted(notes.get((det, ds, region), {}).items())]
         values = groups.get((det, ds, region), {})
-        for metric in sorted(values):
-            lines.append(f"{metric} = {values[metric]:.3f}")
+        lines += [f"{metric} = {values[metric]:.3f}" for metric in sorted(values)]
         lines.append("")
     return "\n".join(lines)
 
@@ -338,7 +203,59 @@ def _region_order(region: str) -> tuple[int, float]:
 
 def write_floors(path: Path, floors: dict, *, header: str = "", skipped: dict | None = None,
                  made_with: dict[str, dict] | None = None) -> Path:
-    from pytest_crbench.datasets.fits import atomic_write
-
     text = render_floors(floors, header=header, skipped=skipped, made_with=made_with)
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def lookup(floors: dict, check, baseline: str | None = None):
+    """The limit of ``check``.  Without one of its own: for an independent draw of a
+    dataset (``sim@seed=7``) the limit of the dataset it was drawn from (``sim``); then,
+    where a ``baseline`` detector is configured, the baseline's limit (a candidate model
+    is held to the production model's floors without editing the file)."""
+    base = check.dataset.partition("@")[0]
+    candidates = [check] + ([replace(check, dataset=base)] if base != check.dataset else [])
+    if baseline is not None and baseline != check.detector:
+        candidates += [replace(c, detector=baseline) for c in candidates]
+    for c in candidates:
+        if c in floors:
+            return floors[c]
+    return None
+
+
+def floors_owner(floors: dict, check, baseline: str | None = None) -> str | None:
+    """The detector whose limit :func:`lookup` returns for ``check`` (None without one)."""
+    if lookup(floors, check) is not None:
+        return check.detector
+    if lookup(floors, check, baseline) is not None:
+        return baseline
+    return None
+
+
+def read_made_with(path: Path) -> dict[str, dict]:
+    """The ``[made_with."<detector>"]`` tables: the version and threshold each detector's
+    floors were generated with ({} for files written before they were recorded)."""
+    table = read_toml(path, "floors file").get("made_with", {})
+    if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
+        raise CRBenchConfigError(f"floors file {path}: made_with must hold one table per "
+                                 "detector")
+    return table
+
+
+def made_with_mismatch(path: Path, made_with: dict[str, dict], detector: str, version: str,
+                       threshold, applied_to: str | None = None) -> str | None:
+    """A sentence where ``detector``'s floors were made with another version/threshold
+    than this run's (``applied_to``: the candidate held to them as to its baseline's)."""
+    rec = made_with.get(detector)
+    if rec is None:
+        return None
+    diffs = []
+    if "version" in rec and str(rec["version"]) != str(version):
+        diffs.append(f"version {rec['version']!r} (this run: {version!r})")
+    if "threshold" in rec and rec["threshold"] != threshold:
+        diffs.append(f"threshold {rec['threshold']} (this run: {threshold})")
+    if not diffs:
+        return None
+    whose = detector if applied_to in (None, detector) else \
+        f"{detector} (applied to {applied_to}, which has none of its own)"
+    return (f"floors in {path} for {whose} were generated with " + " and ".join(diffs)
+            + ": they may not apply")

@@ -82,12 +82,14 @@ class Sample:
                       self.stability)
 
 
-def _stability_values(stability: dict | None) -> dict[str, dict[str, float]]:
-    out = {}
-    for g in (stability or {}).get("groups", []):
-        out[g["group"]] = {q: (np.nan if g.get(q) is None else float(g[q]))
-                           for q in STABILITY_FIELDS}
-    return out
+def _stability_values(stability) -> dict[str, dict[str, float]]:
+    """group → quantity → value (NaN where undefined), from a
+    :class:`~pytest_crbench.bench.records.StabilityAnalysis` or its JSON record."""
+    if stability is None:
+        return {}
+    record = stability if isinstance(stability, dict) else stability.to_record()
+    return {g["group"]: {q: (np.nan if g.get(q) is None else float(g[q]))
+                         for q in STABILITY_FIELDS} for g in record.get("groups", [])}
 
 
 def samples_from_document(doc: dict[str, Any]) -> list[Sample]:

@@ -14,10 +14,15 @@ from __future__ import annotations
 
 import pytest
 
+from pytest_crbench.pytest_plugin.state import bench_session
+
+__all__ = ["crbench_session", "crbench_detector_spec", "crbench_dataset_name",
+           "crbench_detector", "crbench_prepared", "crbench_dataset", "crbench_exposure",
+           "crbench_group", "crbench_reference", "crbench_predictions", "crbench_scores",
+           "crbench_intervals"]
+
 
 def _bench(request):
-    from pytest_crbench.pytest_plugin.hooks import bench_session
-
     bench = bench_session(request.config, required=False)
     if bench is None:
         pytest.skip("crbench fixtures need the --crbench option")
@@ -92,20 +97,18 @@ def crbench_predictions(crbench_session, crbench_detector_spec, crbench_dataset_
 def crbench_scores(crbench_predictions):
     """Pooled scores: ``{region: {metric: Score}}`` — ``Score.value`` a float in [0, 1] or
     None (``Score.reason`` then says why)."""
-    from pytest_crbench.science.metrics import scores
-
-    return {region: scores(crbench_predictions.pooled(region))
+    return {region: crbench_predictions.scores(region).as_dict()
             for region in crbench_predictions.regions}
 
 
 @pytest.fixture
-def crbench_intervals(crbench_session, crbench_predictions):
+def crbench_intervals(crbench_session, crbench_detector_spec, crbench_dataset_name):
     """Bootstrap intervals of the pooled pixel scores: ``{region: {metric: Interval}}`` —
     ``Interval.value`` the pooled score, ``Interval.low`` / ``.high`` the bounds at
     ``--crbench-confidence`` (None where too few positives or groups; ``.reason`` says
     why)."""
     out: dict = {}
-    for si in crbench_session.intervals(crbench_predictions):
+    for si in crbench_session.intervals(crbench_detector_spec, crbench_dataset_name):
         if si.kind == "pixels":
             out.setdefault(si.part, {})[si.metric] = si.interval
     return out

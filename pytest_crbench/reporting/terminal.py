@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from pytest_crbench.bench.floors import FloorKey, lookup
-from pytest_crbench.science.metrics import METRICS, scores
+from pytest_crbench.bench.checks import PhotometryCheck, PixelFloorCheck
+
+__all__ = ["score_table", "paper_table", "photometry_table", "density_lines",
+           "stability_lines", "summary_lines"]
+
+METRIC_ORDER = ("recall", "precision", "f1", "f2")
 
 _LABELS = {"precision": "precision", "recall": "recall", "f1": "F1", "f2": "F2"}
 
@@ -24,20 +28,21 @@ def _interval_index(intervals) -> dict:
     return {(i.kind, i.part, i.metric): i.interval for i in intervals or ()}
 
 
-def score_table(evaluation, floors: dict[FloorKey, float], intervals=None,
-                baseline: str | None = None) -> list[str]:
+def score_table(evaluation, limit, intervals=None) -> list[str]:
     """Rows = regions, columns = recall/precision/F1/F2 in % with their bootstrap interval
-    (``intervals``: :func:`pytest_crbench.bench.intervals.sample_intervals`) and floor."""
-    header = ["region"] + [_LABELS[m] for m in ("recall", "precision", "f1", "f2")]
+    (``intervals``: :func:`pytest_crbench.bench.intervals.sample_intervals`) and floor
+    (``limit(check)``: the floor of a check, or None)."""
+    header = ["region"] + [_LABELS[m] for m in METRIC_ORDER]
     index = _interval_index(intervals)
     rows = []
     for region in evaluation.regions:
-        sc = scores(evaluation.pooled(region))
+        sc = evaluation.scores(region)
         row = [region]
-        for metric in ("recall", "precision", "f1", "f2"):
-            floor = lookup(floors, FloorKey(evaluation.detector, evaluation.dataset, region,
-                                            metric), baseline)
-            row.append(_cell(sc[metric].value, floor, index.get(("pixels", region, metric))))
+        for metric in METRIC_ORDER:
+            floor = limit(PixelFloorCheck(evaluation.detector, evaluation.dataset, region,
+                                          metric))
+            row.append(_cell(sc.metric(metric).value, floor,
+                             index.get(("pixels", region, metric))))
         rows.append(row)
     return _format(header, rows)
 
@@ -52,7 +57,7 @@ def paper_table(evaluations, dataset: str) -> list[str]:
     rows = []
     for ev in evs:
         for metric in ("recall", "precision"):
-            vals = [scores(ev.pooled(r))[metric].value for r in regions]
+            vals = [ev.scores(r).metric(metric).value for r in regions]
             rows.append([ev.detector, metric] + ["-" if v is None else f"{100 * v:.1f}"
                                                  for v in vals])
     return _format(header, rows)
@@ -65,8 +70,6 @@ def _format(header: list[str], rows: list[list[str]]) -> list[str]:
     return [line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in rows]
 
 
-__all__ = ["METRICS", "score_table", "paper_table"]
-
 
 # --------------------------------------------------------------------------- analyses
 
@@ -74,36 +77,30 @@ def _pct(v) -> str:
     return "-" if v is None else f"{100 * v:.1f}"
 
 
-def _limited(value, key, floors, interval=None, baseline=None) -> str:
+def _limited(value, check, limit, interval=None) -> str:
     text = _pct(value)
     if value is not None and interval is not None:
         text = f"{interval:pct}" if interval.defined else f"{text} [n/a]"
-    limit = lookup(floors, key, baseline)
-    if limit is not None:
-        text += f" ({'<=' if key.kind == 'max' else '>='}{100 * limit:.1f})"
+    bound = limit(check)
+    if bound is not None:
+        text += f" ({'<=' if check.kind == 'max' else '>='}{100 * bound:.1f})"
     return text
 
 
-def photometry_table(analysis, floors: dict, intervals=None,
-                     baseline: str | None = None) -> list[str]:
+def photometry_table(analysis, limit, intervals=None) -> list[str]:
     """Rows = all stars and each size bin; fractions (%) over contaminated stars, with
-    their bootstrap interval and limit."""
-    from pytest_crbench.bench.floors import PhotometryKey
-
-    index = _interval_index(intervals)
-
+    their bootstrap interval and limit (``limit(check)``)."""
     if analysis.photometry is None:
         return []
+    index = _interval_index(intervals)
     header = ["stars", "n", "contaminated", "anomalous", "in [0.97,1.03]", "out [0.9,1.1]"]
     rows = []
-    blocks = [("all", analysis.photometry["overall"])] + list(
-        analysis.photometry["by_size"].items())
-    for size_bin, b in blocks:
-        key = lambda m: PhotometryKey(analysis.detector, analysis.dataset, size_bin, m)
-        rows.append([size_bin if size_bin == "all" else f"{size_bin} px", str(b["n"]),
-                     f"{b['n_contaminated']} ({_pct(b['contaminated'])} %)",
-                     *[_limited(b[fld], key(metric), floors,
-                                index.get(("photometry", size_bin, fld)), baseline)
+    for size_bin, b in analysis.photometry.blocks():
+        key = lambda m: PhotometryCheck(analysis.detector, analysis.dataset, size_bin, m)
+        rows.append([size_bin if size_bin == "all" else f"{size_bin} px", str(b.n),
+                     f"{b.n_contaminated} ({_pct(b.contaminated)} %)",
+                     *[_limited(getattr(b, fld), key(metric), limit,
+                                index.get(("photometry", size_bin, fld)))
                        for fld, metric in (("anomalous", "max_anomalous"),
                                            ("inside_97_103", "min_inside_97_103"),
                                            ("outside_90_110", "max_outside_90_110"))]])
@@ -116,31 +113,31 @@ def density_lines(analysis) -> list[str]:
     if d is None:
         return []
     lines = []
-    for q, e in d["quantities"].items():
-        fit = e["fit"]
+    for q, e in d.quantities.items():
+        fit = e.fit
         if fit is None:
-            lines.append(f"{q}: no fit ({e['reason']})")
+            lines.append(f"{q}: no fit ({e.reason})")
             continue
-        r = "r undefined" if fit["r"] is None else f"r = {fit['r']:.2f}"
-        p = "" if fit["p"] is None else f", p = {fit['p']:.2g}"
-        lines.append(f"{q}: y = {fit['slope']:.3g} x {fit['intercept']:+.3g} ({r}{p}, "
-                     f"{fit['n']} exposures)")
-    rate = d["cr_fraction_per_second"]
+        r = "r undefined" if fit.r is None else f"r = {fit.r:.2f}"
+        p = "" if fit.p is None else f", p = {fit.p:.2g}"
+        lines.append(f"{q}: y = {fit.slope:.3g} x {fit.intercept:+.3g} ({r}{p}, "
+                     f"{fit.n} exposures)")
+    rate = d.cr_fraction_per_second
     if rate is not None:
         lines.append(f"CR pixel fraction per second: {rate:.3g} ({100 * rate * 1000:.2f} % "
                      "per 1000 s)")
     limits = []
-    for lim in d["exposure_limits"]:
-        q = lim["quantity"].removeprefix("anomalous").lstrip("_") or "all"
-        if lim["seconds"] is not None:
-            text = f"{lim['seconds']:.0f} s"
-        elif d["quantities"][lim["quantity"]]["fit"] is None:
+    for lim in d.exposure_limits:
+        q = lim.quantity.removeprefix("anomalous").lstrip("_") or "all"
+        if lim.seconds is not None:
+            text = f"{lim.seconds:.0f} s"
+        elif d.quantities[lim.quantity].fit is None:
             text = "no fit"
         else:
             text = "no limit"
         limits.append(f"{q} {text}")
     if limits:
-        lines.append(f"longest exposure with anomalous <= {100 * d['anomalous_level']:g} %: "
+        lines.append(f"longest exposure with anomalous <= {100 * d.anomalous_level:g} %: "
                      + ", ".join(limits))
     return lines
 
@@ -152,23 +149,23 @@ def stability_lines(analysis) -> list[str]:
         return []
     parts, outside = [], []
     for q, label in (("f1", "F1"), ("f2", "F2"), ("rms", "RMS")):
-        b = st[q]
-        if b["mean"] is None:
+        b = st.band(q)
+        if b.mean is None:
             parts.append(f"{label} -")
             continue
         if q == "rms":
-            val = f"{b['mean']:.4f}" + ("" if b["std"] is None else f" ± {b['std']:.4f}")
+            val = f"{b.mean:.4f}" + ("" if b.std is None else f" ± {b.std:.4f}")
         else:
-            val = f"{100 * b['mean']:.1f}" + ("" if b["std"] is None else
-                                              f" ± {100 * b['std']:.1f}") + " %"
+            val = f"{100 * b.mean:.1f}" + ("" if b.std is None else
+                                           f" ± {100 * b.std:.1f}") + " %"
         parts.append(f"{label} {val}")
-        outside += [f"{g} ({label})" for g in b["outliers"]]
-    n = len(st["groups"])
-    reason = next((st[q]["reason"] for q in ("f1", "f2", "rms") if st[q]["reason"]), None)
+        outside += [f"{g} ({label})" for g in b.outliers]
+    n = len(st.groups)
+    reason = st.reason
     tail = (f"not assessed: {reason}" if reason else
-            "outside the leave-one-out " + f"{st['nsigma']:g}σ-equivalent interval: "
+            "outside the leave-one-out " + f"{st.nsigma:g}σ-equivalent interval: "
             + (", ".join(outside) if outside else "none"))
-    return [f"stability ({n} groups, region {st['region']}): " + "; ".join(parts),
+    return [f"stability ({n} groups, region {st.region}): " + "; ".join(parts),
             "  " + tail]
 
 
@@ -177,8 +174,9 @@ def summary_lines(bench) -> list[str]:
     from pytest_crbench.science.reference import pooled_audit
 
     out: list[str] = []
+    results = bench.results
     for ds in bench.settings.dataset:
-        table = paper_table(bench.evaluations, ds)
+        table = paper_table(results.evaluations, ds)
         if table:
             out.append(f"dataset {ds}: recall and precision (%) per star region "
                        "(region k: pixels above k x background RMS)")
@@ -188,15 +186,17 @@ def summary_lines(bench) -> list[str]:
     s = bench.settings
     boot = (f"{100 * s.confidence:g} % bootstrap interval over groups and exposures "
             f"({s.bootstrap_replicates} replicates, seed {s.bootstrap_seed})")
-    for ev in bench.evaluations:
-        ivs = bench.intervals(ev)
+    any_na = False
+    for ev in results.evaluations:
+        ivs = bench.intervals(ev.detector, ev.dataset)
+        any_na |= any(i.interval.value is not None and not i.interval.defined for i in ivs)
         out += ["", f"{ev.detector} on {ev.dataset} ({len(ev.exposures)} exposures, "
                     f"{ev.seconds:.1f} s): score % [{boot}] (>= floor)"]
-        out += ["  " + line for line in score_table(ev, bench.floors, ivs, s.baseline)]
-        note = bench.notes.get((ev.detector, ev.dataset))
+        out += ["  " + line for line in score_table(ev, bench.limit, ivs)]
+        note = results.note(ev.detector, ev.dataset)
         if note:
             out.append("  note: " + note)
-        a = bench._analyses.get((ev.detector, ev.dataset))
+        a = results.analysis(ev.detector, ev.dataset)
         if a is None:
             continue
         if a.error:
@@ -204,27 +204,25 @@ def summary_lines(bench) -> list[str]:
         elif a.photometry is not None:
             out.append(f"  photometry (% of contaminated stars, F_cleaned/F_clean; "
                        f"cleaned: {a.fill_method}; (limit)):")
-            out += ["    " + line for line in photometry_table(a, bench.floors, ivs,
-                                                                s.baseline)]
+            out += ["    " + line for line in photometry_table(a, bench.limit, ivs)]
         out += ["  density: " + line for line in density_lines(a)]
         out += ["  " + line for line in stability_lines(a)]
         out += ["    " + line for line in interval_table(ivs, "stability")]
         out += ["  note: " + note for note in a.notes]
-    for sm in bench.smoke_results:
-        fr = [r["flagged_fraction"] for r in sm["exposures"]]
-        out += ["", f"{sm['detector']} on {sm['dataset']} (smoke only, not scored: "
+    for sm in results.smoke_results:
+        fr = [r.flagged_fraction for r in sm.exposures]
+        out += ["", f"{sm.detector} on {sm.dataset} (smoke only, not scored: "
                     f"{len(fr)} exposures ran; flagged {100 * min(fr):.2f}–{100 * max(fr):.2f} "
                     "% of pixels)"]
-        if sm.get("note"):
-            out.append("  note: " + sm["note"])
-    for summary in bench.dataset_summaries:
-        if summary["audit"]:
-            a = pooled_audit(summary["audit"])
-            out += ["", f"reference audit on {summary['name']} against CRTRUTH: precision "
+        if sm.note:
+            out.append("  note: " + sm.note)
+    for summary in results.dataset_summaries:
+        if summary.audit:
+            a = pooled_audit([row.to_record() for row in summary.audit])
+            out += ["", f"reference audit on {summary.name} against CRTRUTH: precision "
                         f"{100 * (a['precision'] or 0):.1f} %, recall "
                         f"{100 * (a['recall'] or 0):.1f} % ({a['n_exposures']} exposures)"]
-    if any(i.interval.value is not None and not i.interval.defined
-           for ev in bench.evaluations for i in bench.intervals(ev)):
+    if any_na:
         out += ["", "[n/a]: no interval (too few positives or groups; the reasons are in "
                     "the results JSON)"]
     diffs = bench.comparisons()
