@@ -223,12 +223,13 @@ def regressions(diffs: list[Difference], max_drop: float) -> list[Difference]:
 #: provenance keys that differ between two comparable runs (who ran it, where, when)
 _RUN_KEYS = {"package", "version", "python", "numpy", "detectors", "path", "created",
              "created_by_pid", "timing"}
-#: settings that do not change what was measured
+#: settings that do not change the data or how it is measured (the detector's threshold
+#: is part of what is compared: a candidate may be the same model at another threshold)
 _FREE_SETTINGS = {"model", "json", "report", "floors", "generate_floors", "save_masks",
                   "data_dir", "offline", "device", "baseline", "max_drop",
                   "bootstrap_replicates", "bootstrap_seed", "confidence",
                   "floors_confidence", "floors_min_positives", "floors_min_stars",
-                  "floors_margin", "dataset"}
+                  "dataset", "threshold", "anomalous_level"}
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:

@@ -23,7 +23,8 @@ import math
 from dataclasses import dataclass, field
 
 from pytest_crbench.bench.checks import PHOTOMETRY_METRICS, PhotometryCheck, PixelFloorCheck
-from pytest_crbench.bench.intervals import Sample, photometry_terms, pixel_count, size_bins, star_arrays
+from pytest_crbench.bench.intervals import (Sample, photometry_terms, pixel_count, size_bins,
+                                            star_arrays)
 from pytest_crbench.science.bootstrap import BootstrapConfig, Resampler, metric_terms
 from pytest_crbench.science.metrics import METRICS
 

@@ -155,7 +155,8 @@ OPTIONS: tuple[Option, ...] = (
            "or an entry-point name (repeatable; default: deepcr:ACS-WFC and astroscrappy)",
            list(DEFAULT_MODELS), _list, repeat=True, metavar="SPEC"),
     Option("dataset", "dataset to evaluate on (repeatable; default: sim, the embedded "
-           "simulated ACS/WFC F606W data; sim@seed=N is an independent draw of it)", list(DEFAULT_DATASETS), _list, repeat=True,
+           "simulated ACS/WFC F606W data; sim@seed=N is an independent draw of it)",
+           list(DEFAULT_DATASETS), _list, repeat=True,
            metavar="NAME"),
     Option("k", "star-region thresholds in units of the background RMS, comma-separated "
            "(default: 3,5,10,20,40,80,160)", list(DEFAULT_KS), _ks, metavar="K,K,..."),

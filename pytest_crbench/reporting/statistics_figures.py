@@ -43,7 +43,8 @@ def fig_table1_bands(intervals: Sequence[Mapping[str, Any]], dataset: str | None
         for i, det in enumerate(dets):
             colour = _COLOURS[i % len(_COLOURS)]
             sel = [r for r in rows if r["detector"] == det and r["metric"] == metric]
-            ks = [(k, r) for r in sel if (k := _k(r["part"])) is not None and r["value"] is not None]
+            ks = [(k, r) for r in sel
+                  if (k := _k(r["part"])) is not None and r["value"] is not None]
             ks.sort(key=lambda t: t[0])
             if ks:
                 x = np.array([k for k, _ in ks])
@@ -81,7 +82,8 @@ def fig_comparison_deltas(differences: Sequence[Mapping[str, Any]], max_drop: fl
     axes = np.atleast_1d(fig.subplots(nr, nc, squeeze=False)).ravel()
     metrics = ("recall", "precision", "f1", "f2")
     for ax, (cand, base, ds) in zip(axes, blocks):
-        sel = [d for d in rows if (d["candidate"], d["baseline"], d["dataset"]) == (cand, base, ds)]
+        sel = [d for d in rows
+               if (d["candidate"], d["baseline"], d["dataset"]) == (cand, base, ds)]
         regions = list(dict.fromkeys(d["part"] for d in sel))
         for j, metric in enumerate(metrics):
             xs, ys, lo, hi = [], [], [], []
