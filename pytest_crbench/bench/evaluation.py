@@ -20,6 +20,7 @@ from pytest_crbench.science.metrics import Counts, ScoreSet, confusion
 from pytest_crbench.science.exposures import Dataset, Exposure, Group
 from pytest_crbench.science.reference import ReferenceConfig, audit_reference, build_reference
 from pytest_crbench.science.regions import background, region_map, region_names, regions_from_map
+from pytest_crbench.science.sweeps import ThresholdSweep
 
 
 @dataclass
@@ -91,7 +92,10 @@ class Evaluation:
     dataset: str
     regions: list[str]
     exposures: list[ExposureResult] = field(default_factory=list)
-    threshold: float | None = None  # the detector's probability threshold, if it has one
+    #: probability histograms per region (detectors that return probabilities only)
+    sweep: ThresholdSweep | None = None
+    #: the detector's probability threshold (None for binary detectors)
+    threshold: float | None = None
 
     def pooled(self, region: str) -> Counts:
         """TP/FP/FN of ``region`` summed over every exposure."""
@@ -108,20 +112,24 @@ class Evaluation:
     def to_record(self) -> dict:
         """A JSON-able copy without the masks (how pytest-xdist workers report back)."""
         return {"detector": self.detector, "version": self.version, "dataset": self.dataset,
-                "regions": list(self.regions), "threshold": self.threshold, "exposures": [
+                "regions": list(self.regions), "exposures": [
                     {"group": e.group, "exposure": e.exposure, "seconds": e.seconds,
                      "cr_fraction": e.cr_fraction,
                      "counts": {r: c.as_dict() for r, c in e.counts.items()}}
-                    for e in self.exposures]}
+                    for e in self.exposures],
+                "threshold": self.threshold,
+                "sweep": self.sweep.to_record() if self.sweep is not None else None}
 
     @classmethod
     def from_record(cls, record: dict) -> "Evaluation":
-        ev = cls(record["detector"], record["version"], record["dataset"], record["regions"],
-                 threshold=record.get("threshold"))
+        ev = cls(record["detector"], record["version"], record["dataset"], record["regions"])
         for e in record["exposures"]:
             ev.exposures.append(ExposureResult(
                 e["group"], e["exposure"], {r: Counts(**c) for r, c in e["counts"].items()},
                 None, e["seconds"], e.get("cr_fraction", float("nan"))))
+        ev.threshold = record.get("threshold")
+        if record.get("sweep"):
+            ev.sweep = ThresholdSweep.from_record(record["sweep"])
         return ev
 
     def score_rows(self) -> list[dict]:
@@ -148,6 +156,10 @@ def evaluate(detector, prepared: PreparedDataset, *, spec: str | None = None,
              ) -> Evaluation:
     """Score ``detector`` on every exposure of ``prepared``.
 
+    For a detector that returns probabilities, the per-region probability histograms of
+    :class:`~pytest_crbench.science.sweeps.ThresholdSweep` are accumulated in the same
+    pass (``Evaluation.sweep``); the probability maps themselves are not kept.
+
     ``on_exposure(prepared_exposure, prediction)`` is called after each exposure (while
     the detector's cleaned image is still in memory) for analyses beyond pixel scores.
     """
@@ -164,6 +176,10 @@ def evaluate(detector, prepared: PreparedDataset, *, spec: str | None = None,
                   for name, region in regions.items()}
         result.exposures.append(ExposureResult(pe.group.name, pe.exposure.name, counts,
                                                pred.mask, seconds, pe.cr_fraction))
+        if pred.probability is not None:  # threshold sweep: counts only, in the same pass
+            if result.sweep is None:
+                result.sweep = ThresholdSweep(prepared.ks)
+            result.sweep.add(pred.probability, pe.crmask, pe.ignore, pe.rmap)
         if on_exposure is not None:
             on_exposure(pe, pred)
     return result

@@ -55,6 +55,16 @@ JSON (``"schema": "crbench-results/2"``), written once and atomically::
       "smoke": [{"detector", "version", "dataset", "note",        # smoke-only datasets:
                  "exposures": [{"group", "exposure", "shape",      # run, never scored
                                 "flagged_fraction", "seconds"}]}],
+      "sweeps": [                                      # probability detectors only
+        {"detector", "dataset", "threshold": float,
+         "grid": {"size": 1641, "rule": "probability >= threshold", "definition"},
+         "ks": [...],
+         "histograms": {region: {"positive" | "negative": {"bins": [i], "counts": [n]}}},
+         "summary": {region: {"auc", "average_precision", "positives", "negatives",
+                              "undefined": text | null,
+                              "at_fpr": {"0.0005" | "0.005": {"fpr", "tpr", "precision",
+                                                             "thresholds", "reason"}}}}}
+      ],                                   # sparse histograms: non-zero bins only
       "notes": [{"detector", "dataset", "note"}],   # e.g. data outside a model's domain
       "bootstrap": {"method": "percentile", "unit": "groups, then exposures within each
                     drawn group (two-stage bootstrap)", "stability_unit": "groups",
@@ -137,6 +147,12 @@ def analysis_sections(analyses: Iterable[Analysis]) -> dict[str, list]:
     return jsonable(out)
 
 
+def sweep_section(evaluations: Iterable[Evaluation]) -> list[dict[str, Any]]:
+    """The ``sweeps`` section: one entry per (probability detector, dataset)."""
+    return jsonable([{"detector": e.detector, "dataset": e.dataset, "threshold": e.threshold,
+                      **e.sweep.to_record()} for e in evaluations if e.sweep is not None])
+
+
 def results_document(results: RunResults, settings: dict[str, Any]) -> dict[str, Any]:
     """The results JSON of a run (see the module docstring for the layout)."""
     evaluations, datasets = results.evaluations, results.dataset_summaries
@@ -150,6 +166,7 @@ def results_document(results: RunResults, settings: dict[str, Any]) -> dict[str,
         **analysis_sections(results.analyses),
         "smoke": [s.to_record() for s in results.smoke_results],
         "notes": [n.to_record() for n in results.notes],
+        "sweeps": sweep_section(evaluations),
     }
     doc["timing"] = {f"{e.detector} | {e.dataset}": round(e.seconds, 3) for e in evaluations}
     return doc

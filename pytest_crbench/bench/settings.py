@@ -10,6 +10,7 @@ in; paths on the command line are relative to the current directory.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -24,9 +25,37 @@ DEVICES = ("cpu", "cuda", "auto")
 FILL_METHODS = ("median", "idw")
 
 
+#: A comma-separated piece that continues the previous item's options: ``key=value``.
+_OPTION_PIECE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\s*=")
+
+
+def split_specs(text: str) -> list[str]:
+    """Split a comma- or newline-separated list of specs, keeping spec options whole.
+
+    A spec may carry options after a colon, themselves comma-separated
+    (``astroscrappy:sigclip=4.5,objlim=5``): a piece that looks like ``key=value`` and
+    follows an item with a ``:`` or ``@`` continues that item instead of starting a new
+    one.  ``"deepcr:ACS-WFC,astroscrappy:sigclip=4.5,objlim=5"`` →
+    ``["deepcr:ACS-WFC", "astroscrappy:sigclip=4.5,objlim=5"]``.
+    """
+    items: list[str] = []
+    for line in text.splitlines():
+        continuing = False
+        for piece in line.split(","):
+            piece = piece.strip()
+            if not piece:
+                continue
+            if continuing and _OPTION_PIECE.match(piece):
+                items[-1] += "," + piece
+                continue
+            items.append(piece)
+            continuing = ":" in piece or "@" in piece
+    return items
+
+
 def _list(value: Any, what: str) -> list[str]:
     if isinstance(value, str):
-        items = [v.strip() for v in value.replace("\n", ",").split(",")]
+        items = split_specs(value)
     elif isinstance(value, (list, tuple)):
         items = []
         for v in value:
@@ -213,6 +242,10 @@ OPTIONS: tuple[Option, ...] = (
            "cache folder)", None, _str, path=True, metavar="DIR"),
     Option("offline", "never touch the network: datasets must already be cached", False,
            _bool, metavar="BOOL"),
+    Option("benchmark", "add the inference benchmark (pytest-benchmark) of every "
+           "configured detector and dataset: items crbench-benchmark::test_inference_time"
+           "[<spec>-<dataset>], named the same across runs and model versions (the version "
+           "is in extra_info)", False, _bool, metavar="BOOL"),
 )
 OPTIONS_BY_NAME = {o.name: o for o in OPTIONS}
 
@@ -243,6 +276,7 @@ class Settings:
     save_masks: Path | None
     data_dir: Path | None
     offline: bool
+    benchmark: bool
     origin: dict[str, str] = field(default_factory=dict)
 
     def bootstrap(self):

@@ -95,3 +95,21 @@ def as_prediction(result: Any, *, threshold: float | None, shape: tuple[int, int
                 f"image is {tuple(shape)}"
             )
     return pred
+
+
+def parse_options(text: str, detector: str, valid) -> dict[str, str]:
+    """Parse the ``key=value,key=value`` options of a spec (what follows
+    ``<detector>:``) into strings; an item without ``=`` or an unknown key raises
+    :class:`CRBenchDetectorError` listing the ``valid`` keys."""
+    opts: dict[str, str] = {}
+    for item in (text or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key, eq, value = (s.strip() for s in item.partition("="))
+        if not eq or key not in valid:
+            raise CRBenchDetectorError(
+                f"{detector}: option {item!r} is not key=value with a known key; valid "
+                f"keys: {', '.join(valid)}")
+        opts[key] = value
+    return opts

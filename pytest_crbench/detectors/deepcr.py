@@ -101,11 +101,13 @@ class ModelSpec:
     registered: bool = True  # in deepCR's own learned_models dicts
     note: str = ""
     domain: tuple[str, ...] = ()  # (INSTRUME, DETECTOR) it was trained on; () = any
+    path: str | None = None  # a user's weight file (None: shipped with deepCR)
 
     def describe(self) -> str:
         ch = ",".join(str(c) for c in self.channels)
         norm = " norm=mean/std" if self.norm else ""
-        return f"{self.name} {self.arch}({ch}) scale={self.scale:g}{norm}"
+        name = f"file {os.path.basename(self.path)}" if self.path else self.name
+        return f"{name} {self.arch}({ch}) scale={self.scale:g}{norm}"
 
 
 _ACS_WFC = ("ACS", "WFC")
@@ -179,6 +181,8 @@ def _models_dir() -> str:
 
 
 def weights_path(spec: ModelSpec) -> str:
+    if spec.path is not None:
+        return spec.path
     path = os.path.join(_models_dir(), spec.kind, spec.name + ".pth")
     if not os.path.isfile(path):
         raise CRBenchDetectorError(f"deepCR weight file for {spec.kind} model {spec.name!r} "
@@ -268,14 +272,20 @@ class DeepCRDetector:
     ``mask`` is ``probability > threshold`` (deepCR's strict comparison).
     """
 
-    def __init__(self, model: str = "ACS-WFC", *, threshold: float = 0.5, device: str = "cpu",
-                 inpaint: str | None = None, patch: int | None = None, engine: str = "tiles",
+    def __init__(self, model: str | ModelSpec = "ACS-WFC", *, threshold: float = 0.5,
+                 device: str = "cpu", inpaint: str | ModelSpec | None = None,
+                 patch: int | None = None, engine: str = "tiles",
                  inpaint_scale: float | None = None) -> None:
-        self.mask_spec = _lookup(MASK_MODELS, model, "mask")
+        # a ModelSpec comes from a user's weight file (detectors.weightfiles)
+        self.mask_spec = (model if isinstance(model, ModelSpec)
+                          else _lookup(MASK_MODELS, model, "mask"))
         self.model = self.mask_spec.name
         self.inpaint_spec: ModelSpec | None = None
         self.inpaint_model: str | None = None
-        if inpaint is not None:
+        if isinstance(inpaint, ModelSpec):
+            self.inpaint_spec = inpaint
+            self.inpaint_model = inpaint.name
+        elif inpaint is not None:
             if inpaint.lower() == MEDMASK:
                 self.inpaint_model = MEDMASK
             else:
@@ -294,6 +304,8 @@ class DeepCRDetector:
                     f"deepCR patch must be a multiple of 4 and >= 64, got {patch}")
         if engine not in ("tiles", "stock"):
             raise CRBenchDetectorError(f"deepCR engine must be 'tiles' or 'stock', got {engine!r}")
+        if engine == "stock" and (self.mask_spec.path or (self.inpaint_spec and self.inpaint_spec.path)):
+            raise CRBenchDetectorError("deepCR engine='stock' runs shipped models only, not weight files")
         self.engine = engine
         if inpaint_scale is not None and self.inpaint_spec is None:
             raise CRBenchDetectorError("deepCR inpaint_scale given without an inpainting model")
@@ -325,8 +337,7 @@ class DeepCRDetector:
         inpaint_part = ""
         if self.inpaint_spec is not None:
             s = self.inpaint_spec
-            ch = ",".join(str(c) for c in s.channels)
-            inpaint_part = (f" + inpaint {s.name} {s.arch}({ch}) scale={self.inpaint_scale:g} "
+            inpaint_part = (f" + inpaint {s.describe().split(' scale=')[0]} scale={self.inpaint_scale:g} "
                             f"sha256:{self.inpaint_sha256[:12]}")
         elif self.inpaint_model == MEDMASK:
             inpaint_part = " + inpaint medmask"
@@ -350,6 +361,8 @@ class DeepCRDetector:
             net = WrappedModel(_arch_class(spec.arch)(*spec.channels))
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
+            if not any(k.startswith("module.") for k in state):  # a bare network's
+                state = {"module." + k: v for k, v in state.items()}
             net.load_state_dict(state)
         except Exception as exc:
             raise CRBenchDetectorError(

@@ -48,11 +48,15 @@ def _settings(config: pytest.Config):
 def pytest_configure(config: pytest.Config) -> None:
     if not config.getoption("crbench"):
         return
-    from pytest_crbench.errors import CRBenchError
     from pytest_crbench.bench.run import BenchSession
+    from pytest_crbench.detectors.specs import check_spec
+    from pytest_crbench.errors import CRBenchError
 
     try:
-        config.stash[SESSION_KEY] = BenchSession(_settings(config))
+        settings = _settings(config)
+        for spec in settings.model + ([settings.baseline] if settings.baseline else []):
+            check_spec(spec)  # one usage error now, not one failure per item
+        config.stash[SESSION_KEY] = BenchSession(settings)
     except CRBenchError as exc:
         raise pytest.UsageError(f"pytest-crbench: {exc}") from None
     # under pytest-xdist, keep each (detector, dataset) on one worker so it runs once
@@ -84,6 +88,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         item.add_marker(pytest.mark.xdist_group(
             f"crbench|{item.check.detector}|{item.check.dataset}"))
         items.append(item)
+    if bench.settings.benchmark:
+        from pytest_crbench.pytest_plugin.inference_benchmark import benchmark_items
+
+        items.extend(benchmark_items(session))
 
 
 def _is_xdist_worker(config: pytest.Config) -> bool:

@@ -443,6 +443,45 @@ figcaption{font-size:13px;color:#555}
 """
 
 
+def _sweeps(page: _Page, records: list[Mapping[str, Any]]) -> None:
+    """The threshold-sweep section: AUC / AP / TPR at the fixed FPRs, ROC and PR plots."""
+    from pytest_crbench.reporting.sweep_figures import fig_pr, fig_roc
+    from pytest_crbench.science.sweeps import FIXED_FPRS, ThresholdSweep
+
+    page.section("sweeps", "Threshold sweeps (ROC and precision–recall)")
+    if not records:
+        page.para("No detector of this run returns probabilities: no threshold sweep.")
+        return
+    f1, f2 = (f"{f:g}" for f in FIXED_FPRS)
+    by_ds: dict[str, dict[str, tuple]] = {}
+    rows = []
+    for rec in records:
+        sweep = ThresholdSweep.from_record(rec)
+        by_ds.setdefault(rec["dataset"], {})[rec["detector"]] = (sweep, rec.get("threshold"))
+        for region, s in rec["summary"].items():
+            at = s["at_fpr"]
+            rows.append([html.escape(rec["detector"]), html.escape(rec["dataset"]),
+                         _region_label(region), _num(s["auc"], "{:.4f}"),
+                         _num(s["average_precision"], "{:.4f}"),
+                         _pct(at[f1]["tpr"]), _pct(at[f1]["precision"]),
+                         _pct(at[f2]["tpr"]), _pct(at[f2]["precision"])])
+    page.table(["detector", "dataset", "region", "AUC", "AP",
+                f"TPR % at FPR {100 * FIXED_FPRS[0]:g} %", "precision %",
+                f"TPR % at FPR {100 * FIXED_FPRS[1]:g} %", "precision %"], rows,
+               caption="Threshold sweeps of the probability detectors (— = undefined)")
+    page.para("Every threshold of a fixed grid of 1,641 values is scored at once from "
+              "per-region histograms of the probabilities of reference cosmic-ray pixels "
+              "and of the other pixels. TPR at a fixed FPR interpolates TP and FP linearly "
+              "between the two grid thresholds that bracket it (the deepCR paper quotes "
+              "0.05 % and 0.5 %); dots mark each detector's own threshold.")
+    for i, (ds, sweeps) in enumerate(by_ds.items()):
+        page.figure(f"sweep_roc_{i:02d}.png", fig_roc(sweeps, ds),
+                    f"ROC curves per region on {ds} (log false-positive rate; dashed: "
+                    "FPR 0.05 % and 0.5 %)")
+        page.figure(f"sweep_pr_{i:02d}.png", fig_pr(sweeps, ds),
+                    f"Precision–recall curves per region on {ds}")
+
+
 def _build(results: Mapping[str, Any]) -> _Page:
     page = _Page(str(results.get("title") or "pytest-crbench report"))
     meta = results.get("meta") or {}
@@ -494,6 +533,8 @@ def _build(results: Mapping[str, Any]) -> _Page:
             page.figure(f"table1_bands_{_slug(ds)}.png", fig_table1_bands(
                 list(ivs.values()), ds), f"Table 1 on {ds}: recall and precision against k "
                 "with their bootstrap intervals (bands; full image: squares with error bars)")
+
+    _sweeps(page, results.get("sweeps") or [])
 
     # Photometry ----------------------------------------------------------------------
     page.section("photometry", "Photometry (Fig. 3)")

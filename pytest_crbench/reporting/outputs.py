@@ -137,7 +137,10 @@ def report_results(evaluations: list[Evaluation], analyses: list[Analysis],
     if len(rates) > 1:
         for ds, r in rates.items():
             meta[f"CR fraction per second ({ds})"] = "—" if r is None else f"{r:.3g}"
+    from pytest_crbench.bench.results import sweep_section
+
     return {"title": "pytest-crbench report", "meta": meta, "table1": table1,
+            "sweeps": sweep_section(evaluations),
             "photometry": photometry, "stars": stars, "density": density,
             "cr_fraction_per_second": next(iter(rates.values())) if len(rates) == 1 else None,
             "exposure_limits": limits, "stability": stability, "gallery": gallery}

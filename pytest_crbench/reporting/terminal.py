@@ -181,6 +181,12 @@ def summary_lines(bench) -> list[str]:
             out.append(f"dataset {ds}: recall and precision (%) per star region "
                        "(region k: pixels above k x background RMS)")
             out += ["  " + line for line in table]
+        sweeps = {ev.detector: ev.sweep for ev in results.evaluations
+                  if ev.dataset == ds and ev.sweep is not None}
+        if sweeps:
+            from pytest_crbench.reporting.sweep_figures import sweep_lines
+
+            out += sweep_lines(sweeps, ds)
     from pytest_crbench.reporting.statistics import comparison_lines, interval_table
 
     s = bench.settings
