@@ -1,4 +1,8 @@
-"""``crbench`` command line: ``crbench data list|fetch|verify|add|seed``.
+"""``crbench`` command line: ``crbench data list|fetch|verify|add|seed`` and ``crbench compare``.
+
+    crbench compare BASE.json CANDIDATE.json
+                                            paired comparison of two saved runs
+                                            (see :mod:`pytest_crbench.compare_runs`)
 
     crbench data list                       datasets, their files, cached or not, sizes
     crbench data fetch stis-crsplit [...]   download datasets or single files (hash-checked)
@@ -13,7 +17,9 @@ pyproject.toml, else ``$CRBENCH_DATA_DIR``, else the platform cache), ``--offlin
 ``--lock-timeout SECONDS`` (how long to wait for a cache lock another process holds).
 ``add`` validates everything (names, hashes, that each file loads, the group) before it
 writes anything; a read-only cache can be listed and verified.
-Exit status: 0 success, 1 a data problem (missing, corrupted, refused), 2 usage error.
+Exit status: 0 success, 1 a data problem (missing, corrupted, refused), 2 usage error;
+``crbench compare``: 0 no significant regression, 1 a significant regression, 2 the files
+cannot be compared (or a usage error).
 """
 
 from __future__ import annotations
@@ -345,6 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--description")
     p.add_argument("--smoke", action="store_true", help="the dataset is smoke-only (not scored)")
     p.set_defaults(func=cmd_add)
+    from pytest_crbench.compare_runs import add_parser
+
+    add_parser(sub)
     return parser
 
 

@@ -21,7 +21,7 @@ LAYERS = {
     "detectors": 3,
     "bench": 4,
     "reporting": 5,
-    "pytest_plugin": 6, "cli": 6,
+    "pytest_plugin": 6, "cli": 6, "compare_runs": 6,
     "plugin": 7, "__init__": 7,
 }
 

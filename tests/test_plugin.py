@@ -1,12 +1,16 @@
 """The plugin itself, driven through pytester on the simulated ``sim-tiny`` data."""
 
 import json
+import re
 import textwrap
 
 import numpy as np
 import pytest
 
 from conftest import make_project
+from pytest_crbench.bench.checks import PixelFloorCheck
+from pytest_crbench.bench.floors import load_floors
+from pytest_crbench.science.metrics import METRICS
 
 USER_DETECTOR = textwrap.dedent('''
     import numpy as np
@@ -93,22 +97,39 @@ def test_floors_generate_then_pass_then_fail_exactly_the_low_ones(project):
         passed=N_REGIONS * 4 + N_PHOT, skipped=N_STAB)
     text = floors.read_text()
     assert 'schema = "crbench-floors/1"' in text and "[floors.\"mydet:make\".sim-tiny.k20]" in text
-    # sim-tiny carries CRTRUTH: the generated floors gate the scores against the truth too
-    assert text.index("sim-tiny.k20]") < text.index("[floors.\"mydet:make\".sim-tiny.truth.full]")
+    # too few positives: no floor, and the file says why
+    assert re.search(r"# no recall: only \d+ reference CR pixels \(fewer than 100\)", text)
+    assert '[made_with."mydet:make"]\nversion = "1"' in text
+    # sim-tiny carries CRTRUTH: truth tables too, which become items where they hold limits
+    assert '[floors."mydet:make".sim-tiny.truth.full]' in text
+    n_truth = sum(1 for c in load_floors(floors, metrics=METRICS)
+                  if isinstance(c, PixelFloorCheck) and c.against == "truth")
+    assert n_truth > 0
     result = project.runpytest("--crbench", f"--crbench-floors={floors}", "-v")
-    result.assert_outcomes(passed=2 * N_REGIONS * 4 + N_PHOT, skipped=N_STAB)
-    result.stdout.fnmatch_lines(["*crbench::mydet:make::sim-tiny::truth::k20::recall PASSED*"])
+    result.assert_outcomes(passed=N_REGIONS * 4 + N_PHOT + n_truth, skipped=N_STAB)
+    result.stdout.fnmatch_lines(["*crbench::mydet:make::sim-tiny::truth::full::recall PASSED*"])
     # raise one floor above anything reachable: exactly that item fails, and says why
     lines = text.splitlines()
-    i = lines.index('[floors."mydet:make".sim-tiny.k20]')
+    i = lines.index('[floors."mydet:make".sim-tiny.full]')
     j = next(n for n in range(i + 1, len(lines)) if lines[n].startswith("recall"))
     lines[j] = "recall = 1.0"
     floors.write_text("\n".join(lines))
     result = project.runpytest("--crbench", f"--crbench-floors={floors}")
-    result.assert_outcomes(passed=2 * N_REGIONS * 4 - 1 + N_PHOT, failed=1, skipped=N_STAB)
+    result.assert_outcomes(passed=N_REGIONS * 4 - 1 + N_PHOT + n_truth, failed=1,
+                           skipped=N_STAB)
     result.stdout.fnmatch_lines([
-        "*FloorFailure: mydet:make / sim-tiny / k20 / recall: observed 0.* is below floor 1.000*",
-        "FAILED crbench::mydet:make::sim-tiny::k20::recall*",
+        "*FloorFailure: mydet:make / sim-tiny / full / recall: observed 0.* is below floor 1.000*",
+        "FAILED crbench::mydet:make::sim-tiny::full::recall*",
+    ])
+    # floors made with another detector version: a warning line, and the failure says so
+    floors.write_text("\n".join(lines).replace('version = "1"', 'version = "0.9"'))
+    result = project.runpytest("--crbench", f"--crbench-floors={floors}")
+    result.assert_outcomes(passed=N_REGIONS * 4 - 1 + N_PHOT + n_truth, failed=1,
+                           skipped=N_STAB)
+    result.stdout.fnmatch_lines([
+        "*below floor 1.000*(floors in *floors.toml for mydet:make were generated with "
+        "version '0.9' (this run: '1'): they may not apply)",
+        "WARNING: floors in *floors.toml for mydet:make were generated with version '0.9'*",
     ])
 
 

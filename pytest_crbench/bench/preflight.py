@@ -36,18 +36,20 @@ def preflight(session) -> None:
     from pytest_crbench.bench.floors import check_floors_match
     from pytest_crbench.bench.settings import check_output_paths
     from pytest_crbench.datasets.loading import available, check_dataset, is_scored
-    from pytest_crbench.science.regions import region_name
+    from pytest_crbench.science.regions import region_names
 
     s = session.settings
     check_output_paths(s)
     root = _check_data_dir(s)
     for name in s.dataset:
         check_dataset(name, data_dir=root)
-    for spec in s.model:
+    for spec in s.model + ([s.baseline] if s.baseline else []):
         session.detector(spec)  # an unknown spec or a model that does not load
     if session.floors:
         known = available(root)
         check_floors_match(
-            session.floors, s.floors, detectors=s.model, datasets=known,
-            regions=["full"] + [region_name(k) for k in s.k],
+            session.floors, s.floors,
+            # the baseline's floors gate the candidates that have none of their own
+            detectors=s.model + ([s.baseline] if s.baseline else []), datasets=known,
+            regions=region_names(s.k),
             smoke_only={n for n in known if not is_scored(n, data_dir=root)})

@@ -79,6 +79,24 @@ JSON (``"schema": "crbench-results/3"``), written once and atomically::
                                                     # detector null: a note on the data
       "complete": true | false,     # false: a pytest-xdist worker crashed, results partial
       "incomplete": [text, ...],    # what is missing and why (the crash), [] if complete
+      "bootstrap": {"method": "percentile", "unit": "groups, then exposures within each
+                    drawn group (two-stage bootstrap)", "stability_unit": "groups",
+                    "replicates": 1000, "seed": 0, "confidence": 0.95},
+      "intervals": [                                   # every pooled score, bench/intervals.py
+        {"detector", "dataset", "kind": "pixels" | "photometry" | "stability",
+         "part": region | size bin | "groups", "metric", "value",
+         "interval": [low, high] | null, "reason"}   # reason: why there is no interval
+      ],
+      "comparison": {"baseline": spec | null, "max_drop": float,   # --crbench-baseline
+                     "differences": [{"candidate", "baseline", "dataset",
+                                      "kind": "pixels" | "photometry" | "stars" | "stability",
+                                      "part", "metric", "candidate_value", "baseline_value",
+                                      "delta": {"value", "interval", "reason"},
+                                      "higher_is_better", "verdict",
+                                      # McNemar rows (kind stars, metric anomalous):
+                                      "pairs", "baseline_only", "candidate_only",
+                                      "p_value"}]},
+      "floor_warnings": [text],                      # floors made with another version
       "timing": {"<detector> | <dataset>": seconds, ...}   # informative, not deterministic
     }
 

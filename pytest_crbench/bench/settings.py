@@ -116,6 +116,21 @@ def _positive(value: Any, what: str) -> float | None:
     return v
 
 
+def _open_unit(value: Any, what: str) -> float:
+    v = _float_or_none(value, what)
+    if v is None or not 0 < v < 1:
+        raise CRBenchConfigError(f"{what}: expected a number between 0 and 1 (exclusive), "
+                                 f"got {value!r}")
+    return v
+
+
+def _replicates(value: Any, what: str) -> int:
+    v = _count(0)(value, what)
+    if v < 100:
+        raise CRBenchConfigError(f"{what}: expected at least 100 replicates, got {value!r}")
+    return v
+
+
 def _device(value: Any, what: str) -> str:
     v = str(value).strip().lower()
     if v not in DEVICES:
@@ -196,7 +211,8 @@ OPTIONS: tuple[Option, ...] = (
            "or an entry-point name (repeatable; default: deepcr:ACS-WFC and astroscrappy)",
            list(DEFAULT_MODELS), _list, repeat=True, metavar="SPEC"),
     Option("dataset", "dataset to evaluate on (repeatable; default: sim, the embedded "
-           "simulated ACS/WFC F606W data)", list(DEFAULT_DATASETS), _list, repeat=True,
+           "simulated ACS/WFC F606W data; sim@seed=N is an independent draw of it)",
+           list(DEFAULT_DATASETS), _list, repeat=True,
            metavar="NAME"),
     Option("k", "star-region thresholds in units of the background RMS, comma-separated "
            "(default: 3,5,10,20,40,80,160)", _default_ks, _ks, metavar="K,K,..."),
@@ -228,10 +244,30 @@ OPTIONS: tuple[Option, ...] = (
            _device, metavar="DEVICE"),
     Option("floors", "TOML file of score floors to assert", None, _str, path=True,
            metavar="PATH"),
-    Option("generate_floors", "write a floors TOML from this run (observed value minus "
-           "the floors margin) to PATH", None, _str, path=True, metavar="PATH"),
-    Option("floors_margin", "margin subtracted from observed scores by "
-           "--crbench-generate-floors (default: 0.02)", 0.02, _unit_interval, metavar="M"),
+    Option("generate_floors", "write a floors TOML from this run to PATH: floors are the "
+           "one-sided lower bootstrap bounds of the scores, ceilings the upper bounds "
+           "(see --crbench-floors-confidence)", None, _str, path=True, metavar="PATH"),
+    Option("floors_confidence", "one-sided confidence of the floors written by "
+           "--crbench-generate-floors: a floor is the lower bootstrap bound of the score, a "
+           "ceiling the upper bound (default: 0.99)", 0.99, _open_unit, metavar="C"),
+    Option("floors_min_positives", "no generated floor for a pixel score resting on fewer "
+           "reference CR pixels (recall) or flagged pixels (precision) than this "
+           "(default: 100)", 100, _count(0), metavar="N"),
+    Option("floors_min_stars", "no generated photometric limit for a size bin with fewer "
+           "contaminated stars than this (default: 20)", 20, _count(0), metavar="N"),
+    Option("baseline", "detector the others are compared with, run in the same session on "
+           "the same exposures: adds the non-inferiority items "
+           "crbench::<det>::<dataset>::<region>::<metric>::vs::<baseline>", None, _str,
+           metavar="SPEC"),
+    Option("max_drop", "non-inferiority tolerance: a comparison item fails when the whole "
+           "interval of candidate - baseline lies below -M (default: 0.02)", 0.02,
+           _unit_interval, metavar="M"),
+    Option("bootstrap_replicates", "bootstrap replicates behind every interval "
+           "(default: 1000)", 1000, _replicates, metavar="N"),
+    Option("bootstrap_seed", "seed of the bootstrap resampling (default: 0)", 0, _count(0),
+           metavar="SEED"),
+    Option("confidence", "two-sided confidence level of the score intervals and of the "
+           "comparison verdicts (default: 0.95)", 0.95, _open_unit, metavar="C"),
     Option("json", "write the results (schema crbench-results/3) to PATH", None, _str,
            path=True, metavar="PATH"),
     Option("report", "write report.html, report.md and figures/ (Table 1, photometry, "
@@ -282,7 +318,14 @@ class Settings:
     device: str
     floors: Path | None
     generate_floors: Path | None
-    floors_margin: float
+    floors_confidence: float
+    floors_min_positives: int
+    floors_min_stars: int
+    baseline: str | None
+    max_drop: float
+    bootstrap_replicates: int
+    bootstrap_seed: int
+    confidence: float
     json: Path | None
     report: Path | None
     fill_method: str
@@ -301,6 +344,11 @@ class Settings:
         return ReferenceConfig(rule=self.reference, snr=self.reference_snr,
                                scale=self.reference_scale, grow=self.reference_grow,
                                ctegrow=self.reference_ctegrow)
+    def bootstrap(self):
+        """The :class:`~pytest_crbench.science.bootstrap.BootstrapConfig` of the run."""
+        from pytest_crbench.science.bootstrap import BootstrapConfig
+
+        return BootstrapConfig(self.bootstrap_replicates, self.bootstrap_seed, self.confidence)
 
     def as_dict(self) -> dict[str, Any]:
         return {o.name: (str(getattr(self, o.name)) if isinstance(getattr(self, o.name), Path)

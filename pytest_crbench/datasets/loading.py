@@ -1,7 +1,9 @@
 """Dataset names → :class:`~pytest_crbench.science.exposures.Dataset` objects.
 
 Simulated presets (``sim``, ``sim-tiny``, ``sim-full``) are generated once into the data
-cache by :mod:`pytest_crbench.datasets.simulate`; real HST datasets come from the registry
+cache by :mod:`pytest_crbench.datasets.simulate`; ``<preset>@seed=N`` is an independent
+draw of the same preset (its own cache folder ``<preset>-seedN``; the plain name keeps the
+preset's seed and data); real HST datasets come from the registry
 through :mod:`pytest_crbench.datasets.real`.  Both are read back by the same FITS readers.
 """
 
@@ -51,11 +53,11 @@ def load_dataset(name: str, *, data_dir: Path | None = None, offline: bool = Fal
     """
     from pytest_crbench.datasets.cache import data_dir as resolve_data_dir
     from pytest_crbench.datasets.real import load_real_dataset
-    from pytest_crbench.datasets.simulate import PRESETS, load_simulated
+    from pytest_crbench.datasets.simulate import is_simulated, load_simulated
 
     root = resolve_data_dir(data_dir)
     check_dataset(name, data_dir=root)
-    if name in PRESETS:
+    if is_simulated(name):
         return load_simulated(name, root, lock_timeout=lock_timeout, notify=notify)
     return load_real_dataset(name, data_dir=root, offline=offline,
                              lock_timeout=lock_timeout, notify=notify)
@@ -63,7 +65,13 @@ def load_dataset(name: str, *, data_dir: Path | None = None, offline: bool = Fal
 
 def check_dataset(name: str, *, data_dir: Path | None = None) -> None:
     """Raise :class:`CRBenchConfigError` (with a did-you-mean) unless :func:`load_dataset`
-    knows ``name``.  Reads only the groups files: cheap enough for start-up checks."""
+    knows ``name`` (a simulated preset, also as an independent draw ``sim@seed=N``, or a
+    dataset of the groups files).  Reads only the groups files: cheap enough for start-up
+    checks."""
+    from pytest_crbench.datasets.simulate import is_simulated
+
+    if is_simulated(name):
+        return
     known = available(data_dir)
     if name not in known:
         raise unknown_dataset(name, known)
@@ -77,9 +85,9 @@ def is_scored(name: str, *, data_dir: Path | None = None) -> bool:
     """
     from pytest_crbench.datasets.cache import data_dir as resolve_data_dir
     from pytest_crbench.datasets.catalog import load_groups
-    from pytest_crbench.datasets.simulate import PRESETS
+    from pytest_crbench.datasets.simulate import is_simulated
 
-    if name in PRESETS:
+    if is_simulated(name):
         return True
     try:
         groups = load_groups(resolve_data_dir(data_dir))

@@ -23,7 +23,7 @@ import math
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -296,22 +296,66 @@ def simulate_dithered_group(shape: tuple[int, int] = (256, 256),
     return Group(name=name, exposures=exposures, kind="dithered", date_obs=str(date)[:10])
 
 
-def _preset(name: str) -> SimSpec:
+def split_dataset_spec(name: str) -> tuple[str, dict[str, str]]:
+    """``"sim@seed=7"`` → ``("sim", {"seed": "7"})``; a plain name has no options."""
+    base, sep, rest = str(name).partition("@")
+    if not sep:
+        return base, {}
+    options = {}
+    for part in rest.split(","):
+        key, eq, value = part.partition("=")
+        if not eq or not key.strip() or not value.strip():
+            raise CRBenchConfigError(
+                f"dataset {name!r}: expected options as NAME@key=value, got {part!r}")
+        options[key.strip()] = value.strip()
+    return base, options
+
+
+def is_simulated(name: str) -> bool:
+    """True for a preset name, with or without ``@seed=N`` (nothing is validated)."""
+    return str(name).partition("@")[0] in PRESETS
+
+
+def preset_spec(name: str) -> SimSpec:
+    """The :class:`SimSpec` of ``name``: a preset, or ``<preset>@seed=N`` — the same
+    preset drawn with another seed (an independent draw of the same design).  The
+    plain preset name keeps its own seed and data."""
+    base, options = split_dataset_spec(name)
     try:
-        return PRESETS[name]
+        spec = PRESETS[base]
     except KeyError:
         raise CRBenchConfigError(
-            f"unknown simulated dataset {name!r}; presets: {', '.join(sorted(PRESETS))}"
+            f"unknown simulated dataset {base!r}; presets: {', '.join(sorted(PRESETS))}"
         ) from None
+    unknown = sorted(set(options) - {"seed"})
+    if unknown:
+        raise CRBenchConfigError(f"dataset {name!r}: unknown option(s) {', '.join(unknown)}; "
+                                 "a simulated dataset takes only seed (e.g. sim@seed=7)")
+    if "seed" not in options:
+        return spec
+    try:
+        seed = int(options["seed"])
+    except ValueError:
+        raise CRBenchConfigError(
+            f"dataset {name!r}: seed must be an integer, got {options['seed']!r}") from None
+    if seed < 0:
+        raise CRBenchConfigError(f"dataset {name!r}: seed must be >= 0, got {seed}")
+    return replace(spec, name=f"{base}@seed={seed}", seed=seed)
+
+
+
+def folder_name(spec: SimSpec) -> str:
+    """The cache folder (and group-name prefix) of ``spec``: ``sim``, ``sim-seed7``."""
+    return spec.name.replace("@seed=", "-seed")
 
 
 def _group_name(spec: SimSpec, i: int) -> str:
-    return f"{spec.name}_g{i:02d}"
+    return f"{folder_name(spec)}_g{i:02d}"
 
 
 def simulate_dataset(name: str = "sim", seed: int | None = None) -> Dataset:
     """Every group of preset ``name`` in memory (seed defaults to the preset's)."""
-    spec = _preset(name)
+    spec = preset_spec(name)
     seed = spec.seed if seed is None else int(seed)
     groups = [
         simulate_group(spec.shape, g.exptimes, g.date,
@@ -319,7 +363,7 @@ def simulate_dataset(name: str = "sim", seed: int | None = None) -> Dataset:
         for i, g in enumerate(spec.groups)
     ]
     return Dataset(name=name, groups=groups, version=SIMULATOR_VERSION, provenance={
-        "source": "simulated", "preset": name, "seed": seed,
+        "source": "simulated", "preset": split_dataset_spec(name)[0], "seed": seed,
         "simulator_version": SIMULATOR_VERSION, "shape": list(spec.shape),
     })
 
@@ -376,7 +420,7 @@ def _build(spec: SimSpec, dest: Path) -> None:
         groups.append({"name": group.name, "kind": group.kind, "date_obs": group.date_obs,
                        "exposures": entries})
     manifest = {
-        "name": spec.name, "preset": spec.name, "seed": spec.seed,
+        "name": spec.name, "preset": split_dataset_spec(spec.name)[0], "seed": spec.seed,
         "simulator_version": SIMULATOR_VERSION, "shape": list(spec.shape),
         "description": spec.description, "created_by_pid": os.getpid(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -399,8 +443,9 @@ def ensure_simulated(name: str, data_dir: Path, *, lock_timeout: float | None = 
     """
     from pytest_crbench.datasets.cache import ensure_dir, file_lock
 
-    spec = _preset(name)
+    spec = preset_spec(name)
     data_dir = ensure_dir(Path(data_dir))
+    name = folder_name(spec)
     folder = data_dir / name
     with file_lock(data_dir, name, path=data_dir / f".{name}.lock", timeout=lock_timeout,
                    notify=notify):
@@ -458,7 +503,8 @@ def load_simulated(name: str, data_dir: Path, *, lock_timeout: float | None = No
                             date_obs=g.get("date_obs", "")))
     return Dataset(name=name, groups=groups, version=manifest["simulator_version"],
                    provenance={
-                       "source": "simulated", "preset": name, "seed": manifest["seed"],
+                       "source": "simulated", "preset": split_dataset_spec(name)[0],
+                       "seed": manifest["seed"],
                        "simulator_version": manifest["simulator_version"],
                        "path": str(folder), "files": files,
                    })
@@ -467,5 +513,5 @@ def load_simulated(name: str, data_dir: Path, *, lock_timeout: float | None = No
 __all__ = [
     "SIMULATOR_VERSION", "PRESETS", "SimSpec", "GroupSpec", "expose", "simulate_group",
     "simulate_dithered_group", "tan_wcs_header", "simulate_dataset", "ensure_simulated",
-    "load_simulated",
+    "preset_spec", "split_dataset_spec", "is_simulated", "folder_name", "load_simulated",
 ]

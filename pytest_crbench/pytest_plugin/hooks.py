@@ -55,8 +55,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
     try:
         settings = _settings(config)
-        for spec in settings.model:  # one usage error now, not one failure per item
-            check_spec(spec)
+        for spec in settings.model + ([settings.baseline] if settings.baseline else []):
+            check_spec(spec)  # one usage error now, not one failure per item
         bench = BenchSession(settings, notify=_notifier(config))
         preflight(bench)
     except CRBenchError as exc:

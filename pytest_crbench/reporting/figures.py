@@ -19,7 +19,7 @@ from pytest_crbench.science.gallery import STAMP_KEYS
 from pytest_crbench.science.photometry_summary import table_columns as _columns
 
 __all__ = ["STAMP_TITLES", "fig_flux_ratio", "fig_density", "fig_stability",
-           "fig_gallery_entry", "png"]
+           "fig_gallery_entry", "png", "new_figure", "grid"]
 
 #: Titles of the five gallery stamps, in the order of STAMP_KEYS.
 STAMP_TITLES = ("original", "original − clean\n(true CRs)", "clean reference",
@@ -43,7 +43,8 @@ def _fit_label(fit) -> str:
 
 # --------------------------------------------------------------------------- figures
 
-def _new_figure(w, h):
+def new_figure(w, h):
+    """A constrained-layout Agg figure of ``w`` x ``h`` inches (no pyplot state)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -59,11 +60,17 @@ def png(fig) -> bytes:
     return buf.getvalue()
 
 
+def grid(n: int, ncols: int = 3) -> tuple[int, int]:
+    """Rows and columns of a grid of ``n`` panels, at most ``ncols`` a row."""
+    ncols = min(ncols, max(n, 1))
+    return int(math.ceil(n / ncols)), ncols
+
+
 def _panels(n: int, height: float):
     """A figure of ``n`` panels, two a row, each 6.2 x ``height`` in; unused axes hidden."""
     ncols = min(2, max(n, 1))
     nrows = int(math.ceil(n / ncols))
-    fig = _new_figure(6.2 * ncols, height * nrows)
+    fig = new_figure(6.2 * ncols, height * nrows)
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
     for ax in axes[n:]:
         ax.set_visible(False)
@@ -125,7 +132,7 @@ def fig_density(density_by_detector: Mapping[str, Mapping[str, Any]]):
     dets = list(density_by_detector)
     if not dets:
         return None
-    fig = _new_figure(12.5, 4.4 * len(dets))
+    fig = new_figure(12.5, 4.4 * len(dets))
     axes = fig.subplots(len(dets), 2, squeeze=False)
     for row, det in zip(axes, dets):
         rel = density_by_detector[det]
@@ -234,7 +241,7 @@ def fig_gallery_entry(entry: Mapping[str, Any]):
     if missing:
         raise CRBenchDataError(f"gallery entry {entry.get('star_id', '?')!r}: stamps "
                                f"{missing} missing")
-    fig = _new_figure(15.5, 3.4)
+    fig = new_figure(15.5, 3.4)
     axes = fig.subplots(1, 5)
     clean = np.asarray(stamps["clean"], float)
     finite = clean[np.isfinite(clean)]

@@ -42,6 +42,13 @@ the [0.97, 1.03] and [0.9, 1.1] bands.
 (:func:`pytest_crbench.science.stability.group_stability`).  → Figs. 7 (F1, F2) and 8 (RMS)
 against date, with the mean and mean ± 3σ lines; groups outside are named.
 
+``"bootstrap"`` and ``"intervals"``: the results JSON sections of the same names
+(:mod:`pytest_crbench.bench.intervals`) → the intervals in Table 1 and the photometry
+table, and the Table-1 plot of recall and precision against k with bands.
+``"comparison"``: ``{"baseline", "max_drop", "differences": [...]}`` as in the results
+JSON, and ``"star_rows"``: the JSON ``stars`` rows → the comparison section (Δ per region
+with paired intervals, McNemar table, candidate-vs-baseline flux-ratio scatter).
+
 ``"gallery"``: list of ``{"detector", "star_id", "exposure", "group", "x", "y",
 "radius", "ratio_cleaned", "ratio_original", "area", "stamps"}`` where ``stamps`` is
 :func:`pytest_crbench.science.gallery.gallery_stamps` output (five 2-D arrays); only ``detector`` and ``stamps`` are
@@ -213,11 +220,35 @@ def _section_sweeps(page: _Page, results: Mapping[str, Any]) -> None:
 
 
 
+def _intervals(results: Mapping[str, Any]) -> dict:
+    """(detector, dataset, kind, part, metric) → interval row of the results JSON."""
+    return {(r["detector"], r["dataset"], r["kind"], r["part"], r["metric"]): r
+            for r in results.get("intervals") or ()}
+
+
+def _with_interval(ivs: dict, value, *key) -> str:
+    """``value`` in % with its bootstrap interval (``[n/a]`` with the reason on hover)."""
+    iv = ivs.get(key)
+    if value is None or iv is None:
+        return pct(value)
+    if not iv.get("interval"):
+        return f'{pct(value)} <span title="{html.escape(iv.get("reason") or "")}">[n/a]</span>'
+    lo, hi = iv["interval"]
+    return f"{pct(value)} [{pct(lo)}, {pct(hi)}]"
+
+
+def _slug(text: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "dataset"
+
+
 def _section_table1(page: _Page, results: Mapping[str, Any]) -> None:
     page.section("table1", "Pixel scores per star region (Table 1)")
     t1 = _table1(results.get("table1") or [])
     if not t1:
         page.para("No pixel scores in these results.")
+    ivs = _intervals(results)
     for (ds, against), (regions, dets, cells) in t1.items():
         head = ("<tr><th rowspan=2>region</th>" + "".join(
             f"<th colspan=2>{html.escape(d)}</th>" for d in dets) + "</tr><tr>" +
@@ -228,7 +259,9 @@ def _section_table1(page: _Page, results: Mapping[str, Any]) -> None:
             row = [_region_label(reg)]
             for d in dets:
                 c = cells.get((reg, d), {})
-                row += [pct(c.get("recall")), pct(c.get("precision"))]
+                row += [_with_interval(ivs, c.get(m), d, ds, "pixels", reg, m)
+                        if against == "reference" else pct(c.get(m))
+                        for m in ("recall", "precision")]
             rows.append(row)
         what = ("against the reference" if against == "reference" else
                 "against the simulation truth (CRTRUTH)")
@@ -240,6 +273,18 @@ def _section_table1(page: _Page, results: Mapping[str, Any]) -> None:
               "The reference rule is named at the top of the page; against the truth a "
               "pixel is a cosmic ray where its injected charge exceeds the truth "
               "threshold, and fainter injected charge is left out of both classes.")
+    boot = results.get("bootstrap")
+    if ivs and boot:
+        from pytest_crbench.reporting.statistics_figures import fig_table1_bands
+
+        page.para(f"Brackets: {100 * boot['confidence']:g} % percentile interval of a "
+                  f"two-stage bootstrap ({boot['unit']}; {boot['replicates']} replicates, "
+                  f"seed {boot['seed']}); [n/a]: too few positives or groups for an "
+                  "interval (hover for the reason).")
+        for ds in dict.fromkeys(ds for ds, _ in t1):
+            page.figure(f"table1_bands_{_slug(ds)}.png", fig_table1_bands(
+                list(ivs.values()), ds), f"Table 1 on {ds}: recall and precision against k "
+                "with their bootstrap intervals (bands; full image: squares with error bars)")
     audit = results.get("audit") or []
     if audit:
         rows = [[html.escape(str(a["dataset"])), _region_label(str(a["region"])),
@@ -256,9 +301,13 @@ def _section_photometry(page: _Page, results: Mapping[str, Any]) -> None:
     page.section("photometry", "Photometry (Fig. 3)")
     phot = _photometry(results)
     rows = []
+    ivs = _intervals(results)
     for det, ds, lab, b in _phot_rows(phot):
+        part = "all" if lab == "all sizes" else lab.removesuffix(" px")
         rows.append([html.escape(det), html.escape(ds), html.escape(lab), str(b["n"]),
-                     str(b["n_contaminated"])] + [pct(b.get(k)) for k, _ in _PHOT_COLS])
+                     str(b["n_contaminated"])] + [
+            _with_interval(ivs, b.get(k), det, ds, "photometry", part, k)
+            for k, _ in _PHOT_COLS])
     if rows:
         page.table(["detector", "dataset", "star size", "stars", "contaminated"] +
                    [f"{t} %" for _, t in _PHOT_COLS], rows,
@@ -271,6 +320,61 @@ def _section_photometry(page: _Page, results: Mapping[str, Any]) -> None:
     page.figure("fig3_flux_ratio.png", fig_flux_ratio(results.get("stars") or {}),
                 "Fig. 3 — flux ratio against clean flux per detector; green band "
                 "[0.97, 1.03], orange band [0.9, 1.1]; triangles: ratios beyond the axis")
+
+
+def _section_comparison(page: _Page, results: Mapping[str, Any]) -> None:
+    """Δ per region with paired intervals, McNemar rows and the flux-ratio scatter (only
+    with a baseline)."""
+    comparison = results.get("comparison") or {}
+    if not comparison.get("differences"):
+        return
+    from pytest_crbench.reporting.statistics_figures import (fig_comparison_deltas,
+                                                             fig_ratio_scatter)
+
+    diffs = comparison["differences"]
+    star_rows = results.get("star_rows") or []
+    max_drop = float(comparison.get("max_drop") or 0.0)
+    page.section("comparison", f"Comparison with the baseline {comparison.get('baseline')}")
+    page.para("Candidate − baseline on the same exposures, with a paired bootstrap "
+              "interval (the same resampled groups and exposures for both detectors); "
+              "better / worse where the interval excludes 0.  A score fails the "
+              f"non-inferiority rule where its whole interval lies below −{max_drop:g}.")
+
+    def delta(d):
+        v, iv = d["delta"]["value"], d["delta"]["interval"]
+        if v is None:
+            return "—"
+        text = f"{100 * v:+.1f}"
+        return text + (f" [{100 * iv[0]:+.1f}, {100 * iv[1]:+.1f}]" if iv else "")
+
+    def verdict(d):
+        v = d["verdict"]
+        return f'<b class="warn">{v}</b>' if v == "worse" else html.escape(v)
+
+    rows = [[html.escape(d["candidate"]), html.escape(d["dataset"]), html.escape(d["kind"]),
+             html.escape(d["part"]), html.escape(d["metric"]), pct(d["candidate_value"]),
+             pct(d["baseline_value"]), delta(d), verdict(d)]
+            for d in diffs if d["kind"] in ("pixels", "photometry", "stability")]
+    page.table(["candidate", "dataset", "kind", "region / stars", "metric", "candidate %",
+                "baseline %", "Δ (pp) [interval]", "verdict"], rows,
+               caption="Paired differences (photometric fractions: lower anomalous and "
+                       "outside fractions are better)")
+    mc = [[html.escape(d["candidate"]), html.escape(d["dataset"]), html.escape(d["part"]),
+           str(d["pairs"]), f"{d['candidate_only']} / {d['baseline_only']}",
+           num(d["p_value"], "{:.2g}"), verdict(d)]
+          for d in diffs if d.get("p_value") is not None]
+    if mc:
+        page.table(["candidate", "dataset", "star size", "contaminated stars matched",
+                    "anomalous only for candidate / only for baseline", "McNemar p",
+                    "verdict"], mc, caption="Anomalous status per matched star (exact "
+                                            "McNemar test on the discordant pairs)")
+    page.figure("comparison_deltas.png", fig_comparison_deltas(diffs, max_drop),
+                "Candidate − baseline per region with paired bootstrap intervals; dashed: "
+                "the non-inferiority tolerance")
+    pairs = list(dict.fromkeys((d["candidate"], d["baseline"], d["dataset"]) for d in diffs))
+    page.figure("comparison_flux_ratio.png", fig_ratio_scatter(star_rows, pairs),
+                "Flux ratio F_cleaned/F_clean of each matched contaminated star: candidate "
+                "against baseline (diagonal: the same result; green: [0.97, 1.03])")
 
 
 def _section_density(page: _Page, results: Mapping[str, Any]) -> None:
@@ -371,7 +475,8 @@ def _section_gallery(page: _Page, results: Mapping[str, Any]) -> None:
 
 
 #: the report's sections, in page order
-SECTIONS = (_section_table1, _section_sweeps, _section_photometry, _section_density,
+SECTIONS = (_section_table1, _section_sweeps, _section_photometry, _section_comparison,
+            _section_density,
             _section_stability, _section_gallery)
 
 

@@ -17,7 +17,8 @@ from pytest_crbench.bench.analysis import Analysis
 from pytest_crbench.bench.completion import COMPLETE, CRASHED, INTERRUPTED, RunEnd
 from pytest_crbench.bench.evaluation import Evaluation
 
-__all__ = ["write_masks", "write_outputs", "report_results"]
+__all__ = ["write_masks", "write_outputs", "report_results", "statistics_sections",
+           "write_generated_floors"]
 
 
 def write_masks(bench, end: RunEnd | None = None) -> list[str]:
@@ -40,7 +41,6 @@ def write_masks(bench, end: RunEnd | None = None) -> list[str]:
 def write_outputs(bench, end: RunEnd | None = None) -> list[str]:
     """Write the results JSON, the generated floors and the report of a run that ended
     as ``end`` says (default: completed)."""
-    from pytest_crbench.bench.floors import generate_floors, write_generated_floors
     from pytest_crbench.bench.results import results_document, write_json
 
     end = end or RunEnd()
@@ -57,12 +57,12 @@ def write_outputs(bench, end: RunEnd | None = None) -> list[str]:
                      f"completed results only ({pairs} detector/dataset pair(s))"
                      + ("; floors not generated" if s.generate_floors else ""))
     if s.json is not None and results:
-        path = write_json(s.json, results_document(results, s.as_dict(), end.crashed))
+        doc = results_document(results, s.as_dict(), end.crashed)
+        doc.update(statistics_sections(bench))
+        path = write_json(s.json, doc)
         lines.append(f"results JSON: {path}")
     if s.generate_floors is not None and results.evaluations and end.state == COMPLETE:
-        new = generate_floors(bench.all_checks, results.observed, s.floors_margin)
-        path = write_generated_floors(s.generate_floors, new, s.floors_margin)
-        lines.append(f"floors written: {path} ({len(new)} floors)")
+        lines.append(write_generated_floors(bench))
     if s.report is not None and results.evaluations:
         from pytest_crbench.reporting.html import write_report
 
@@ -79,10 +79,51 @@ def write_outputs(bench, end: RunEnd | None = None) -> list[str]:
                              "left out of both classes)")
         audits = {d.name: [row.to_record() for row in d.audit]
                   for d in results.dataset_summaries if d.audit}
-        html_path, _ = write_report(s.report, report_results(evaluations, results.analyses,
-                                                             meta, audits))
+        report = report_results(evaluations, results.analyses, meta, audits)
+        report.update(statistics_sections(bench),
+                      star_rows=[r for a in results.analyses for r in a.stars])
+        html_path, _ = write_report(s.report, report)
         lines.append(f"report: {html_path} (and report.md)")
     return lines
+
+
+def statistics_sections(bench) -> dict[str, Any]:
+    """The ``bootstrap``, ``intervals``, ``comparison`` and ``floor_warnings`` sections of
+    the results JSON (and of the report's input)."""
+    from pytest_crbench.bench.intervals import bootstrap_meta
+    from pytest_crbench.bench.records import jsonable
+
+    s = bench.settings
+    return jsonable({
+        "bootstrap": bootstrap_meta(s.bootstrap()),
+        "intervals": [i.as_dict() for ev in bench.results.evaluations
+                      for i in bench.intervals(ev.detector, ev.dataset)],
+        "comparison": {"baseline": s.baseline, "max_drop": s.max_drop,
+                       "differences": [d.as_dict() for d in bench.comparisons()]},
+        "floor_warnings": bench.floor_warnings()})
+
+
+def write_generated_floors(bench) -> str:
+    """``--crbench-generate-floors``: bootstrap bounds, comments, made_with tables."""
+    from pytest_crbench.bench.floor_bounds import GeneratedFloors, bootstrap_floors, floors_header
+    from pytest_crbench.bench.floors import write_floors
+
+    s = bench.settings
+    gen = GeneratedFloors()
+    for ev in bench.results.evaluations:
+        for against in ("reference", "truth") if ev.has_truth else ("reference",):
+            bootstrap_floors(bench.sample(ev.detector, ev.dataset, against), s.bootstrap(),
+                             confidence=s.floors_confidence,
+                             min_positives=s.floors_min_positives,
+                             min_stars=s.floors_min_stars, out=gen, against=against)
+    made_with = {ev.detector: {"version": ev.version, "threshold": ev.threshold}
+                 for ev in bench.results.evaluations}
+    path = write_floors(s.generate_floors, gen.limits, skipped=gen.skipped,
+                        made_with=made_with, header=floors_header(
+                            s.floors_confidence, s.bootstrap(), s.floors_min_positives,
+                            s.floors_min_stars))
+    return (f"floors written: {path} ({len(gen.limits)} limits; {len(gen.skipped)} scores "
+            "without a limit, see the comments)")
 
 
 def report_results(evaluations: list[Evaluation], analyses: list[Analysis],

@@ -9,11 +9,12 @@ Input: ``{detector: (ThresholdSweep, threshold)}`` of one dataset.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import numpy as np
 
+from pytest_crbench.reporting.figures import grid, new_figure
+from pytest_crbench.reporting.formatting import pct
 from pytest_crbench.science.sweeps import FIXED_FPRS, ThresholdSweep
 
 __all__ = ["fig_pr", "fig_roc", "sweep_lines"]
@@ -23,13 +24,9 @@ _COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#
 
 
 def _figure(n: int):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    ncols = min(4, max(n, 1))
-    nrows = int(math.ceil(n / ncols))
-    fig = Figure(figsize=(3.6 * ncols, 3.3 * nrows), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
+    """A grid of ``n`` small panels, four a row; unused axes hidden."""
+    nrows, ncols = grid(n, 4)
+    fig = new_figure(3.6 * ncols, 3.3 * nrows)
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
     for ax in axes[n:]:
         ax.set_visible(False)
@@ -105,7 +102,7 @@ def fig_pr(sweeps: Mapping[str, tuple[ThresholdSweep, float | None]], dataset: s
 
 
 def _pct(v) -> str:
-    return "  n/a" if v is None else f"{100 * v:5.1f}"
+    return pct(v, missing="n/a").rjust(5)
 
 
 def sweep_lines(sweeps: Mapping[str, ThresholdSweep], dataset: str,

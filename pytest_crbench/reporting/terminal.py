@@ -13,28 +13,37 @@ METRIC_ORDER = ("recall", "precision", "f1", "f2")
 _LABELS = {"precision": "precision", "recall": "recall", "f1": "F1", "f2": "F2"}
 
 
-def _cell(value, floor) -> str:
+def _cell(value, floor, interval=None) -> str:
     if value is None:
         text = "undef."
+    elif interval is not None:
+        text = f"{interval:pct}" if interval.defined else f"{100 * value:.1f} [n/a]"
     else:
         text = f"{100 * value:5.1f}"
     if floor is not None:
-        margin = "" if value is None else f" {100 * (value - floor):+5.1f}"
-        text += f" (>={100 * floor:4.1f}{margin})"
+        text += f" (>={100 * floor:4.1f})"
     return text
 
 
-def score_table(evaluation, floors: dict, against: str = "reference") -> list[str]:
-    """Rows = regions, columns = recall/precision/F1/F2 in %, each with floor and margin."""
+def _interval_index(intervals) -> dict:
+    return {(i.kind, i.part, i.metric): i.interval for i in intervals or ()}
+
+
+def score_table(evaluation, limit, intervals=None, against: str = "reference") -> list[str]:
+    """Rows = regions, columns = recall/precision/F1/F2 in % with their bootstrap interval
+    (``intervals``: :func:`pytest_crbench.bench.intervals.sample_intervals`; scores against
+    the reference only) and floor (``limit(check)``: the floor of a check, or None)."""
     header = ["region"] + [_LABELS[m] for m in METRIC_ORDER]
+    index = _interval_index(intervals)
     rows = []
     for region in evaluation.regions:
         sc = evaluation.scores(region, against)
         row = [region]
         for metric in METRIC_ORDER:
-            floor = floors.get(PixelFloorCheck(evaluation.detector, evaluation.dataset,
-                                               region, metric, against))
-            row.append(_cell(sc.metric(metric).value, floor))
+            floor = limit(PixelFloorCheck(evaluation.detector, evaluation.dataset, region,
+                                          metric, against))
+            row.append(_cell(sc.metric(metric).value, floor,
+                             index.get(("pixels", region, metric))))
         rows.append(row)
     return _format(header, rows)
 
@@ -81,27 +90,33 @@ def _format(header: list[str], rows: list[list[str]]) -> list[str]:
 
 # --------------------------------------------------------------------------- analyses
 
-def _limited(value, key, floors) -> str:
+def _limited(value, check, limit, interval=None) -> str:
     text = pct(value, missing="-")
-    limit = floors.get(key)
-    if limit is not None:
-        text += f" ({'<=' if key.kind == 'max' else '>='}{100 * limit:.1f})"
+    if value is not None and interval is not None:
+        text = f"{interval:pct}" if interval.defined else f"{text} [n/a]"
+    bound = limit(check)
+    if bound is not None:
+        text += f" ({'<=' if check.kind == 'max' else '>='}{100 * bound:.1f})"
     return text
 
 
-def photometry_table(analysis, floors: dict) -> list[str]:
-    """Rows = all stars and each size bin; fractions (%) over contaminated stars."""
+def photometry_table(analysis, limit, intervals=None) -> list[str]:
+    """Rows = all stars and each size bin; fractions (%) over contaminated stars, with
+    their bootstrap interval and limit (``limit(check)``)."""
     if analysis.photometry is None:
         return []
+    index = _interval_index(intervals)
     header = ["stars", "n", "contaminated", "anomalous", "in [0.97,1.03]", "out [0.9,1.1]"]
     rows = []
     for size_bin, b in analysis.photometry.blocks():
         key = lambda m: PhotometryCheck(analysis.detector, analysis.dataset, size_bin, m)
         rows.append([size_bin if size_bin == "all" else f"{size_bin} px", str(b.n),
                      f"{b.n_contaminated} ({pct(b.contaminated, missing='-')} %)",
-                     _limited(b.anomalous, key("max_anomalous"), floors),
-                     _limited(b.inside_97_103, key("min_inside_97_103"), floors),
-                     _limited(b.outside_90_110, key("max_outside_90_110"), floors)])
+                     *[_limited(getattr(b, fld), key(metric), limit,
+                                index.get(("photometry", size_bin, fld)))
+                       for fld, metric in (("anomalous", "max_anomalous"),
+                                           ("inside_97_103", "min_inside_97_103"),
+                                           ("outside_90_110", "max_outside_90_110"))]])
     return _format(header, rows)
 
 
@@ -202,14 +217,22 @@ def summary_lines(bench) -> list[str]:
             from pytest_crbench.reporting.sweep_figures import sweep_lines
 
             out += sweep_lines(sweeps, ds)
+    from pytest_crbench.reporting.statistics import comparison_lines, interval_table
+
+    s = bench.settings
+    boot = (f"{100 * s.confidence:g} % bootstrap interval over groups and exposures "
+            f"({s.bootstrap_replicates} replicates, seed {s.bootstrap_seed})")
+    any_na = False
     for ev in results.evaluations:
+        ivs = bench.intervals(ev.detector, ev.dataset)
+        any_na |= any(i.interval.value is not None and not i.interval.defined for i in ivs)
         out += ["", f"{ev.detector} on {ev.dataset} ({len(ev.exposures)} exposures, "
-                    f"{ev.seconds:.1f} s): score % (>= floor, margin)"]
-        out += ["  " + line for line in score_table(ev, bench.floors)]
+                    f"{ev.seconds:.1f} s): score % [{boot}] (>= floor)"]
+        out += ["  " + line for line in score_table(ev, bench.limit, ivs)]
         if any(isinstance(c, PixelFloorCheck) and c.against == "truth"
                and (c.detector, c.dataset) == (ev.detector, ev.dataset) for c in bench.floors):
             out.append("  against the truth:")
-            out += ["  " + line for line in score_table(ev, bench.floors, "truth")]
+            out += ["  " + line for line in score_table(ev, bench.limit, against="truth")]
         note = results.note(ev.detector, ev.dataset)
         if note:
             out.append("  note: " + note)
@@ -221,9 +244,10 @@ def summary_lines(bench) -> list[str]:
         elif a.photometry is not None:
             out.append(f"  photometry (% of contaminated stars, F_cleaned/F_clean; "
                        f"cleaned: {a.fill_method}; (limit)):")
-            out += ["    " + line for line in photometry_table(a, bench.floors)]
+            out += ["    " + line for line in photometry_table(a, bench.limit, ivs)]
         out += ["  density: " + line for line in density_lines(a)]
         out += ["  " + line for line in stability_lines(a)]
+        out += ["    " + line for line in interval_table(ivs, "stability")]
         out += ["  note: " + note for note in a.notes]
     for sm in results.smoke_results:
         fr = [r.flagged_fraction for r in sm.exposures]
@@ -234,6 +258,14 @@ def summary_lines(bench) -> list[str]:
             out.append("  note: " + sm.note)
     for summary in results.dataset_summaries:
         out += [f"note ({summary.name}): {note}" for note in summary.notes]
+    if any_na:
+        out += ["", "[n/a]: no interval (too few positives or groups; the reasons are in "
+                    "the results JSON)"]
+    diffs = bench.comparisons()
+    if diffs:
+        out.append("")
+        out += comparison_lines(diffs, max_drop=s.max_drop, confidence=s.confidence)
+    out += [f"WARNING: {w}" for w in bench.floor_warnings()]
     if not bench.floors:
         out.append("no floors configured: scores were reported, not asserted "
                    "(--crbench-floors PATH or [tool.crbench] floors)")
