@@ -100,3 +100,21 @@ def test_floors_from_one_draw_pass_other_draws_and_fail_a_worse_model(pytester, 
                                 "to deepcr:ACS-WFC-F606W-2-4, which has none of its own) were "
                                 "generated with version 'ACS-WFC *(this run: "
                                 "'ACS-WFC-F606W-2-4 *"])
+
+
+def test_generated_floors_cover_only_the_checked_size_bins(tmp_path):
+    """Stars above the last size bin (``>400`` px: seen on the STIS pairs) count in
+    "all" but get no table of their own: the floors file written must load again."""
+    from pytest_crbench.bench.floors import load_floors, write_floors
+    from pytest_crbench.science.metrics import METRICS
+
+    s = sample()
+    for row in s.stars:
+        if row["star_id"] == 9:
+            row["size_bin"] = ">400"
+    gen = bootstrap_floors(s, BootstrapConfig(replicates=200), confidence=0.99,
+                           min_positives=100, min_stars=1)
+    bins = {c.bin for c in list(gen.limits) + list(gen.skipped) if isinstance(c, PhotometryCheck)}
+    assert ">400" not in bins and "all" in bins
+    path = write_floors(tmp_path / "f.toml", gen.limits, skipped=gen.skipped)
+    assert load_floors(path, metrics=METRICS) == gen.limits

@@ -22,7 +22,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from pytest_crbench.bench.checks import PHOTOMETRY_METRICS, PhotometryCheck, PixelFloorCheck
+from pytest_crbench.bench.checks import (PHOTOMETRY_BINS, PHOTOMETRY_METRICS, PhotometryCheck,
+                                         PixelFloorCheck)
 from pytest_crbench.bench.intervals import (Sample, photometry_terms, pixel_count, size_bins,
                                             star_arrays)
 from pytest_crbench.science.bootstrap import BootstrapConfig, Resampler, metric_terms
@@ -65,7 +66,9 @@ def bootstrap_floors(sample: Sample, config: BootstrapConfig, *, confidence: flo
             _store(out, key, bound, "min")
     if sample.stars:
         cols = star_arrays(sample.stars, sample.keys)
-        for size_bin in size_bins(sample.stars):
+        # floors exist for the checked bins only (stars above the last bin are in "all")
+        for size_bin in [b for b in size_bins(sample.stars)
+                         if b == "all" or b in PHOTOMETRY_BINS]:
             terms = photometry_terms(cols, len(sample.keys), size_bin)
             n_cont = float(terms["anomalous"][1].sum())
             for metric, (fld, kind) in PHOTOMETRY_METRICS.items():
