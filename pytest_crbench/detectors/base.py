@@ -13,13 +13,13 @@ method; :func:`as_prediction` accepts a bare boolean mask or a probability array
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
 from pytest_crbench.errors import CRBenchDetectorError
 
-__all__ = ["Prediction", "Detector", "threshold_mask", "as_prediction"]
+__all__ = ["typed_params", "Prediction", "Detector", "threshold_mask", "as_prediction"]
 
 
 @dataclass
@@ -164,3 +164,23 @@ def parse_options(text: str, detector: str, valid) -> dict[str, str]:
                 f"keys: {', '.join(valid)}")
         opts[key] = value
     return opts
+
+
+def typed_params(detector: str, params: Mapping[str, Any], defaults: Mapping[str, Any],
+                 types: Mapping[str, Callable[[Any], Any]]) -> dict[str, Any]:
+    """``defaults`` updated with ``params``, each converted by ``types``; an unknown name
+    or a value that does not convert is one :class:`CRBenchDetectorError` naming
+    ``detector`` and what it accepts."""
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        raise CRBenchDetectorError(
+            f"{detector}: unknown parameter(s) {', '.join(unknown)}; valid: "
+            f"{', '.join(defaults)}")
+    out = dict(defaults)
+    for k, v in params.items():
+        try:
+            out[k] = types[k](v)
+        except (TypeError, ValueError):
+            raise CRBenchDetectorError(
+                f"{detector}: {k} must be a {types[k].__name__}, got {v!r}") from None
+    return out

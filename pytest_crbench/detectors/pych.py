@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from pytest_crbench.detectors.base import Prediction, parse_options
+from pytest_crbench.detectors.base import Prediction, parse_options, typed_params
 from pytest_crbench.errors import CRBenchDetectorError
 
 __all__ = ["DEFAULTS", "PychDetector", "box_candidates", "make_detector"]
@@ -78,17 +78,7 @@ class PychDetector:
     threshold = None
 
     def __init__(self, **params: Any) -> None:
-        unknown = sorted(set(params) - set(DEFAULTS))
-        if unknown:
-            raise CRBenchDetectorError(
-                f"pych: unknown parameter(s) {', '.join(unknown)}; valid: {', '.join(DEFAULTS)}")
-        self.params = dict(DEFAULTS)
-        for k, v in params.items():
-            try:
-                self.params[k] = _TYPES[k](v)
-            except (TypeError, ValueError):
-                raise CRBenchDetectorError(
-                    f"pych: {k} must be a {_TYPES[k].__name__}, got {v!r}") from None
+        self.params = typed_params("pych", params, DEFAULTS, _TYPES)
         p = self.params
         if p["box"] < 8 or p["box"] % 2 or p["gap"] <= 0 or p["niter"] < 1 \
                 or not 1 <= p["votes"] <= 4 or p["min_pixels"] < 2:

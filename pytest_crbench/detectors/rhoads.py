@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from pytest_crbench.detectors.base import Prediction, parse_options
+from pytest_crbench.detectors.base import Prediction, parse_options, typed_params
 from pytest_crbench.errors import CRBenchDetectorError
 
 __all__ = ["DEFAULTS", "RhoadsDetector", "filter_kernel", "make_detector"]
@@ -91,17 +91,7 @@ class RhoadsDetector:
     threshold = None
 
     def __init__(self, **params: Any) -> None:
-        unknown = sorted(set(params) - set(DEFAULTS))
-        if unknown:
-            raise CRBenchDetectorError(
-                f"rhoads: unknown parameter(s) {', '.join(unknown)}; valid: {', '.join(DEFAULTS)}")
-        self.params = dict(DEFAULTS)
-        for k, v in params.items():
-            try:
-                self.params[k] = _TYPES[k](v)
-            except (TypeError, ValueError):
-                raise CRBenchDetectorError(
-                    f"rhoads: {k} must be a {_TYPES[k].__name__}, got {v!r}") from None
+        self.params = typed_params("rhoads", params, DEFAULTS, _TYPES)
         p = self.params
         if p["fwhm"] <= 0.5 or p["sigma"] <= 0 or p["grow"] <= 0 or p["niter"] < 1 \
                 or p["radius"] < 1:
