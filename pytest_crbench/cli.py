@@ -172,19 +172,90 @@ def _check_product(path: Path, *, loader: str, shown: str) -> list:
         raise type(exc)(f"refused, nothing was written: {exc}") from None
 
 
+def _plan_item(item: str, args, directory: Path, temps: list) -> tuple:
+    """Name, hash and contents of one FILE or URL (a URL is downloaded into a temporary
+    file, appended to ``temps``).  Returns (RegistryEntry, source path or None,
+    exposures)."""
+    import tempfile
+    from urllib.parse import urlparse
+
+    from pytest_crbench._util import sha256_file
+    from pytest_crbench.datasets.cache import download_once
+    from pytest_crbench.datasets.catalog import (RegistryEntry, check_name, check_url,
+                                                 normalize_hash)
+    from pytest_crbench.errors import CRBenchConfigError
+
+    parsed = urlparse(item)
+    if parsed.scheme not in ("http", "https", "ftp"):
+        source = Path(item).expanduser().resolve()
+        if not source.is_file():
+            raise CRBenchConfigError(f"{item}: no such file")
+        name = check_name(args.name or source.name, where="crbench data add")
+        digest = sha256_file(source)
+        if args.sha256 and normalize_hash(args.sha256, where="--sha256") != digest:
+            raise CRBenchConfigError(
+                f"{source}: sha256 is {digest}, not the expected {args.sha256}")
+        url = args.url or source.as_uri()
+        check_url(url, where="--url")
+        return (RegistryEntry(name, digest, url), source,
+                _check_product(source, loader=args.loader, shown=item))
+    url = check_url(item, where="crbench data add")
+    name = check_name(args.name or Path(parsed.path).name or "download",
+                      where="crbench data add")
+    if "uri=" in parsed.query and not args.name:  # MAST: ...?uri=mast:HST/product/X
+        name = check_name(parsed.query.rsplit("/", 1)[-1], where="crbench data add")
+    if args.offline:
+        if not args.sha256:
+            raise CRBenchConfigError(
+                f"{item}: --offline needs --sha256 (the hash cannot be computed "
+                "without downloading)")
+        return RegistryEntry(name, normalize_hash(args.sha256, where="--sha256"), url), None, []
+    fd, tmpname = tempfile.mkstemp(prefix=f".{name}.", suffix=".add.part", dir=directory)
+    os.close(fd)
+    source = Path(tmpname)
+    temps.append(source)
+    download_once(url, source, timeout=args.timeout, progress=not args.no_progress)
+    digest = sha256_file(source)
+    if args.sha256 and normalize_hash(args.sha256, where="--sha256") != digest:
+        raise CRBenchConfigError(f"{item}: sha256 is {digest}, not the expected {args.sha256}")
+    return (RegistryEntry(name, digest, url), source,
+            _check_product(source, loader=args.loader, shown=item))
+
+
+def _check_group_exposures(args, exposures: list) -> None:
+    """A scored group needs 2 exposures of each chip, none of them all-zero or far off
+    the others' level (that would bias the references): refused now, not at every run."""
+    from pytest_crbench.errors import CRBenchConfigError
+    from pytest_crbench.science.exposures import Group, check_levels
+
+    per_chip: dict = {}
+    for e in exposures:
+        per_chip[e.chip] = per_chip.get(e.chip, 0) + 1
+    thin = sorted(c for c, n in per_chip.items() if n < 2)
+    if thin and args.kind != "crsplit":
+        raise CRBenchConfigError(
+            f"--group {args.group}: a scored group needs at least 2 exposures "
+            f"of each chip; chip(s) {thin} have 1 (add more files, or --smoke "
+            "for a smoke-only dataset)")
+    for chip in sorted(per_chip):
+        members = [e for e in exposures if e.chip == chip]
+        try:
+            check_levels(Group(args.group, members, kind=args.kind))
+        except CRBenchError as exc:
+            raise type(exc)(f"refused, nothing was written: {exc}") from None
+
+
 def cmd_add(args) -> int:
     """Validate everything (names, hashes, FITS contents, groups) first; then install the
     files, the registry and the groups file, each atomically."""
     import shutil
-    import tempfile
-    from urllib.parse import urlparse
+    import tomllib
 
     from pytest_crbench._util import atomic_write, sha256_file
-    from pytest_crbench.datasets.cache import download_once, ensure_dir
+    from pytest_crbench.datasets.cache import ensure_dir
     from pytest_crbench.datasets.catalog import (
-        RegistryEntry, check_name, check_url, load_groups, load_registry, normalize_hash,
-        parse_groups, plan_registry_entries, plan_user_group, user_groups_path,
-        user_registry_path)
+        load_groups, load_registry, parse_groups, plan_registry_entries, plan_user_group,
+        user_groups_path, user_registry_path)
     from pytest_crbench.datasets.simulate import PRESETS
     from pytest_crbench.errors import CRBenchConfigError
 
@@ -200,87 +271,30 @@ def cmd_add(args) -> int:
             f"--dataset {args.dataset!r} is a simulated preset; choose another name")
     package = load_groups(None, registry=known)
     gpath = user_groups_path(directory)
-    # 1. every item: name, hash, contents (URLs are downloaded into temporary files)
     entries, installs, temps, exposures = [], [], [], []
     try:
+        # 1. every item: name, hash, contents (URLs are downloaded into temporary files)
         for item in args.items:
-            parsed = urlparse(item)
-            if parsed.scheme in ("http", "https", "ftp"):
-                url = check_url(item, where="crbench data add")
-                name = check_name(args.name or Path(parsed.path).name or "download",
-                                  where="crbench data add")
-                if "uri=" in parsed.query and not args.name:  # MAST: ...?uri=mast:HST/product/X
-                    name = check_name(parsed.query.rsplit("/", 1)[-1], where="crbench data add")
-                if args.offline:
-                    if not args.sha256:
-                        raise CRBenchConfigError(
-                            f"{item}: --offline needs --sha256 (the hash cannot be computed "
-                            "without downloading)")
-                    digest, source = normalize_hash(args.sha256, where="--sha256"), None
-                else:
-                    fd, tmpname = tempfile.mkstemp(prefix=f".{name}.", suffix=".add.part",
-                                                   dir=directory)
-                    os.close(fd)
-                    source = Path(tmpname)
-                    temps.append(source)
-                    download_once(url, source, timeout=args.timeout,
-                                   progress=not args.no_progress)
-                    digest = sha256_file(source)
-                    if args.sha256 and normalize_hash(args.sha256, where="--sha256") != digest:
-                        raise CRBenchConfigError(
-                            f"{item}: sha256 is {digest}, not the expected {args.sha256}")
-                    exposures += _check_product(source, loader=args.loader, shown=item)
-            else:
-                source = Path(item).expanduser().resolve()
-                if not source.is_file():
-                    raise CRBenchConfigError(f"{item}: no such file")
-                name = check_name(args.name or source.name, where="crbench data add")
-                digest = sha256_file(source)
-                if args.sha256 and normalize_hash(args.sha256, where="--sha256") != digest:
-                    raise CRBenchConfigError(
-                        f"{source}: sha256 is {digest}, not the expected {args.sha256}")
-                url = args.url or source.as_uri()
-                check_url(url, where="--url")
-                exposures += _check_product(source, loader=args.loader, shown=item)
-            if name in known and known[name].sha256 != digest:
+            entry, source, found = _plan_item(item, args, directory, temps)
+            if entry.name in known and known[entry.name].sha256 != entry.sha256:
                 raise CRBenchConfigError(
-                    f"{name}: already registered ({known[name].source}) with another sha256; "
-                    "use --name to give it another name")
-            entries.append(RegistryEntry(name, digest, url))
+                    f"{entry.name}: already registered ({known[entry.name].source}) with "
+                    "another sha256; use --name to give it another name")
+            entries.append(entry)
+            exposures += found
             if source is not None:
-                installs.append((source, directory / name, digest))
+                installs.append((source, directory / entry.name, entry.sha256))
         # 2. the new registry and groups file, validated together
         registry_text = plan_registry_entries(user_registry_path(directory), entries)
         groups_text = None
         if args.group:
             if not args.smoke:
-                per_chip: dict = {}
-                for e in exposures:
-                    per_chip[e.chip] = per_chip.get(e.chip, 0) + 1
-                thin = sorted(c for c, n in per_chip.items() if n < 2)
-                if thin and args.kind != "crsplit":
-                    raise CRBenchConfigError(
-                        f"--group {args.group}: a scored group needs at least 2 exposures "
-                        f"of each chip; chip(s) {thin} have 1 (add more files, or --smoke "
-                        "for a smoke-only dataset)")
-                # an all-zero exposure or one far off the others' level would bias the
-                # references: refused now rather than at every run
-                from pytest_crbench.science.exposures import Group, check_levels
-
-                for chip in sorted(per_chip):
-                    members = [e for e in exposures if e.chip == chip]
-                    try:
-                        check_levels(Group(args.group, members, kind=args.kind))
-                    except CRBenchError as exc:
-                        raise type(exc)(f"refused, nothing was written: {exc}") from None
+                _check_group_exposures(args, exposures)
             groups_text = plan_user_group(
                 gpath, group=args.group, kind=args.kind, files=[e.name for e in entries],
                 loader=args.loader, instrument=args.instrument or "", dataset=args.dataset,
                 description=args.description or "", scored=not args.smoke, package=package)
-            registry = dict(known)
-            registry.update({e.name: e for e in entries})
-            import tomllib
-
+            registry = {**known, **{e.name: e for e in entries}}
             parse_groups(tomllib.loads(groups_text), source=str(gpath), registry=registry)
         # 3. write: files, registry, groups — each atomically
         for source, dest, digest in installs:

@@ -6,7 +6,7 @@ from pytest_crbench.bench.checks import PhotometryCheck, PixelFloorCheck
 from pytest_crbench.reporting.formatting import pct
 
 __all__ = ["score_table", "paper_table", "photometry_table", "density_lines",
-           "stability_lines", "summary_lines"]
+           "stability_lines", "dataset_lines", "summary_lines"]
 
 METRIC_ORDER = ("recall", "precision", "f1", "f2")
 
@@ -182,41 +182,48 @@ def stability_lines(analysis) -> list[str]:
             "  " + tail]
 
 
+def dataset_lines(bench, ds: str) -> list[str]:
+    """The per-dataset block of the summary: Table 1 against the reference and the
+    truth, the reference audit per region, the threshold sweeps."""
+    results = bench.results
+    table = paper_table(results.evaluations, ds)
+    if not table:
+        return []
+    out = [f"dataset {ds}: recall and precision (%) per star region "
+           "(region k: pixels above k x background RMS)",
+           f"  against the reference: {bench.settings.reference_config().describe()}"]
+    out += ["  " + line for line in table]
+    truth = paper_table(results.evaluations, ds, "truth")
+    if truth:
+        left_out = next(e.excluded("full") for e in results.evaluations
+                        if e.dataset == ds and e.has_truth)
+        out.append(f"  against the truth: CRTRUTH > {bench.settings.truth_snr:g} sigma "
+                   f"({left_out} pixels of fainter injected charge left out of both "
+                   "classes)")
+        out += ["  " + line for line in truth]
+    summary = {d.name: d for d in results.dataset_summaries}.get(ds)
+    if summary is not None and summary.audit:
+        rows = [row.to_record() for row in summary.audit]
+        n = len({(r["group"], r["exposure"]) for r in rows})
+        regions = next(e.regions for e in results.evaluations if e.dataset == ds)
+        out.append(f"  reference audit against CRTRUTH ({n} exposures; significant: "
+                   f"charge > {bench.settings.truth_snr:g} sigma):")
+        out += ["  " + line for line in audit_table(rows, regions)]
+    sweeps = {ev.detector: ev.sweep for ev in results.evaluations
+              if ev.dataset == ds and ev.sweep is not None}
+    if sweeps:
+        from pytest_crbench.reporting.sweep_figures import sweep_lines
+
+        out += sweep_lines(sweeps, ds)
+    return out
+
+
 def summary_lines(bench) -> list[str]:
     """The terminal summary of a :class:`~pytest_crbench.bench.run.BenchSession`."""
     out: list[str] = []
     results = bench.results
-    summaries = {d.name: d for d in results.dataset_summaries}
     for ds in bench.settings.dataset:
-        table = paper_table(results.evaluations, ds)
-        if not table:
-            continue
-        out.append(f"dataset {ds}: recall and precision (%) per star region "
-                   "(region k: pixels above k x background RMS)")
-        out.append(f"  against the reference: {bench.settings.reference_config().describe()}")
-        out += ["  " + line for line in table]
-        truth = paper_table(results.evaluations, ds, "truth")
-        if truth:
-            left_out = next(e.excluded("full") for e in results.evaluations
-                            if e.dataset == ds and e.has_truth)
-            out.append(f"  against the truth: CRTRUTH > {bench.settings.truth_snr:g} sigma "
-                       f"({left_out} pixels of fainter injected charge left out of both "
-                       "classes)")
-            out += ["  " + line for line in truth]
-        summary = summaries.get(ds)
-        if summary is not None and summary.audit:
-            rows = [row.to_record() for row in summary.audit]
-            n = len({(r["group"], r["exposure"]) for r in rows})
-            regions = next(e.regions for e in results.evaluations if e.dataset == ds)
-            out.append(f"  reference audit against CRTRUTH ({n} exposures; significant: "
-                       f"charge > {bench.settings.truth_snr:g} sigma):")
-            out += ["  " + line for line in audit_table(rows, regions)]
-        sweeps = {ev.detector: ev.sweep for ev in results.evaluations
-                  if ev.dataset == ds and ev.sweep is not None}
-        if sweeps:
-            from pytest_crbench.reporting.sweep_figures import sweep_lines
-
-            out += sweep_lines(sweeps, ds)
+        out += dataset_lines(bench, ds)
     from pytest_crbench.reporting.statistics import comparison_lines, interval_table
 
     s = bench.settings
