@@ -46,52 +46,92 @@ class ReferenceConfig:
             raise CRBenchDataError(f"sat_box must be an odd number >= 1, got {self.sat_box}")
 
 
-def _stack_on_grid(group: Group, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rates (n, H, W) of every exposure on exposure *i*'s grid (NaN = no data), their
-    exposure times and read noises; row 0 is exposure *i* itself."""
+#: Rows per strip of :func:`reference_for`: the float temporaries of a strip of a 9216-px
+#: wide chip stay below ~50 MB whatever the chip height.
+STRIP_ROWS = 512
+#: Rows read beyond each strip edge: the 3x3 growth of the CR flags and the saturation
+#: box need ``sat_box // 2`` (3) rows of context.
+_HALO_MIN = 4
+
+
+def _others_on_grid(group: Group, i: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Images and bad-pixel masks of every exposure on exposure *i*'s grid; row 0 is *i*.
+
+    Pixel-aligned groups return views of the exposures themselves (no copy); dithered
+    groups are resampled through their WCS
+    (:func:`pytest_crbench.science.alignment.resample_onto`, NaN = no data).
+    """
     exps = group.exposures
-    order = [i] + [j for j in range(len(exps)) if j != i]
     if group.kind == "dithered":
         from pytest_crbench.science.alignment import resample_onto
 
-        others = resample_onto(exps, i, mask_bad=True)  # others on i's grid, NaN = no data
-        images = [exps[i].sci] + [others[m] for m in range(others.shape[0])]
-        bad = [exps[i].bad_pixels] + [~np.isfinite(o) for o in others]
-    else:
-        images = [exps[j].sci for j in order]
-        bad = [exps[j].bad_pixels for j in order]
-    times = np.array([exps[j].exptime for j in order], np.float64)
-    noise = np.array([exps[j].read_noise for j in order], np.float64)
-    rates = np.stack([np.where(b, np.nan, img / t) for img, b, t in zip(images, bad, times)])
-    return rates.astype(np.float32), times, noise
+        others = resample_onto(exps, i, mask_bad=True)
+        return ([exps[i].sci] + [others[m] for m in range(others.shape[0])],
+                [exps[i].bad_pixels] + [~np.isfinite(o) for o in others])
+    order = [i] + [j for j in range(len(exps)) if j != i]
+    return [exps[j].sci for j in order], [exps[j].dq for j in order]
 
 
-def build_reference(group: Group, config: ReferenceConfig | None = None) -> Reference:
-    """Reference clean image, CR mask and ignore mask for every exposure of ``group``."""
+def nanmedian0(stack: np.ndarray) -> np.ndarray:
+    """Median over axis 0 ignoring NaN, for a short axis 0 (a group of exposures).
+
+    Equal, bit for bit, to ``np.nanmedian(stack, axis=0)`` (all-NaN lanes give NaN, an
+    even count the mean of the two middle values in the stack's dtype), about 3x faster
+    on 4-exposure float32 stacks: one sort along the short axis instead of NumPy's
+    per-lane masked median (the reference's hot spot in pitfalls.md).
+    """
+    s = np.sort(stack, axis=0)  # NaN sorts last
+    n = np.count_nonzero(np.isfinite(stack), axis=0)
+    lo = np.take_along_axis(s, np.maximum((n - 1) // 2, 0)[None], 0)[0]
+    hi = np.take_along_axis(s, (n // 2).clip(max=stack.shape[0] - 1)[None], 0)[0]
+    with np.errstate(invalid="ignore"):
+        return np.where(n > 0, (lo + hi) / stack.dtype.type(2), np.nan).astype(stack.dtype)
+
+
+def reference_for(group: Group, i: int, config: ReferenceConfig | None = None, *,
+                  strip_rows: int = STRIP_ROWS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Clean image (float32), CR mask and ignore mask of exposure *i* of ``group``.
+
+    Computed in strips of ``strip_rows`` rows (each read with a few rows of context for
+    the 3x3 flag growth and the saturation box), so the float temporaries are those of
+    one strip, never of the whole chip: the result does not depend on ``strip_rows``.
+    """
     from scipy import ndimage
 
     config = config or ReferenceConfig()
-    n = len(group.exposures)
+    exps = group.exposures
+    n = len(exps)
     if n < 2:
         raise CRBenchDataError(
             f"group {group.name!r} has {n} exposure; a reference needs at least 2 exposures "
             "of the same field"
         )
-    cleans, masks, ignores = [], [], []
+    images, bads = _others_on_grid(group, i)
+    order = [i] + [j for j in range(n) if j != i]
+    times = np.array([exps[j].exptime for j in order], np.float64)
+    rn = np.array([exps[j].read_noise for j in order], np.float64)
+    exp = exps[i]
+    t = times[0]
+    sat_level = config.saturation if config.saturation is not None else exp.saturation
+    H = exp.shape[0]
+    halo = max(_HALO_MIN, config.sat_box // 2 + 1)
+    clean = np.empty(exp.shape, np.float32)
+    crmask = np.empty(exp.shape, bool)
+    ignore = np.empty(exp.shape, bool)
     grow = np.ones((3, 3), bool)
-    for i, exp in enumerate(group.exposures):
-        rates, times, rn = _stack_on_grid(group, i)
-        t = times[0]
+    box = np.ones((config.sat_box, config.sat_box), bool)
+    for r0 in range(0, H, max(1, int(strip_rows))):
+        r1 = min(H, r0 + strip_rows)
+        a0, a1 = max(0, r0 - halo), min(H, r1 + halo)
+        keep = slice(r0 - a0, r1 - a0)
+        rates = np.stack([np.where(b[a0:a1] != 0, np.nan, img[a0:a1] / tk)
+                          for img, b, tk in zip(images, bads, times)]).astype(np.float32)
+        sci = exp.sci[a0:a1]
         if n == 2:
             model_rate = rates[1]
             model_var = (rn[1] ** 2 + np.maximum(rates[1] * times[1], 0)) / times[1] ** 2
         else:
-            with np.errstate(all="ignore"):
-                import warnings
-
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    model_rate = np.nanmedian(rates, axis=0)
+            model_rate = nanmedian0(rates)
             n_good = np.sum(np.isfinite(rates), axis=0)
             # variance of a median of m values ≈ (π/2) σ²/m, σ² from the mean exposure
             mean_var = np.mean((rn[:, None, None] ** 2 + np.maximum(
@@ -101,24 +141,33 @@ def build_reference(group: Group, config: ReferenceConfig | None = None) -> Refe
             # a median of fewer than 2 other good values cannot reject a cosmic ray
             n_other = np.sum(np.isfinite(rates[1:]), axis=0)
             model_rate = np.where(n_other >= 1, model_rate, np.nan)
+        del rates
         model = model_rate * t
         covered = np.isfinite(model)
-        model = np.where(covered, model, exp.sci)
+        model = np.where(covered, model, sci)
         var = rn[0] ** 2 + np.maximum(model, 0) + np.nan_to_num(model_var) * t * t
         sigma = np.sqrt(var)
-        diff = exp.sci - model
+        diff = sci - model
         core = (diff > config.snr_high * sigma) & covered
         grown = ndimage.binary_dilation(core, structure=grow) & (diff > config.snr_low * sigma)
-        crmask = (core | grown) & covered
-        sat_level = config.saturation if config.saturation is not None else exp.saturation
-        saturated = exp.sci >= sat_level
+        cr = (core | grown) & covered
+        saturated = sci >= sat_level
         if config.sat_box > 1 and saturated.any():
-            box = np.ones((config.sat_box, config.sat_box), bool)
             saturated = ndimage.binary_dilation(saturated, structure=box)
-        ignore = exp.bad_pixels | saturated | ~covered
-        clean = np.where(crmask, model, exp.sci).astype(np.float32)
+        ign = exp.bad_pixels[a0:a1] | saturated | ~covered
+        clean[r0:r1] = np.where(cr, model, sci)[keep]
+        crmask[r0:r1] = (cr & ~ign)[keep]
+        ignore[r0:r1] = ign[keep]
+    return clean, crmask, ignore
+
+
+def build_reference(group: Group, config: ReferenceConfig | None = None) -> Reference:
+    """Reference clean image, CR mask and ignore mask for every exposure of ``group``."""
+    cleans, masks, ignores = [], [], []
+    for i in range(len(group.exposures)):
+        clean, crmask, ignore = reference_for(group, i, config)
         cleans.append(clean)
-        masks.append(crmask & ~ignore)
+        masks.append(crmask)
         ignores.append(ignore)
     return Reference(group=group.name, clean=cleans, crmask=masks, ignore=ignores)
 
