@@ -74,7 +74,8 @@ class BenchSession:
         from pytest_crbench.detectors.specs import load_detector
 
         return self._cached(self._detectors, spec, lambda: load_detector(
-            spec, threshold=self.settings.threshold, device=self.settings.device))
+            spec, threshold=self.settings.threshold, device=self.settings.device,
+            precision=self.settings.precision))
 
     def dataset(self, name: str):
         """The loaded :class:`~pytest_crbench.science.exposures.Dataset` (built or fetched once)."""

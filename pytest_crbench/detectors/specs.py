@@ -152,7 +152,8 @@ def _unknown(spec: str, why: str = "") -> CRBenchDetectorError:
         f"Available names: {avail}")
 
 
-def load_detector(spec: str, *, threshold: float | None = None, device: str = "cpu") -> Detector:
+def load_detector(spec: str, *, threshold: float | None = None, device: str = "cpu",
+                  precision: str = "fp32") -> Detector:
     """Build the detector a spec string names (see the module docstring for the forms)."""
     if not isinstance(spec, str) or not spec.strip():
         raise _unknown(str(spec), " (empty)")
@@ -167,7 +168,8 @@ def load_detector(spec: str, *, threshold: float | None = None, device: str = "c
         if not model.strip() or (plus and not inpaint.strip()):
             raise _unknown(spec, " (deepcr needs deepcr:<mask> or deepcr:<mask>+<inpaint>)")
         det = DeepCRDetector(model.strip(), threshold=0.5 if threshold is None else threshold,
-                             device=device, inpaint=inpaint.strip() or None)
+                             device=device, inpaint=inpaint.strip() or None,
+                             precision=precision)
         canonical = det.name
     elif low == "astroscrappy":
         from pytest_crbench.detectors.astroscrappy import make_detector
