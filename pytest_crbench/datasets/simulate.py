@@ -122,6 +122,9 @@ class SimSpec:
     groups: tuple[GroupSpec, ...]
     seed: int = 20230501
     description: str = ""
+    #: simulated camera written strip by strip (:mod:`pytest_crbench.datasets.csst`);
+    #: "" = the ACS/WFC simulator of this module, whole chips in memory
+    camera: str = ""
 
     @property
     def n_groups(self) -> int:
@@ -160,6 +163,12 @@ PRESETS: dict[str, SimSpec] = {
         (GroupSpec("2012-06-20", (400.0, 1000.0, 2000.0)),
          GroupSpec("2019-08-11", (600.0, 1500.0, 3000.0))), seed=20230503,
         description="2 groups x 3 exposures of 128x128, for fast tests",
+    ),
+    "sim-csst": SimSpec(
+        "sim-csst", (9232, 9216), (GroupSpec("2027-06-01", (150.0, 150.0, 150.0)),),
+        seed=20270601, camera="csst",
+        description="1 group x 3 exposures of one CSST main-survey chip (9216x9232, 150 s), "
+                    "generated strip by strip",
     ),
 }
 
@@ -462,13 +471,24 @@ def deposit_cosmic_rays(shape: tuple[int, int], events: dict) -> CosmicRays:
     fell inside the image; ``events["charge"]`` is replaced by that charge and
     ``events["npix"]`` records the affected pixels.
     """
+    pix, charge, ev = deposit_sparse(shape, events)
+    crtruth = np.bincount(pix, weights=charge, minlength=shape[0] * shape[1]).reshape(shape)
+    return CosmicRays(crtruth.astype(np.float32), ev)
+
+
+def deposit_sparse(shape: tuple[int, int], events: dict
+                   ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """:func:`deposit_cosmic_rays` without the image: flat pixel indices (sorted) and
+    their charges (e-, one entry per event and pixel), and the updated event table.
+    Chips too large for a full-frame image (:mod:`pytest_crbench.datasets.csst`) add
+    them strip by strip."""
     ny, nx = shape
     npix_img = ny * nx
     ev = {k: np.asarray(v, dtype=float).copy() for k, v in events.items()}
     n = ev["x"].size
     if n == 0:
         ev["npix"] = np.zeros(0, int)
-        return CosmicRays(np.zeros(shape, np.float32), ev)
+        return np.zeros(0, np.int64), np.zeros(0), ev
     # --- points along each track (symmetrical about the centre) -------------------------
     k_pts = np.maximum(1, np.ceil(ev["length"] / 0.5).astype(int) + 1)
     eid = np.repeat(np.arange(n), k_pts)
@@ -511,10 +531,10 @@ def deposit_cosmic_rays(shape: tuple[int, int], events: dict) -> CosmicRays:
     kept = np.bincount(e_k, weights=c_k, minlength=n)
     scale = np.divide(in_image, kept, out=np.zeros(n), where=kept > 0)
     c_k = c_k * scale[e_k]
-    crtruth = np.bincount(pix_k, weights=c_k, minlength=npix_img).reshape(shape)
     ev["charge"] = in_image
     ev["npix"] = np.bincount(e_k, minlength=n)
-    return CosmicRays(crtruth.astype(np.float32), ev)
+    order = np.argsort(pix_k, kind="stable")
+    return pix_k[order], c_k[order], ev
 
 
 def simulate_cosmic_rays(shape: tuple[int, int], exptime: float, *, date: str,
@@ -764,7 +784,11 @@ def _is_current(folder: Path, spec: SimSpec) -> bool:
 def _build(spec: SimSpec, dest: Path) -> None:
     """Simulate ``spec`` and write it into the (empty) folder ``dest``, manifest last."""
     groups = []
-    for i, g in enumerate(spec.groups):
+    if spec.camera:
+        from pytest_crbench.datasets.csst import CAMERAS, build_chunked
+
+        groups = build_chunked(spec, dest, CAMERAS[spec.camera])
+    for i, g in enumerate(spec.groups if not spec.camera else ()):
         group = simulate_group(spec.shape, g.exptimes, g.date,
                                seed=np.random.SeedSequence([spec.seed, i]),
                                name=_group_name(spec, i))
@@ -868,7 +892,7 @@ __all__ = [
     "SIMULATOR_VERSION", "PRESETS", "SimSpec", "GroupSpec", "Scene", "Detector", "CosmicRays",
     "cr_fraction_per_1000s", "cr_event_rate", "decimal_year", "render_stars",
     "render_galaxies", "make_scene", "make_detector", "sample_cr_events",
-    "deposit_cosmic_rays", "simulate_cosmic_rays", "expose", "simulate_group",
+    "deposit_cosmic_rays", "deposit_sparse", "simulate_cosmic_rays", "expose", "simulate_group",
     "simulate_dithered_group", "tan_wcs_header", "simulate_dataset", "ensure_simulated",
     "load_simulated", "DQ_SATURATED", "DQ_HOT", "DQ_BADCOL", "FULL_WELL", "READ_NOISE",
 ]
