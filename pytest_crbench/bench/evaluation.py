@@ -17,7 +17,7 @@ import numpy as np
 from pytest_crbench.detectors.base import Prediction, as_prediction
 from pytest_crbench.science.metrics import Counts, confusion
 from pytest_crbench.science.exposures import Dataset, Exposure, Group
-from pytest_crbench.science.reference import ReferenceConfig, audit_reference, build_reference
+from pytest_crbench.science.reference import ReferenceConfig, audit_exposure, reference_for
 from pytest_crbench.science.regions import background, region_map, region_name, regions_from_map
 
 
@@ -57,17 +57,28 @@ class PreparedDataset:
                 "ks": list(self.ks)}
 
 
+def prepare_exposure(group: Group, i: int, ks, ref_config: ReferenceConfig | None = None
+                     ) -> tuple[PreparedExposure, dict | None]:
+    """Reference, star-region map and reference-audit row (None without truth) of
+    exposure ``i`` of ``group``: what every detector shares, computed once per exposure."""
+    exp = group.exposures[i]
+    clean, crmask, ignore = reference_for(group, i, ref_config)
+    audit = audit_exposure(group.name, exp, crmask, ignore)
+    bkg = background(clean, ignore)
+    rmap = region_map(clean, ignore, ks, bkg=bkg)
+    return PreparedExposure(group, exp, clean, crmask, ignore, rmap, bkg.rms), audit
+
+
 def prepare(dataset: Dataset, ks, ref_config: ReferenceConfig | None = None) -> PreparedDataset:
     """References, region maps and the reference audit of every group of ``dataset``."""
     t0 = time.perf_counter()
     prepared, audit = [], []
     for group in dataset.groups:
-        ref = build_reference(group, ref_config)
-        audit.extend(audit_reference(group, ref))
-        for exp, clean, crmask, ignore in zip(group.exposures, ref.clean, ref.crmask, ref.ignore):
-            bkg = background(clean, ignore)
-            rmap = region_map(clean, ignore, ks, bkg=bkg)
-            prepared.append(PreparedExposure(group, exp, clean, crmask, ignore, rmap, bkg.rms))
+        for i in range(len(group.exposures)):
+            pe, row = prepare_exposure(group, i, ks, ref_config)
+            prepared.append(pe)
+            if row is not None:
+                audit.append(row)
     return PreparedDataset(dataset, sorted(ks), prepared, audit, time.perf_counter() - t0)
 
 
@@ -137,14 +148,30 @@ def evaluate(detector, prepared: PreparedDataset, *, spec: str | None = None,
     result = Evaluation(detector=spec, version=str(getattr(detector, "version", "")),
                         dataset=prepared.dataset.name, regions=prepared.regions)
     for pe in prepared.exposures:
-        t0 = time.perf_counter()
-        pred = run_detector(detector, pe.exposure, pe.ignore, spec=spec)
-        seconds = time.perf_counter() - t0
-        regions = regions_from_map(pe.rmap, prepared.ks)
-        counts = {name: confusion(pred.mask, pe.crmask, pe.ignore, region)
-                  for name, region in regions.items()}
-        result.exposures.append(ExposureResult(pe.group.name, pe.exposure.name, counts,
-                                               pred.mask, seconds, pe.cr_fraction))
+        er, pred = score_exposure(detector, pe, prepared.ks, spec=spec)
+        result.exposures.append(er)
         if on_exposure is not None:
             on_exposure(pe, pred)
     return result
+
+
+def score_exposure(detector, pe: PreparedExposure, ks, *, spec: str | None = None
+                   ) -> tuple[ExposureResult, Prediction]:
+    """Run ``detector`` on one prepared exposure and count TP/FP/FN in every region.
+
+    The one per-exposure step of a serial and of a distributed run; the seconds are
+    the detector's alone (GPU-synchronised when the detector can wait for its device).
+    """
+    from pytest_crbench.bench.timing import synced_timer
+
+    t0 = synced_timer()
+    pred = run_detector(detector, pe.exposure, pe.ignore, spec=spec)
+    sync = getattr(detector, "synchronize", None)
+    if sync is not None:
+        sync()
+    seconds = synced_timer() - t0
+    regions = regions_from_map(pe.rmap, ks)
+    counts = {name: confusion(pred.mask, pe.crmask, pe.ignore, region)
+              for name, region in regions.items()}
+    return ExposureResult(pe.group.name, pe.exposure.name, counts, pred.mask, seconds,
+                          pe.cr_fraction), pred

@@ -175,27 +175,32 @@ def build_reference(group: Group, config: ReferenceConfig | None = None) -> Refe
 def audit_reference(group: Group, reference: Reference) -> list[dict]:
     """Precision and recall of the reference CR mask against the simulation truth.
 
-    One row per exposure that carries ``CRTRUTH``: counts and scores against every pixel
-    with injected charge, and the recall of pixels whose injected charge exceeds 5σ of
-    the pixel noise ("significant": the ones any method can see).  Ignored pixels are
-    excluded.  Exposures without truth are left out (real data).
+    One row per exposure that carries ``CRTRUTH`` (:func:`audit_exposure`); exposures
+    without truth are left out (real data).
     """
-    rows = []
-    for exp, mask, ignore in zip(group.exposures, reference.crmask, reference.ignore):
-        if exp.crtruth is None:
-            continue
-        truth = exp.crtruth > 0
-        c = confusion(mask, truth, ignore)
-        noise = np.sqrt(exp.read_noise ** 2 + np.maximum(exp.sci - exp.crtruth, 0))
-        significant = exp.crtruth > 5 * noise
-        cs = confusion(mask, significant, ignore)
-        rows.append({
-            "group": group.name, "exposure": exp.name, **c.as_dict(),
-            "precision": precision(c).value, "recall": recall(c).value,
-            "recall_significant": recall(cs).value,
-            "truth_fraction": float(truth.mean()),
-        })
-    return rows
+    rows = [audit_exposure(group.name, exp, mask, ignore)
+            for exp, mask, ignore in zip(group.exposures, reference.crmask, reference.ignore)]
+    return [r for r in rows if r is not None]
+
+
+def audit_exposure(group: str, exp, mask: np.ndarray, ignore: np.ndarray) -> dict | None:
+    """One exposure's audit row, or None without ``CRTRUTH``: counts and scores against
+    every pixel with injected charge, and the recall of pixels whose injected charge
+    exceeds 5σ of the pixel noise ("significant": the ones any method can see).  Ignored
+    pixels are excluded."""
+    if exp.crtruth is None:
+        return None
+    truth = exp.crtruth > 0
+    c = confusion(mask, truth, ignore)
+    noise = np.sqrt(exp.read_noise ** 2 + np.maximum(exp.sci - exp.crtruth, 0))
+    significant = exp.crtruth > 5 * noise
+    cs = confusion(mask, significant, ignore)
+    return {
+        "group": group, "exposure": exp.name, **c.as_dict(),
+        "precision": precision(c).value, "recall": recall(c).value,
+        "recall_significant": recall(cs).value,
+        "truth_fraction": float(truth.mean()),
+    }
 
 
 def pooled_audit(rows: list[dict]) -> dict:
