@@ -288,7 +288,7 @@ def _stability(ev: Evaluation, prepared: PreparedDataset, records: list[dict]) -
 
     region = region_name(min(prepared.ks))
     groups: dict[str, dict[str, Any]] = {}
-    dates = {pe.group.name: pe.group.date_obs for pe in prepared.exposures}
+    dates = {rec["group"]: rec["date"] for rec in records}
     for er in ev.exposures:
         g = groups.setdefault(er.group, {"group": er.group, "date": dates.get(er.group, ""),
                                          "tp": 0, "fp": 0, "fn": 0, "ratios": []})

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pytest_crbench.errors import CRBenchConfigError
-from pytest_crbench.science.exposures import Dataset
+from pytest_crbench.science.exposures import Dataset, Group
 
 
 def available() -> dict[str, str]:
@@ -40,6 +40,33 @@ def load_dataset(name: str, *, data_dir: Path | None = None, offline: bool = Fal
     )
 
 
+def dataset_layout(name: str, *, data_dir: Path | None = None, offline: bool = False
+                   ) -> tuple[Dataset, list[dict]]:
+    """``name`` without its pixels where the layout is known from a manifest (simulated
+    presets), else loaded: ``(dataset, groups)`` with ``groups`` = one dict per group
+    (name, kind, date_obs, exposure names).  With a manifest ``dataset.groups`` is
+    empty: load each group with :func:`load_group`."""
+    from pytest_crbench.datasets.cache import data_dir as resolve_data_dir
+    from pytest_crbench.datasets.simulate import PRESETS, simulated_layout
+
+    if name in PRESETS:
+        return simulated_layout(name, resolve_data_dir(data_dir))
+    dataset = load_dataset(name, data_dir=data_dir, offline=offline)
+    return dataset, [{"name": g.name, "kind": g.kind, "date_obs": g.date_obs,
+                      "exposures": [e.name for e in g.exposures]} for g in dataset.groups]
+
+
+def load_group(name: str, index: int, *, data_dir: Path | None = None,
+               offline: bool = False) -> Group:
+    """Group ``index`` of dataset ``name``: only its own files for simulated presets."""
+    from pytest_crbench.datasets.cache import data_dir as resolve_data_dir
+    from pytest_crbench.datasets.simulate import PRESETS, load_simulated_group
+
+    if name in PRESETS:
+        return load_simulated_group(name, resolve_data_dir(data_dir), index)
+    return load_dataset(name, data_dir=data_dir, offline=offline).groups[index]
+
+
 def is_scored(name: str, *, data_dir: Path | None = None) -> bool:
     """False for smoke-only datasets (single exposures: no reference can be built).
 
@@ -63,15 +90,22 @@ def is_scored(name: str, *, data_dir: Path | None = None) -> bool:
 def domain_note(detector, dataset: Dataset) -> str | None:
     """A sentence when ``dataset`` lies outside the instrument/detector a model was
     trained on (``detector.domain``, e.g. ``("ACS", "WFC")``), else None."""
-    domain = getattr(detector, "domain", None)
+    seen = {(e.instrument, e.detector) for _, e in dataset.exposures()}
+    return domain_note_for(getattr(detector, "name", detector), getattr(detector, "domain", None),
+                           dataset.name, seen)
+
+
+def domain_note_for(detector: str, domain, dataset: str, seen) -> str | None:
+    """:func:`domain_note` from plain values: the detector's name and ``domain``, and the
+    (instrument, detector) pairs ``seen`` in the dataset (what a distributed run has)."""
     if not domain:
         return None
-    seen = sorted({(e.instrument.upper(), e.detector.upper()) for _, e in dataset.exposures()})
+    seen = sorted({(str(i).upper(), str(d).upper()) for i, d in seen})
     want = tuple(str(d).upper() for d in domain)
     outside = [f"{i}/{d}" for i, d in seen if (i, d)[: len(want)] != want]
     if not outside:
         return None
-    return (f"{getattr(detector, 'name', detector)} was trained on {'/'.join(want)} data; "
-            f"{dataset.name} is {', '.join(outside)}: out of the model's domain, so its "
+    return (f"{detector} was trained on {'/'.join(want)} data; "
+            f"{dataset} is {', '.join(outside)}: out of the model's domain, so its "
             "scores test the data path and real cosmic-ray shapes, not the model's "
             "published performance")

@@ -855,37 +855,63 @@ def ensure_simulated(name: str, data_dir: Path) -> Path:
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 
-def load_simulated(name: str, data_dir: Path) -> Dataset:
-    """:func:`ensure_simulated`, then read every file back (hashes verified) into a Dataset."""
+def _current_manifest(name: str, data_dir: Path) -> tuple[Path, dict]:
     folder = ensure_simulated(name, data_dir)
     manifest = _read_manifest(folder)
     if manifest is None:
         raise CRBenchDataError(f"{folder / MANIFEST}: missing or unreadable manifest")
-    groups, files = [], {}
-    for g in manifest["groups"]:
-        exposures = []
-        for e in g["exposures"]:
-            path = folder / e["file"]
-            if not path.is_file():
-                raise CRBenchDataError(f"{path}: listed in {MANIFEST} but missing")
-            digest = _sha256(path)
-            if digest != e["sha256"]:
-                raise CRBenchDataError(
-                    f"{path}: sha256 {digest} does not match the manifest ({e['sha256']}); "
-                    f"delete {folder} to rebuild the simulated dataset")
-            chips = read_exposures(path, name=e["name"])
-            for exp in chips:
-                exp.meta.update(e.get("meta", {}))
-            exposures.extend(chips)
-            files[e["file"]] = digest
-        groups.append(Group(name=g["name"], exposures=exposures, kind=g["kind"],
-                            date_obs=g.get("date_obs", "")))
-    return Dataset(name=name, groups=groups, version=manifest["simulator_version"],
-                   provenance={
-                       "source": "simulated", "preset": name, "seed": manifest["seed"],
-                       "simulator_version": manifest["simulator_version"],
-                       "path": str(folder), "files": files,
-                   })
+    return folder, manifest
+
+
+def _provenance(name: str, folder: Path, manifest: dict) -> dict:
+    return {"source": "simulated", "preset": name, "seed": manifest["seed"],
+            "simulator_version": manifest["simulator_version"], "path": str(folder),
+            "files": {e["file"]: e["sha256"] for g in manifest["groups"]
+                      for e in g["exposures"]}}
+
+
+def _load_group(folder: Path, g: dict) -> Group:
+    exposures = []
+    for e in g["exposures"]:
+        path = folder / e["file"]
+        if not path.is_file():
+            raise CRBenchDataError(f"{path}: listed in {MANIFEST} but missing")
+        digest = _sha256(path)
+        if digest != e["sha256"]:
+            raise CRBenchDataError(
+                f"{path}: sha256 {digest} does not match the manifest ({e['sha256']}); "
+                f"delete {folder} to rebuild the simulated dataset")
+        chips = read_exposures(path, name=e["name"])
+        for exp in chips:
+            exp.meta.update(e.get("meta", {}))
+        exposures.extend(chips)
+    return Group(name=g["name"], exposures=exposures, kind=g["kind"],
+                 date_obs=g.get("date_obs", ""))
+
+
+def load_simulated(name: str, data_dir: Path) -> Dataset:
+    """:func:`ensure_simulated`, then read every file back (hashes verified) into a Dataset."""
+    folder, manifest = _current_manifest(name, data_dir)
+    return Dataset(name=name, groups=[_load_group(folder, g) for g in manifest["groups"]],
+                   version=manifest["simulator_version"],
+                   provenance=_provenance(name, folder, manifest))
+
+
+def simulated_layout(name: str, data_dir: Path) -> tuple[Dataset, list[dict]]:
+    """Preset ``name`` without pixels: ``(dataset, groups)``, the dataset with no groups
+    and :func:`load_simulated`'s provenance, and per group its name, kind, date and
+    exposure names (only the manifest is read)."""
+    folder, manifest = _current_manifest(name, data_dir)
+    layout = [{"name": g["name"], "kind": g["kind"], "date_obs": g.get("date_obs", ""),
+               "exposures": [e["name"] for e in g["exposures"]]} for g in manifest["groups"]]
+    return Dataset(name=name, groups=[], version=manifest["simulator_version"],
+                   provenance=_provenance(name, folder, manifest)), layout
+
+
+def load_simulated_group(name: str, data_dir: Path, index: int) -> Group:
+    """Group ``index`` of preset ``name`` alone (its files read and verified)."""
+    folder, manifest = _current_manifest(name, data_dir)
+    return _load_group(folder, manifest["groups"][index])
 
 
 __all__ = [
@@ -894,5 +920,5 @@ __all__ = [
     "render_galaxies", "make_scene", "make_detector", "sample_cr_events",
     "deposit_cosmic_rays", "deposit_sparse", "simulate_cosmic_rays", "expose", "simulate_group",
     "simulate_dithered_group", "tan_wcs_header", "simulate_dataset", "ensure_simulated",
-    "load_simulated", "DQ_SATURATED", "DQ_HOT", "DQ_BADCOL", "FULL_WELL", "READ_NOISE",
+    "load_simulated", "simulated_layout", "load_simulated_group", "DQ_SATURATED", "DQ_HOT", "DQ_BADCOL", "FULL_WELL", "READ_NOISE",
 ]

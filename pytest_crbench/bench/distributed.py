@@ -1,0 +1,296 @@
+"""Evaluation on a Dask cluster (``--crbench-scheduler local:N`` or ``tcp://host:port``).
+
+The per-exposure work of :mod:`pytest_crbench.bench.evaluation` and
+:mod:`pytest_crbench.bench.analysis` — reference, regions, detector inference, pixel
+counts, photometry, gallery stamps — runs on the workers; only small records travel back
+to the client: counts per region, the star photometry table, at most ``GALLERY_SIZE``
+stamp sets, the audit row.  The client assembles them with the very functions a serial
+run uses (:func:`~pytest_crbench.bench.analysis.add_group_stars`,
+:meth:`~pytest_crbench.bench.analysis.ExposurePhotometry.add`,
+:func:`~pytest_crbench.bench.analysis.analyse`), in exposure order, so the results do
+not depend on the number of workers or on which worker ran what: the results JSON of a
+distributed run equals a serial run's except for timing (tested on ``sim-tiny``).
+
+The graph, per dataset (every configured detector shares the references):
+
+1. ``prepare``: per exposure, :func:`~pytest_crbench.bench.evaluation.prepare_exposure`
+   on a worker, which reads only the exposure's group from the data cache (simulated
+   presets are read group by group).  The prepared exposure stays on that worker.
+2. ``stars``: per exposure, :func:`~pytest_crbench.science.photometry.find_stars` on
+   its clean reference, where it lies; the small star lists come to the client, which
+   matches each group (:func:`~pytest_crbench.bench.analysis.add_group_stars`).
+3. ``score``: per detector and exposure, on the worker that holds the prepared exposure
+   (Dask's data locality): inference, counts, photometry.  Detectors are loaded once per
+   worker process and kept (:func:`_detector`), never per task.
+
+At most ``window`` groups are in flight; a group's prepared exposures are released as
+soon as every detector has scored them, which bounds the memory of each worker.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+from pytest_crbench.errors import CRBenchConfigError, CRBenchDataError
+
+__all__ = ["WorkerOptions", "DaskEngine", "DistributedResult", "CONNECT_TIMEOUT"]
+
+#: Seconds to wait for a scheduler address to answer before giving up.
+CONNECT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """What a worker needs to rebuild datasets and detectors (plain and picklable)."""
+
+    data_dir: str | None
+    offline: bool
+    ks: tuple[int, ...]
+    threshold: float | None
+    device: str
+    precision: str
+    fill_method: str
+
+    @classmethod
+    def from_settings(cls, settings) -> "WorkerOptions":
+        return cls(None if settings.data_dir is None else str(settings.data_dir),
+                   bool(settings.offline), tuple(sorted(settings.k)), settings.threshold,
+                   settings.device, settings.precision, settings.fill_method)
+
+
+# ------------------------------------------------------------------ worker-side state
+# One dict per worker process: detectors by (spec, threshold, device, precision) and
+# the last loaded groups.  Module globals live as long as the worker does.
+_STATE: dict[str, Any] = {"detectors": {}, "groups": {}}
+#: Groups kept per worker (the exposures of a prepared exposure keep theirs alive anyway).
+_GROUPS_KEPT = 2
+
+
+def _detector(spec: str, opts: WorkerOptions):
+    from pytest_crbench.detectors.specs import load_detector
+
+    key = (spec, opts.threshold, opts.device, opts.precision)
+    cache = _STATE["detectors"]
+    if key not in cache:
+        cache[key] = load_detector(spec, threshold=opts.threshold, device=opts.device,
+                                   precision=opts.precision)
+    return cache[key]
+
+
+def _group(dataset: str, index: int, opts: WorkerOptions):
+    from pytest_crbench.datasets.loading import load_group
+
+    cache = _STATE["groups"]
+    key = (dataset, index, opts.data_dir)
+    if key not in cache:
+        while len(cache) >= _GROUPS_KEPT:
+            cache.pop(next(iter(cache)))
+        cache[key] = load_group(dataset, index, data_dir=opts.data_dir, offline=opts.offline)
+    return cache[key]
+
+
+def _layout_task(dataset: str, opts: WorkerOptions):
+    from pytest_crbench.datasets.loading import dataset_layout
+
+    ds, groups = dataset_layout(dataset, data_dir=opts.data_dir, offline=opts.offline)
+    return {"name": ds.name, "version": ds.version, "provenance": ds.provenance,
+            "groups": groups}
+
+
+def _prepare_task(dataset: str, gi: int, ei: int, opts: WorkerOptions):
+    from pytest_crbench.bench.evaluation import prepare_exposure
+
+    return prepare_exposure(_group(dataset, gi, opts), ei, opts.ks)
+
+
+def _stars_task(prepared, config) -> dict:
+    """The small facts of a prepared exposure: audit row, star list (or the error), and
+    what the catalog and the domain note need of the exposure."""
+    from pytest_crbench.science.photometry import find_stars, star_list_name
+
+    pe, audit = prepared
+    try:
+        stars: Any = find_stars(pe.clean, pe.ignore, config,
+                                name=star_list_name(pe.group.name, pe.exposure.name))
+    except CRBenchDataError as exc:
+        stars = exc
+    e = pe.exposure
+    return {"audit": audit, "stars": stars, "name": e.name, "wcs_header": e.wcs_header,
+            "instrument": e.instrument, "detector": e.detector}
+
+
+def _score_task(spec: str, prepared, stars, catalog_config, opts: WorkerOptions) -> dict:
+    from pytest_crbench.bench.analysis import ExposurePhotometry, StarCatalog
+    from pytest_crbench.bench.evaluation import score_exposure
+
+    pe, _ = prepared
+    det = _detector(spec, opts)
+    result, pred = score_exposure(det, pe, opts.ks, spec=spec)
+    result.mask = None  # masks stay on the worker
+    collector = ExposurePhotometry(StarCatalog({}, catalog_config),
+                                   fill_method=opts.fill_method)
+    return {"result": result, "photometry": collector.measure(pe, pred, stars),
+            "version": str(getattr(det, "version", "")), "name": getattr(det, "name", spec),
+            "domain": getattr(det, "domain", None)}
+
+
+# ------------------------------------------------------------------ client side
+
+@dataclass
+class DistributedResult:
+    """What a serial run computes for one dataset, assembled from worker records."""
+
+    summary: dict
+    evaluations: dict[str, Any] = field(default_factory=dict)  # spec -> Evaluation
+    analyses: dict[str, Any] = field(default_factory=dict)  # spec -> Analysis
+    notes: dict[str, str] = field(default_factory=dict)  # spec -> domain note
+    seconds: float = 0.0
+
+
+class DaskEngine:
+    """A Dask client (and, for ``local:N``, the LocalCluster it started).
+
+    Use as a context manager or call :meth:`close`; both shut a LocalCluster down.
+    """
+
+    def __init__(self, address: str, *, option: str = "--crbench-scheduler",
+                 timeout: float = CONNECT_TIMEOUT) -> None:
+        try:
+            import distributed
+        except ImportError as exc:
+            raise CRBenchConfigError(
+                f"{option} {address}: Dask is not installed ({exc}); install it with "
+                "pip install 'pytest-crbench[dask]'") from None
+        import logging
+
+        self.address = address
+        self.cluster = None
+        if address.startswith("local:"):
+            n = int(address.split(":", 1)[1])
+            cores = os.cpu_count() or 1
+            threads = str(max(1, cores // n))
+            # each worker process gets its share of the cores for torch/OpenMP/BLAS
+            env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+                   "OPENBLAS_NUM_THREADS": threads}
+            self.cluster = distributed.LocalCluster(
+                n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                dashboard_address=None, worker_dashboard_address=None,
+                silence_logs=logging.ERROR, env=env)
+            self.client = distributed.Client(self.cluster, timeout=f"{timeout}s")
+        else:
+            try:
+                self.client = distributed.Client(address, timeout=f"{timeout}s")
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise CRBenchConfigError(
+                    f"{option} {address}: no Dask scheduler answered within {timeout:g} s "
+                    f"({type(exc).__name__}: {exc})") from None
+
+    @property
+    def n_workers(self) -> int:
+        return len(self.client.scheduler_info()["workers"])
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        finally:
+            if self.cluster is not None:
+                self.cluster.close()
+
+    def __enter__(self) -> "DaskEngine":
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self.close()
+        return False
+
+    def evaluate(self, dataset: str, specs: list[str], opts: WorkerOptions, *,
+                 anomalous_level: float = 0.1, window: int = 2) -> DistributedResult:
+        """Every detector of ``specs`` on ``dataset``; results as a serial run's."""
+        from pytest_crbench.bench.analysis import (ExposurePhotometry, StarCatalog,
+                                                   add_group_stars, analyse, finish_catalog)
+        from pytest_crbench.bench.evaluation import Evaluation, PreparedDataset
+        from pytest_crbench.datasets.loading import domain_note_for
+        from pytest_crbench.science.exposures import Dataset
+        from pytest_crbench.science.photometry import PhotometryConfig
+        from pytest_crbench.science.regions import region_name
+
+        t0 = time.perf_counter()
+        client = self.client
+        layout = client.submit(_layout_task, dataset, opts, pure=False).result()
+        config = PhotometryConfig()
+        catalog = StarCatalog({}, config)
+        audit: list[dict] = []
+        seen: set = set()
+        outcomes: dict[str, list] = {spec: [] for spec in specs}
+        pending: list[tuple[list, dict]] = []  # per group in flight: prepared, scores
+
+        def drain(entry) -> None:
+            prepared, scores = entry
+            for spec in specs:
+                outcomes[spec].extend(f.result() for f in scores[spec])
+            for f in prepared:
+                f.release()
+
+        groups = layout["groups"]
+        submitted: dict[int, tuple[list, list]] = {}
+
+        def submit_group(gi: int) -> None:
+            prepared = [client.submit(_prepare_task, dataset, gi, ei, opts, pure=False,
+                                      priority=-gi)
+                        for ei in range(len(groups[gi]["exposures"]))]
+            submitted[gi] = prepared, [client.submit(_stars_task, p, config, pure=False,
+                                                     priority=-gi) for p in prepared]
+
+        for gi in range(min(window, len(groups))):
+            submit_group(gi)
+        for gi, g in enumerate(groups):
+            prepared, small_futures = submitted.pop(gi)
+            small = client.gather(small_futures)
+            audit.extend(s["audit"] for s in small if s["audit"] is not None)
+            seen.update((s["instrument"], s["detector"]) for s in small)
+            lists = []
+            for s in small:
+                lists.append(s["stars"])
+                if isinstance(s["stars"], BaseException):
+                    break  # as a serial run: the first exposure without stars decides
+            exposures = [SimpleNamespace(name=s["name"], wcs_header=s["wcs_header"])
+                         for s in small]
+            add_group_stars(catalog, SimpleNamespace(name=g["name"], kind=g["kind"]),
+                            exposures, lists)
+            scores = {spec: [client.submit(_score_task, spec, p,
+                                           catalog.stars.get((g["name"], s["name"])),
+                                           config, opts, pure=False, priority=-gi)
+                             for p, s in zip(prepared, small)] for spec in specs}
+            pending.append((prepared, scores))
+            while len(pending) >= max(1, window):
+                drain(pending.pop(0))
+            if gi + window < len(groups):
+                submit_group(gi + window)
+        for entry in pending:
+            drain(entry)
+        finish_catalog(catalog, dataset)
+
+        ds = Dataset(layout["name"], [], layout["version"], layout["provenance"])
+        summary_prepared = PreparedDataset(ds, sorted(opts.ks), [], audit)
+        regions = ["full"] + [region_name(k) for k in sorted(opts.ks)]
+        out = DistributedResult(summary_prepared.summary())
+        for spec in specs:
+            rows = outcomes[spec]
+            ev = Evaluation(spec, rows[0]["version"] if rows else "", dataset, regions)
+            collector = ExposurePhotometry(catalog, fill_method=opts.fill_method)
+            for row in rows:
+                ev.exposures.append(row["result"])
+                collector.add(row["photometry"])
+            out.evaluations[spec] = ev
+            out.analyses[spec] = analyse(ev, summary_prepared, collector,
+                                         anomalous_level=anomalous_level)
+            if rows:
+                note = domain_note_for(rows[0]["name"], rows[0]["domain"], dataset, seen)
+                if note:
+                    out.notes[spec] = note
+        out.seconds = time.perf_counter() - t0
+        return out
