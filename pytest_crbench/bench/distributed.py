@@ -148,6 +148,7 @@ class DistributedResult:
     evaluations: dict[str, Any] = field(default_factory=dict)  # spec -> Evaluation
     analyses: dict[str, Any] = field(default_factory=dict)  # spec -> Analysis
     notes: dict[str, str] = field(default_factory=dict)  # spec -> domain note
+    errors: dict[str, BaseException] = field(default_factory=dict)  # spec -> its failure
     seconds: float = 0.0
 
 
@@ -228,10 +229,19 @@ class DaskEngine:
         outcomes: dict[str, list] = {spec: [] for spec in specs}
         pending: list[tuple[list, dict]] = []  # per group in flight: prepared, scores
 
+        errors: dict[str, BaseException] = {}
+
         def drain(entry) -> None:
             prepared, scores = entry
             for spec in specs:
-                outcomes[spec].extend(f.result() for f in scores[spec])
+                for f in scores[spec]:
+                    try:
+                        row = f.result()
+                    except Exception as exc:  # one detector's failure is that detector's
+                        errors.setdefault(spec, exc)
+                        continue
+                    if spec not in errors:
+                        outcomes[spec].append(row)
             for f in prepared:
                 f.release()
 
@@ -277,8 +287,10 @@ class DaskEngine:
         ds = Dataset(layout["name"], [], layout["version"], layout["provenance"])
         summary_prepared = PreparedDataset(ds, sorted(opts.ks), [], audit)
         regions = ["full"] + [region_name(k) for k in sorted(opts.ks)]
-        out = DistributedResult(summary_prepared.summary())
+        out = DistributedResult(summary_prepared.summary(), errors=errors)
         for spec in specs:
+            if spec in errors:
+                continue
             rows = outcomes[spec]
             ev = Evaluation(spec, rows[0]["version"] if rows else "", dataset, regions)
             collector = ExposurePhotometry(catalog, fill_method=opts.fill_method)

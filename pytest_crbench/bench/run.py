@@ -51,6 +51,8 @@ class BenchSession:
     outcomes: list[Outcome] = field(default_factory=list)
     written: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
+    _engine: Any = None  # the DaskEngine of --crbench-scheduler, started on first use
+    _distributed: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.settings.floors is not None:
@@ -99,10 +101,51 @@ class BenchSession:
         return self._cached(self._catalogs, dataset,
                             lambda: find_catalog(self.prepared(dataset)))
 
+    def engine(self):
+        """The Dask engine of ``--crbench-scheduler`` (connected on first use)."""
+        if self._engine is None:
+            from pytest_crbench.bench.distributed import DaskEngine
+
+            self._engine = DaskEngine(self.settings.scheduler)
+        return self._engine
+
+    def close(self) -> None:
+        """Shut down the Dask client (and a LocalCluster this run started)."""
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.close()
+
+    def _distributed_run(self, dataset: str):
+        """Every configured detector on ``dataset`` on the Dask cluster, in one pass that
+        shares the references (:mod:`pytest_crbench.bench.distributed`)."""
+        from pytest_crbench.bench.distributed import WorkerOptions
+
+        def make():
+            result = self.engine().evaluate(
+                dataset, list(self.settings.model), WorkerOptions.from_settings(self.settings),
+                anomalous_level=self.settings.anomalous_level)
+            self._summaries[dataset] = result.summary
+            for spec, note in result.notes.items():
+                self.notes[(spec, dataset)] = note
+            for spec, analysis in result.analyses.items():
+                self._analyses[(spec, dataset)] = analysis
+            return result
+
+        return self._cached(self._distributed, dataset, make)
+
     def evaluation(self, spec: str, dataset: str) -> Evaluation:
         """Pixel scores of ``spec`` on ``dataset``; photometry, density and stability are
         computed in the same pass (the cleaned images are never kept)."""
         from pytest_crbench.bench.analysis import ExposurePhotometry, analyse
+
+        if self.settings.scheduler is not None and spec in self.settings.model:
+            def make_distributed():
+                result = self._distributed_run(dataset)
+                if spec in result.errors:
+                    raise result.errors[spec]
+                return result.evaluations[spec]
+
+            return self._cached(self._evaluations, (spec, dataset), make_distributed)
 
         def make():
             detector, prepared = self.detector(spec), self.prepared(dataset)

@@ -115,13 +115,16 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     bench = bench_session(session.config, required=False)
     if bench is None:
         return
-    bench.written = bench.write_masks()
-    if _is_xdist_worker(session.config):
-        import json
+    try:
+        bench.written = bench.write_masks()
+        if _is_xdist_worker(session.config):
+            import json
 
-        session.config.workeroutput["crbench"] = json.dumps(bench.worker_record())
-    else:
-        bench.written += bench.finish()
+            session.config.workeroutput["crbench"] = json.dumps(bench.worker_record())
+        else:
+            bench.written += bench.finish()
+    finally:
+        bench.close()
 
 
 @pytest.hookimpl(optionalhook=True)
