@@ -1,4 +1,9 @@
-"""``crbench`` command line: ``crbench data list|fetch|verify|add|seed``.
+"""``crbench`` command line: ``crbench evaluate`` and ``crbench data list|fetch|verify|add|seed``.
+
+    crbench evaluate --model deepcr:ACS-WFC --dataset sim-full --scheduler tcp://host:8786 \
+        --json results.json                 the benchmark outside pytest (batch jobs on a
+                                            cluster): the same evaluation, the same JSON,
+                                            report and floors as ``pytest --crbench``
 
     crbench data list                       datasets, their files, cached or not, sizes
     crbench data fetch stis-crsplit [...]   download datasets or single files (hash-checked)
@@ -10,7 +15,13 @@
 
 Common options: ``--data-dir DIR`` (else ``[tool.crbench] data_dir`` of the nearest
 pyproject.toml, else ``$CRBENCH_DATA_DIR``, else the platform cache) and ``--offline``.
-Exit status: 0 success, 1 a data problem (missing, corrupted, refused), 2 usage error.
+Exit status: 0 success, 1 a data problem (missing, corrupted, refused) or, for
+``evaluate``, a floor not met or a detector that failed; 2 usage error.
+
+``crbench evaluate`` takes every pytest-crbench option as ``--<name>`` (``--model``,
+``--dataset``, ``--scheduler``, ``--json`` …, the flags of ``pytest --crbench`` without
+their ``crbench-`` prefix); options not given come from ``[tool.crbench]`` of
+``--project`` (default: ./pyproject.toml), then the defaults.
 """
 
 from __future__ import annotations
@@ -21,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from pytest_crbench.errors import CRBenchError
+from pytest_crbench.errors import CRBenchConfigError, CRBenchError
 
 
 def _human(n: int | None) -> str:
@@ -229,9 +240,70 @@ def cmd_add(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    """Evaluate every configured detector on every configured dataset; write the outputs
+    and check the floors, as ``pytest --crbench`` does."""
+    from pytest_crbench.bench.run import BenchSession
+    from pytest_crbench.bench.settings import OPTIONS, read_tool_table, resolve
+    from pytest_crbench.datasets.loading import is_scored
+    from pytest_crbench.reporting.terminal import summary_lines
+
+    project = Path(args.project) if args.project else Path.cwd() / "pyproject.toml"
+    if args.project and not project.is_file():
+        raise CRBenchConfigError(f"--project {project}: no such file")
+    tool = read_tool_table(project)
+    flags = {o.name: getattr(args, o.name) for o in OPTIONS}
+    settings = resolve(flags, tool, {}, tool_file=project if tool else None)
+    bench = BenchSession(settings)
+    failed = []
+    try:
+        for dataset in settings.dataset:
+            scored = is_scored(dataset, data_dir=settings.data_dir)
+            for spec in settings.model:
+                try:
+                    if scored:
+                        bench.evaluation(spec, dataset)
+                    else:
+                        bench.smoke(spec, dataset)
+                except CRBenchError as exc:
+                    failed.append(f"{spec} on {dataset}: {exc}")
+        evaluated = {(e.detector, e.dataset) for e in bench.evaluations}
+        for key in sorted(bench.floors, key=str):
+            if (key.detector, key.dataset) in evaluated:
+                outcome = bench.check(key)
+                if not outcome.passed:
+                    value = ("undefined" if outcome.value is None
+                             else f"{outcome.value:.4f}")
+                    failed.append(outcome.message or f"{key}: observed {value}, floor "
+                                  f"{outcome.floor}")
+        for line in summary_lines(bench):
+            print(line)
+        for line in bench.write_masks() + bench.finish():
+            print(line)
+    finally:
+        bench.close()
+    for line in failed:
+        print(f"FAILED {line}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from pytest_crbench.bench.settings import OPTIONS
+
     parser = argparse.ArgumentParser(prog="crbench", description="pytest-crbench tools")
     sub = parser.add_subparsers(dest="command", required=True)
+    ev = sub.add_parser("evaluate", help="run the benchmark outside pytest (batch jobs)",
+                        description=cmd_evaluate.__doc__)
+    ev.add_argument("--project", metavar="PATH", help="pyproject.toml whose [tool.crbench] "
+                    "supplies the options not given here (default: ./pyproject.toml)")
+    for opt in OPTIONS:
+        kwargs = dict(dest=opt.name, default=None, help=opt.help)
+        if opt.convert.__name__ == "_bool":
+            kwargs.update(action="store_const", const=True)
+        else:
+            kwargs.update(action="append" if opt.repeat else "store", metavar=opt.metavar)
+        ev.add_argument("--" + opt.name.replace("_", "-"), **kwargs)
+    ev.set_defaults(func=cmd_evaluate)
     data = sub.add_parser("data", help="manage the real-data cache",
                           description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     dsub = data.add_subparsers(dest="action", required=True)
