@@ -37,7 +37,7 @@ from typing import Any
 
 from pytest_crbench.errors import CRBenchConfigError, CRBenchDataError
 
-__all__ = ["WorkerOptions", "DaskEngine", "DistributedResult", "CONNECT_TIMEOUT"]
+__all__ = ["WorkerOptions", "DaskEngine", "DistributedResult", "CONNECT_TIMEOUT", "worker_loads"]
 
 #: Seconds to wait for a scheduler address to answer before giving up.
 CONNECT_TIMEOUT = 10.0
@@ -65,7 +65,7 @@ class WorkerOptions:
 # ------------------------------------------------------------------ worker-side state
 # One dict per worker process: detectors by (spec, threshold, device, precision) and
 # the last loaded groups.  Module globals live as long as the worker does.
-_STATE: dict[str, Any] = {"detectors": {}, "groups": {}}
+_STATE: dict[str, Any] = {"detectors": {}, "groups": {}, "loads": {}}
 #: Groups kept per worker (the exposures of a prepared exposure keep theirs alive anyway).
 _GROUPS_KEPT = 2
 
@@ -78,7 +78,13 @@ def _detector(spec: str, opts: WorkerOptions):
     if key not in cache:
         cache[key] = load_detector(spec, threshold=opts.threshold, device=opts.device,
                                    precision=opts.precision)
+        _STATE["loads"][spec] = _STATE["loads"].get(spec, 0) + 1
     return cache[key]
+
+
+def worker_loads() -> dict[str, int]:
+    """Detector loads in this worker process, by spec (``client.run(worker_loads)``)."""
+    return dict(_STATE["loads"])
 
 
 def _group(dataset: str, index: int, opts: WorkerOptions):

@@ -181,7 +181,7 @@ def build_chunked(spec, dest: Path, camera: Camera = CSST, *,
             block_ss = noise_ss.spawn(n_blocks)
             exps.append({"name": f"{gname}_e{j}", "exptime": float(t), "pix": pix,
                          "charge": charge, "n_events": n_events, "blocks": block_ss,
-                         "stats": {"cr_pixels": 0, "saturated": 0, "cr_charge": 0.0}})
+                         "stats": {"cr_pixels": 0, "saturated": 0}})
         files = []
         for e in exps:
             primary = [("INSTRUME", camera.instrument, ""), ("DETECTOR", camera.detector, ""),
@@ -239,7 +239,6 @@ def build_chunked(spec, dest: Path, camera: Camera = CSST, *,
                     fh.write("CRTRUTH", r0, cr[keep])
                     e["stats"]["cr_pixels"] += int(np.count_nonzero(cr[keep]))
                     e["stats"]["saturated"] += int(np.count_nonzero(saturated[keep]))
-                    e["stats"]["cr_charge"] += float(cr[keep].sum())
         finally:
             for fh in files:
                 fh.close()
@@ -251,7 +250,7 @@ def build_chunked(spec, dest: Path, camera: Camera = CSST, *,
                 "name": e["name"], "file": fname, "sha256": sim._sha256(dest / fname),
                 "exptime": e["exptime"], "date_obs": g.date,
                 "meta": {"cr_fraction": st["cr_pixels"] / (ny * nx),
-                         "n_cr_events": e["n_events"], "cr_charge_e": st["cr_charge"],
+                         "n_cr_events": e["n_events"], "cr_charge_e": float(e["charge"].sum()),
                          "cr_rate_per_1000s": sim.cr_fraction_per_1000s(g.date)
                          * camera.cr_rate_scale,
                          "sky_e": (scene.sky_rate + camera.dark) * e["exptime"],
