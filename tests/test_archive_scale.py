@@ -131,3 +131,18 @@ def test_cuda_batches_match_the_cpu(deepcr, image):
     assert np.mean(gpu.mask == cpu.mask) > 0.9999
     bf16 = deepcr("ACS-WFC", device="cuda", precision="bf16").detect(image)
     assert np.mean(bf16.mask == cpu.mask) > 0.999
+
+
+def test_astroscrappy_strips_give_the_whole_image_mask(monkeypatch):
+    from pytest_crbench.detectors import astroscrappy as module
+
+    exp = simulate_group((400, 300), (1000.0, 2000.0), seed=1).exposures[1]
+    det = module.make_detector()
+    whole = det.detect(exp.sci, exp.bad_pixels, exp)
+    monkeypatch.setattr(module, "STRIP_PIXELS", 1000)
+    monkeypatch.setattr(module, "STRIP_ROWS", 96)
+    strips = det.detect(exp.sci, exp.bad_pixels, exp)
+    assert whole.mask.sum() > 100
+    assert np.array_equal(strips.mask, whole.mask)
+    assert np.allclose(strips.cleaned, whole.cleaned, atol=0.5)
+    assert "strips=1024+64 above 16.7772 Mpix" in det.version
