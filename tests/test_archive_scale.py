@@ -146,3 +146,18 @@ def test_astroscrappy_strips_give_the_whole_image_mask(monkeypatch):
     assert np.array_equal(strips.mask, whole.mask)
     assert np.allclose(strips.cleaned, whole.cleaned, atol=0.5)
     assert "strips=1024+64 above 16.7772 Mpix" in det.version
+
+
+def test_focus_loading_reads_the_other_exposures_row_by_row(tmp_path):
+    from pytest_crbench.datasets.fits import LazyExposure
+    from pytest_crbench.datasets.simulate import _load_group
+
+    spec = SimSpec("t", (300, 200), (GroupSpec("2027-06-01", (150.0, 300.0, 200.0)),),
+                   seed=7, camera="csst")
+    (g,) = build_chunked(spec, tmp_path, CSST)
+    full, lazy = _load_group(tmp_path, g), _load_group(tmp_path, g, focus=1)
+    assert [type(e) for e in lazy.exposures] == [LazyExposure, type(full.exposures[1]),
+                                                 LazyExposure]
+    assert lazy.exposures[0].exptime == 150.0 and lazy.exposures[0].shape == (300, 200)
+    for a, b in zip(reference_for(full, 1, strip_rows=64), reference_for(lazy, 1, strip_rows=64)):
+        assert np.array_equal(a, b)

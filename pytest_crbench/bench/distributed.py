@@ -87,16 +87,27 @@ def worker_loads() -> dict[str, int]:
     return dict(_STATE["loads"])
 
 
-def _group(dataset: str, index: int, opts: WorkerOptions):
+#: Chips larger than this (pixels) are prepared with only their own exposure in memory:
+#: the group's other exposures are read row by row (a CSST chip is 85 Mpix).
+FOCUS_PIXELS = 4096 * 4096
+
+
+def _group(dataset: str, index: int, opts: WorkerOptions, focus: int | None = None):
     from pytest_crbench.datasets.loading import load_group
 
     cache = _STATE["groups"]
-    key = (dataset, index, opts.data_dir)
+    key = (dataset, index, opts.data_dir, focus)
     if key not in cache:
+        if focus is not None:
+            cache.clear()
         while len(cache) >= _GROUPS_KEPT:
             cache.pop(next(iter(cache)))
-        cache[key] = load_group(dataset, index, data_dir=opts.data_dir, offline=opts.offline)
-    return cache[key]
+        cache[key] = load_group(dataset, index, data_dir=opts.data_dir, offline=opts.offline,
+                                focus=focus)
+    group = cache[key]
+    if focus is not None:
+        del cache[key]  # one prepared exposure holds it; nothing else will
+    return group
 
 
 def _layout_task(dataset: str, opts: WorkerOptions):
@@ -107,10 +118,11 @@ def _layout_task(dataset: str, opts: WorkerOptions):
             "groups": groups}
 
 
-def _prepare_task(dataset: str, gi: int, ei: int, opts: WorkerOptions):
+def _prepare_task(dataset: str, gi: int, ei: int, opts: WorkerOptions, shape=None):
     from pytest_crbench.bench.evaluation import prepare_exposure
 
-    return prepare_exposure(_group(dataset, gi, opts), ei, opts.ks)
+    big = shape is not None and shape[0] * shape[1] > FOCUS_PIXELS
+    return prepare_exposure(_group(dataset, gi, opts, ei if big else None), ei, opts.ks)
 
 
 def _stars_task(prepared, config) -> dict:
@@ -255,8 +267,8 @@ class DaskEngine:
         submitted: dict[int, tuple[list, list]] = {}
 
         def submit_group(gi: int) -> None:
-            prepared = [client.submit(_prepare_task, dataset, gi, ei, opts, pure=False,
-                                      priority=-gi)
+            prepared = [client.submit(_prepare_task, dataset, gi, ei, opts,
+                                      groups[gi].get("shape"), pure=False, priority=-gi)
                         for ei in range(len(groups[gi]["exposures"]))]
             submitted[gi] = prepared, [client.submit(_stars_task, p, config, pure=False,
                                                      priority=-gi) for p in prepared]

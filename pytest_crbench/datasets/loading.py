@@ -57,13 +57,15 @@ def dataset_layout(name: str, *, data_dir: Path | None = None, offline: bool = F
 
 
 def load_group(name: str, index: int, *, data_dir: Path | None = None,
-               offline: bool = False) -> Group:
-    """Group ``index`` of dataset ``name``: only its own files for simulated presets."""
+               offline: bool = False, focus: int | None = None) -> Group:
+    """Group ``index`` of dataset ``name``: only its own files for simulated presets, and
+    with ``focus`` only that exposure's pixels in memory (the others read row by row by
+    the reference; see :func:`~pytest_crbench.datasets.simulate.load_simulated_group`)."""
     from pytest_crbench.datasets.cache import data_dir as resolve_data_dir
     from pytest_crbench.datasets.simulate import PRESETS, load_simulated_group
 
     if name in PRESETS:
-        return load_simulated_group(name, resolve_data_dir(data_dir), index)
+        return load_simulated_group(name, resolve_data_dir(data_dir), index, focus=focus)
     return load_dataset(name, data_dir=data_dir, offline=offline).groups[index]
 
 

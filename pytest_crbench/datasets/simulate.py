@@ -870,9 +870,11 @@ def _provenance(name: str, folder: Path, manifest: dict) -> dict:
                       for e in g["exposures"]}}
 
 
-def _load_group(folder: Path, g: dict) -> Group:
+def _load_group(folder: Path, g: dict, focus: int | None = None) -> Group:
+    from pytest_crbench.datasets.fits import lazy_exposure
+
     exposures = []
-    for e in g["exposures"]:
+    for j, e in enumerate(g["exposures"]):
         path = folder / e["file"]
         if not path.is_file():
             raise CRBenchDataError(f"{path}: listed in {MANIFEST} but missing")
@@ -881,6 +883,9 @@ def _load_group(folder: Path, g: dict) -> Group:
             raise CRBenchDataError(
                 f"{path}: sha256 {digest} does not match the manifest ({e['sha256']}); "
                 f"delete {folder} to rebuild the simulated dataset")
+        if focus is not None and j != focus:
+            exposures.append(lazy_exposure(path, name=e["name"]))
+            continue
         chips = read_exposures(path, name=e["name"])
         for exp in chips:
             exp.meta.update(e.get("meta", {}))
@@ -903,15 +908,23 @@ def simulated_layout(name: str, data_dir: Path) -> tuple[Dataset, list[dict]]:
     exposure names (only the manifest is read)."""
     folder, manifest = _current_manifest(name, data_dir)
     layout = [{"name": g["name"], "kind": g["kind"], "date_obs": g.get("date_obs", ""),
-               "exposures": [e["name"] for e in g["exposures"]]} for g in manifest["groups"]]
+               "exposures": [e["name"] for e in g["exposures"]],
+               "shape": manifest.get("shape")} for g in manifest["groups"]]
     return Dataset(name=name, groups=[], version=manifest["simulator_version"],
                    provenance=_provenance(name, folder, manifest)), layout
 
 
-def load_simulated_group(name: str, data_dir: Path, index: int) -> Group:
-    """Group ``index`` of preset ``name`` alone (its files read and verified)."""
+def load_simulated_group(name: str, data_dir: Path, index: int, *,
+                         focus: int | None = None) -> Group:
+    """Group ``index`` of preset ``name`` alone (its files read and verified).
+
+    With ``focus`` only exposure ``focus`` is read into memory; the others are
+    :class:`~pytest_crbench.datasets.fits.LazyExposure` s whose rows are read when the
+    strip-wise reference of the focus exposure needs them (bounded memory for CSST-size
+    chips).
+    """
     folder, manifest = _current_manifest(name, data_dir)
-    return _load_group(folder, manifest["groups"][index])
+    return _load_group(folder, manifest["groups"][index], focus)
 
 
 __all__ = [
