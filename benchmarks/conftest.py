@@ -9,6 +9,10 @@ def pytest_addoption(parser):
                           "(sim-full and sim-csst on LocalClusters: tens of minutes, GBs)")
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "archive: archive-scale benchmark (runs with --archive)")
+
+
 def pytest_collection_modifyitems(config, items):
     if config.getoption("--archive"):
         return

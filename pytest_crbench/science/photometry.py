@@ -164,7 +164,9 @@ def _sep():
 
 
 def _prepare(image, name: str, what: str) -> np.ndarray:
-    arr = native(np.asarray(image), np.float64)
+    # float32: SEP converts every pixel to float (its PIXTYPE) anyway, so the fluxes are
+    # those of a float64 copy, at half the memory (an 85-Mpix chip: 0.34 GB per image)
+    arr = native(np.asarray(image), np.float32)
     if arr.ndim != 2:
         raise CRBenchDataError(f"{name}: {what} must be a 2-D image, got shape {arr.shape}")
     if not np.isfinite(arr).all():
@@ -450,7 +452,8 @@ def measure_stars(original: np.ndarray, clean: np.ndarray, cleaned: np.ndarray,
     bkg = _background(ref, ign, config, exposure)
     back = bkg.back()
     if err is None:
-        var = bkg.rms() ** 2 + np.clip(ref - back, 0, None)
+        var = bkg.rms().astype(np.float64) ** 2 + np.clip(
+            ref.astype(np.float64) - back, 0, None)
         errimg = np.sqrt(var)
     else:
         errimg = _prepare(err, exposure, "the error image")
