@@ -5,4 +5,4 @@ plain numpy/astropy code usable without pytest; ``plugin`` holds the pytest hook
 Importing this package imports nothing heavy.
 """
 
-__version__ = "0.1.0"
+from pytest_crbench._version import __version__

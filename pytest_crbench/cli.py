@@ -158,9 +158,9 @@ def cmd_seed(args) -> int:
 def cmd_add(args) -> int:
     from urllib.parse import urlparse
 
-    from pytest_crbench.datasets.cache import download, file_lock, sha256_file
+    from pytest_crbench._util import atomic_write, sha256_file
+    from pytest_crbench.datasets.cache import download, file_lock
     from pytest_crbench.errors import CRBenchConfigError
-    from pytest_crbench.datasets.fits import atomic_write
     from pytest_crbench.datasets.catalog import (
         RegistryEntry, add_registry_entries, add_user_group, check_name, check_url,
         load_registry, normalize_hash, user_groups_path, user_registry_path)
@@ -241,11 +241,11 @@ def cmd_add(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    """Evaluate every configured detector on every configured dataset; write the outputs
-    and check the floors, as ``pytest --crbench`` does."""
+    """Evaluate every configured detector on every configured dataset, run the gate
+    checks of ``pytest --crbench`` (same checks, same outputs) and write the outputs."""
     from pytest_crbench.bench.run import BenchSession
     from pytest_crbench.bench.settings import OPTIONS, read_tool_table, resolve
-    from pytest_crbench.datasets.loading import is_scored
+    from pytest_crbench.reporting.outputs import write_masks, write_outputs
     from pytest_crbench.reporting.terminal import summary_lines
 
     project = Path(args.project) if args.project else Path.cwd() / "pyproject.toml"
@@ -253,37 +253,30 @@ def cmd_evaluate(args) -> int:
         raise CRBenchConfigError(f"--project {project}: no such file")
     tool = read_tool_table(project)
     flags = {o.name: getattr(args, o.name) for o in OPTIONS}
-    settings = resolve(flags, tool, {}, tool_file=project if tool else None)
-    bench = BenchSession(settings)
-    failed = []
+    bench = BenchSession(resolve(flags, tool, {}, tool_file=project if tool else None))
+    failed, broken = [], {}
     try:
-        for dataset in settings.dataset:
-            scored = is_scored(dataset, data_dir=settings.data_dir)
-            for spec in settings.model:
-                try:
-                    if scored:
-                        bench.evaluation(spec, dataset)
-                    else:
-                        bench.smoke(spec, dataset)
-                except CRBenchError as exc:
-                    failed.append(f"{spec} on {dataset}: {exc}")
-        evaluated = {(e.detector, e.dataset) for e in bench.evaluations}
-        for key in sorted(bench.floors, key=str):
-            if (key.detector, key.dataset) in evaluated:
-                outcome = bench.check(key)
-                if not outcome.passed:
-                    value = ("undefined" if outcome.value is None
-                             else f"{outcome.value:.4f}")
-                    failed.append(outcome.message or f"{key}: observed {value}, floor "
-                                  f"{outcome.floor}")
+        for check in bench.checks:
+            pair = (check.detector, check.dataset)
+            if pair in broken:
+                continue
+            try:
+                outcome = bench.check(check)
+            except CRBenchError as exc:
+                broken[pair] = exc
+                failed.append(f"{check.detector} on {check.dataset}: {exc}")
+                continue
+            if not outcome.passed and not outcome.skip:
+                failed.append(outcome.message or f"{check}: failed")
         for line in summary_lines(bench):
             print(line)
-        for line in bench.write_masks() + bench.finish():
+        for line in write_masks(bench) + write_outputs(bench):
             print(line)
     finally:
         bench.close()
     for line in failed:
         print(f"FAILED {line}", file=sys.stderr)
+    print(f"{len(bench.outcomes)} checks, {len(failed)} failed", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -6,7 +6,8 @@ import pytest
 
 from pytest_crbench.bench.settings import OPTIONS, read_tool_table, resolve
 from pytest_crbench.errors import CRBenchConfigError
-from pytest_crbench.bench.floors import FloorKey, floor_from_observed, load_floors, render_floors, write_floors
+from pytest_crbench.bench.checks import PixelFloorCheck
+from pytest_crbench.bench.floors import floor_from_observed, load_floors, render_floors, write_floors
 from pytest_crbench.science.metrics import METRICS
 
 
@@ -64,9 +65,9 @@ def test_tool_table_unknown_key_and_bad_toml(tmp_path):
 
 
 def test_floors_round_trip(tmp_path):
-    floors = {FloorKey("deepcr:ACS-WFC", "sim", "full", "recall"): 0.861,
-              FloorKey("deepcr:ACS-WFC", "sim", "k160", "precision"): 0.5,
-              FloorKey("my.pkg:factory", "sim", "k10", "f2"): 0.0}
+    floors = {PixelFloorCheck("deepcr:ACS-WFC", "sim", "full", "recall"): 0.861,
+              PixelFloorCheck("deepcr:ACS-WFC", "sim", "k160", "precision"): 0.5,
+              PixelFloorCheck("my.pkg:factory", "sim", "k10", "f2"): 0.0}
     path = write_floors(tmp_path / "floors.toml", floors, header="test")
     assert load_floors(path, metrics=METRICS) == floors
     assert render_floors(floors).index("full") < render_floors(floors).index("k160")

@@ -6,7 +6,8 @@ from astropy.io import fits
 
 from conftest import make_group
 from pytest_crbench.errors import CRBenchDataError
-from pytest_crbench.datasets.fits import atomic_write, read_exposures, write_exposures
+from pytest_crbench._util import atomic_write
+from pytest_crbench.datasets.fits import read_exposures, write_exposures
 
 
 def test_round_trip_keeps_every_extension_and_fact(tmp_path):

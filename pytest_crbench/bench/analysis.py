@@ -24,8 +24,9 @@ usable without pytest::
   trimmed RMS of the flux ratios) with leave-one-out 3σ-equivalent prediction intervals
   (:mod:`pytest_crbench.science.stability`).
 
-:class:`Analysis` is plain data; :meth:`Analysis.to_record` / :meth:`Analysis.from_record`
-carry it through JSON (pytest-xdist workers send it to the controller that way).
+:class:`Analysis` holds typed records (:mod:`pytest_crbench.bench.records`);
+:meth:`Analysis.to_record` / :meth:`Analysis.from_record` carry it through JSON
+(pytest-xdist workers send it to the controller that way).
 """
 
 from __future__ import annotations
@@ -36,9 +37,14 @@ from typing import Any
 
 import numpy as np
 
-from pytest_crbench.errors import CRBenchDataError, CRBenchError
 from pytest_crbench.bench.evaluation import Evaluation, PreparedDataset, PreparedExposure
+from pytest_crbench.bench.records import (DensityAnalysis, DensityQuantity, ExposureLimit,
+                                          GalleryEntry, PhotometrySummary, StabilityAnalysis)
+from pytest_crbench.errors import CRBenchDataError, CRBenchError
 from pytest_crbench.science.photometry import PhotometryConfig
+
+__all__ = ["StarCatalog", "find_catalog", "add_group_stars", "finish_catalog", "ExposurePhotometry", "Analysis", "analyse",
+           "GALLERY_SIZE", "STAMP_HALF"]
 
 #: gallery stamps kept per (detector, dataset): the worst anomalous stars
 GALLERY_SIZE = 6
@@ -178,7 +184,7 @@ class ExposurePhotometry:
     def _gallery(self, pe: PreparedExposure, cleaned: np.ndarray, table: np.ndarray,
                  gallery: list) -> list:
         from pytest_crbench.science.photometry import worst_stars
-        from pytest_crbench.reporting.html import gallery_stamps
+        from pytest_crbench.science.gallery import gallery_stamps
 
         if self.gallery_size <= 0:
             return gallery
@@ -208,81 +214,69 @@ def _finite(v) -> float | None:
 
 @dataclass
 class Analysis:
-    """Photometry, density and stability of one detector on one dataset (plain data)."""
+    """Photometry, density and stability of one detector on one dataset."""
 
     detector: str
     dataset: str
-    stars: list[dict[str, Any]] = field(default_factory=list)
-    photometry: dict[str, Any] | None = None
-    density: dict[str, Any] | None = None
-    stability: dict[str, Any] | None = None
-    gallery: list[dict[str, Any]] = field(default_factory=list)
+    stars: list[dict[str, Any]] = field(default_factory=list)  # one row per star image
+    photometry: PhotometrySummary | None = None
+    density: DensityAnalysis | None = None
+    stability: StabilityAnalysis | None = None
+    gallery: list[GalleryEntry] = field(default_factory=list)
     fill_method: str = ""
     notes: list[str] = field(default_factory=list)
-    error: str | None = None
+    error: str | None = None  # photometry impossible (no star in any group)
 
     def to_record(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        return {"detector": self.detector, "dataset": self.dataset, "stars": self.stars,
+                "photometry": None if self.photometry is None else self.photometry.to_record(),
+                "density": None if self.density is None else self.density.to_record(),
+                "stability": None if self.stability is None else self.stability.to_record(),
+                "gallery": [g.to_record() for g in self.gallery],
+                "fill_method": self.fill_method, "notes": list(self.notes),
+                "error": self.error}
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> "Analysis":
-        return cls(**{k: record[k] for k in cls.__dataclass_fields__ if k in record})
+        def opt(kind, value):
+            return None if value is None else kind.from_record(value)
 
-    def summary_block(self, size_bin: str = "all") -> dict[str, Any] | None:
-        """The photometry_summary block of ``size_bin`` ("all" or a bin label)."""
-        if self.photometry is None:
-            return None
-        if size_bin == "all":
-            return self.photometry["overall"]
-        return self.photometry["by_size"].get(size_bin)
+        return cls(record["detector"], record["dataset"], list(record.get("stars", [])),
+                   opt(PhotometrySummary, record.get("photometry")),
+                   opt(DensityAnalysis, record.get("density")),
+                   opt(StabilityAnalysis, record.get("stability")),
+                   [GalleryEntry.from_record(g) for g in record.get("gallery", [])],
+                   record.get("fill_method", ""), list(record.get("notes", [])),
+                   record.get("error"))
 
-
-def failed_analysis(detector: str, dataset: str, error: str) -> Analysis:
-    return Analysis(detector, dataset, error=error)
-
-
-def _fit_dict(fit) -> dict[str, Any] | None:
-    if fit is None:
-        return None
-    return {k: (v if not (isinstance(v, float) and not math.isfinite(v)) else None)
-            for k, v in fit.as_dict().items()}
+    def summary_block(self, size_bin: str = "all"):
+        """The :class:`~pytest_crbench.bench.records.PhotometryBlock` of ``size_bin``
+        ("all" or a bin label); None without photometry or for an unknown bin."""
+        return None if self.photometry is None else self.photometry.block(size_bin)
 
 
-def fit_from_dict(d: dict[str, Any] | None):
-    """A :class:`~pytest_crbench.science.density.FitResult` back from its JSON dict."""
-    from pytest_crbench.science.density import FitResult
+def _density(records: list[dict], labels: list[str], level: float) -> DensityAnalysis:
+    from pytest_crbench.science.density import (cr_fraction_per_second, density_relation,
+                                                max_exposure_time)
 
-    if d is None:
-        return None
-    d = dict(d)
-    for k in ("x_min", "x_max"):
-        if d.get(k) is None:
-            d[k] = math.nan
-    return FitResult(**d)
-
-
-def _density(records: list[dict], labels: list[str], level: float) -> dict[str, Any]:
-    from pytest_crbench.science.density import cr_fraction_per_second, density_relation, max_exposure_time
-
-    relation = density_relation(records, labels)
+    relation = {q: DensityQuantity.from_record(e)
+                for q, e in density_relation(records, labels).items()}
     rate = cr_fraction_per_second(records)
     limits = []
     for q in ["anomalous"] + [f"anomalous_{b}" for b in labels]:
-        fit = relation[q]["fit"]
+        fit = relation[q].fit
         seconds = max_exposure_time(fit, rate, level)
-        note = relation[q]["reason"]
+        note = relation[q].reason
         if fit is not None and seconds is not None and rate and fit.x_max == fit.x_max \
                 and seconds * rate > fit.x_max:
             note = (f"extrapolated beyond the densest exposure ({100 * fit.x_max:.1f} % "
                     "CR pixels)")
-        limits.append({"quantity": q, "level": level, "seconds": seconds, "note": note})
-    quantities = {q: {**{k: v for k, v in e.items() if k != "fit"}, "fit": _fit_dict(e["fit"])}
-                  for q, e in relation.items()}
-    return {"quantities": quantities, "cr_fraction_per_second": rate,
-            "anomalous_level": level, "exposure_limits": limits}
+        limits.append(ExposureLimit(q, level, seconds, note))
+    return DensityAnalysis(relation, rate, level, limits)
 
 
-def _stability(ev: Evaluation, prepared: PreparedDataset, records: list[dict]) -> dict:
+def _stability(ev: Evaluation, prepared: PreparedDataset,
+               records: list[dict]) -> StabilityAnalysis:
     from pytest_crbench.science.regions import region_name
     from pytest_crbench.science.stability import group_stability
 
@@ -301,9 +295,7 @@ def _stability(ev: Evaluation, prepared: PreparedDataset, records: list[dict]) -
             groups[rec["group"]]["ratios"].extend(
                 float(r) for r in rec["stars"]["ratio_cleaned"])
     out = group_stability(list(groups.values()), exclude_self=True)
-    out["region"] = region
-    out["leave_one_out"] = {w: out[w].get("per_group", {}) for w in ("f1", "f2", "rms")}
-    return out
+    return StabilityAnalysis.from_record({**out, "region": region})
 
 
 def analyse(ev: Evaluation, prepared: PreparedDataset, collector: ExposurePhotometry, *,
@@ -322,68 +314,13 @@ def analyse(ev: Evaluation, prepared: PreparedDataset, collector: ExposurePhotom
                 result.stars.append({"detector": ev.detector, "dataset": ev.dataset,
                                      "group": rec["group"], **row})
         table = concatenate(rec["stars"] for rec in records)
-        result.photometry = photometry_summary(table, config)
+        result.photometry = PhotometrySummary.from_record(photometry_summary(table, config))
         try:
             result.density = _density(records, config.bin_labels(), anomalous_level)
         except CRBenchDataError as exc:
             result.notes.append(f"CR density: {exc}")
-        result.gallery = [{k: v for k, v in e.items() if k != "_dev"}
-                          for e in collector.gallery]
+        result.gallery = [GalleryEntry.from_record(e) for e in collector.gallery]
         if collector.cleaned_by_detector:
             result.fill_method = "detector's own cleaned image"
     result.stability = _stability(ev, prepared, records)
     return result
-
-
-def report_results(evaluations: list[Evaluation], analyses: list[Analysis],
-                   meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The ``results`` dict of :func:`pytest_crbench.reporting.html.write_report` for a run.
-
-    Detectors are labelled ``<detector>`` with one dataset, ``<detector> on <dataset>``
-    with several (the report keys its figures by that label).
-    """
-    from pytest_crbench.science.metrics import scores
-
-    datasets = {a.dataset for a in analyses} | {e.dataset for e in evaluations}
-    label = (lambda det, ds: det) if len(datasets) <= 1 else (lambda det, ds: f"{det} on {ds}")
-    table1 = []
-    for ev in evaluations:
-        for region in ev.regions:
-            c = ev.pooled(region)
-            sc = scores(c)
-            table1.append({"detector": ev.detector, "dataset": ev.dataset, "region": region,
-                           **{m: s.value for m, s in sc.items()}, **c.as_dict()})
-    photometry: dict[str, dict[str, Any]] = {}
-    stars, density, stability, limits, gallery = {}, {}, {}, [], []
-    rates = {}
-    for a in analyses:
-        lab = label(a.detector, a.dataset)
-        if a.photometry is not None:
-            photometry.setdefault(a.detector, {})[a.dataset] = a.photometry
-        if a.stars:
-            stars[lab] = [{**r, "ratio_cleaned": _nan(r["ratio_cleaned"]),
-                           "ratio_original": _nan(r["ratio_original"])} for r in a.stars]
-        if a.density is not None:
-            density[lab] = {q: {**e, "fit": fit_from_dict(e["fit"])}
-                            for q, e in a.density["quantities"].items()}
-            rates[a.dataset] = a.density["cr_fraction_per_second"]
-            limits += [{"detector": lab, **lim} for lim in a.density["exposure_limits"]]
-        if a.stability is not None:
-            stability[lab] = a.stability
-        gallery += [{"detector": lab, **e} for e in a.gallery]
-    meta = dict(meta or {})
-    if len(rates) > 1:
-        for ds, r in rates.items():
-            meta[f"CR fraction per second ({ds})"] = "—" if r is None else f"{r:.3g}"
-    return {"title": "pytest-crbench report", "meta": meta, "table1": table1,
-            "photometry": photometry, "stars": stars, "density": density,
-            "cr_fraction_per_second": next(iter(rates.values())) if len(rates) == 1 else None,
-            "exposure_limits": limits, "stability": stability, "gallery": gallery}
-
-
-def _nan(v):
-    return math.nan if v is None else v
-
-
-__all__ = ["StarCatalog", "find_catalog", "add_group_stars", "finish_catalog", "ExposurePhotometry", "Analysis", "analyse",
-           "report_results", "fit_from_dict", "GALLERY_SIZE"]

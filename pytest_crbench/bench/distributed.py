@@ -162,7 +162,7 @@ def _score_task(spec: str, prepared, stars, catalog_config, opts: WorkerOptions)
 class DistributedResult:
     """What a serial run computes for one dataset, assembled from worker records."""
 
-    summary: dict
+    summary: Any  # the DatasetSummary of a serial run's prepare()
     evaluations: dict[str, Any] = field(default_factory=dict)  # spec -> Evaluation
     analyses: dict[str, Any] = field(default_factory=dict)  # spec -> Analysis
     notes: dict[str, str] = field(default_factory=dict)  # spec -> domain note
@@ -235,7 +235,6 @@ class DaskEngine:
         from pytest_crbench.datasets.loading import domain_note_for
         from pytest_crbench.science.exposures import Dataset
         from pytest_crbench.science.photometry import PhotometryConfig
-        from pytest_crbench.science.regions import region_name
 
         t0 = time.perf_counter()
         client = self.client
@@ -304,7 +303,7 @@ class DaskEngine:
 
         ds = Dataset(layout["name"], [], layout["version"], layout["provenance"])
         summary_prepared = PreparedDataset(ds, sorted(opts.ks), [], audit)
-        regions = ["full"] + [region_name(k) for k in sorted(opts.ks)]
+        regions = summary_prepared.regions
         out = DistributedResult(summary_prepared.summary(), errors=errors)
         for spec in specs:
             if spec in errors:

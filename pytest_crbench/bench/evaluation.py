@@ -15,10 +15,11 @@ from typing import Callable
 import numpy as np
 
 from pytest_crbench.detectors.base import Prediction, as_prediction
-from pytest_crbench.science.metrics import Counts, confusion
+from pytest_crbench.bench.records import AuditRow, DatasetSummary
+from pytest_crbench.science.metrics import Counts, ScoreSet, confusion
 from pytest_crbench.science.exposures import Dataset, Exposure, Group
 from pytest_crbench.science.reference import ReferenceConfig, audit_exposure, reference_for
-from pytest_crbench.science.regions import background, region_map, region_name, regions_from_map
+from pytest_crbench.science.regions import background, region_map, region_names, regions_from_map
 
 
 @dataclass
@@ -48,13 +49,13 @@ class PreparedDataset:
 
     @property
     def regions(self) -> list[str]:
-        return ["full"] + [region_name(k) for k in sorted(self.ks)]
+        return region_names(self.ks)
 
-    def summary(self) -> dict:
-        """What the results file needs of this dataset (plain, JSON-able)."""
-        return {"name": self.dataset.name, "version": self.dataset.version,
-                "provenance": self.dataset.provenance, "audit": self.audit,
-                "ks": list(self.ks)}
+    def summary(self) -> DatasetSummary:
+        """What the results file needs of this dataset."""
+        return DatasetSummary(self.dataset.name, self.dataset.version,
+                              self.dataset.provenance,
+                              [AuditRow.from_record(r) for r in self.audit], list(self.ks))
 
 
 def prepare_exposure(group: Group, i: int, ks, ref_config: ReferenceConfig | None = None
@@ -103,7 +104,12 @@ class Evaluation:
     exposures: list[ExposureResult] = field(default_factory=list)
 
     def pooled(self, region: str) -> Counts:
+        """TP/FP/FN of ``region`` summed over every exposure."""
         return sum((e.counts[region] for e in self.exposures), Counts())
+
+    def scores(self, region: str) -> ScoreSet:
+        """The pooled scores of ``region`` (the figure every floor is checked against)."""
+        return ScoreSet.of(self.pooled(region))
 
     @property
     def seconds(self) -> float:
@@ -126,6 +132,16 @@ class Evaluation:
                 e["group"], e["exposure"], {r: Counts(**c) for r, c in e["counts"].items()},
                 None, e["seconds"], e.get("cr_fraction", float("nan"))))
         return ev
+
+    def score_rows(self) -> list[dict]:
+        """Results-file rows: pooled (exposure null) first, then per exposure and region."""
+        head = {"detector": self.detector, "dataset": self.dataset}
+        rows = [{**head, "group": None, "exposure": None, "region": region,
+                 **self.scores(region).to_record()} for region in self.regions]
+        for e in self.exposures:
+            rows.extend({**head, "group": e.group, "exposure": e.exposure, "region": region,
+                         **ScoreSet.of(e.counts[region]).to_record()} for region in self.regions)
+        return rows
 
 
 def run_detector(detector, exposure: Exposure, ignore: np.ndarray, *,

@@ -40,88 +40,28 @@ decimals, clipped to [0, 1]) — and writes it atomically.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_crbench.bench.settings import read_toml
+from pytest_crbench.bench.checks import (PHOTOMETRY_BINS, PHOTOMETRY_METRICS, Check,
+                                         PhotometryCheck, PixelFloorCheck,
+                                         ceiling_from_observed, floor_from_observed)
+from pytest_crbench._util import atomic_write, read_toml
 from pytest_crbench.errors import CRBenchConfigError
 
 SCHEMA = "crbench-floors/1"
 
-#: photometric limit keys → (summary field of photometry_summary, "min" | "max")
-PHOTOMETRY_METRICS: dict[str, tuple[str, str]] = {
-    "max_anomalous": ("anomalous", "max"),
-    "min_inside_97_103": ("inside_97_103", "min"),
-    "max_outside_90_110": ("outside_90_110", "max"),
-}
-#: size-bin labels accepted in floors files (PhotometryConfig's default bins)
-PHOTOMETRY_BINS = ("16-50", "50-200", "200-400")
-
-
-@dataclass(frozen=True)
-class FloorKey:
-    detector: str
-    dataset: str
-    region: str
-    metric: str
-
-    def __str__(self) -> str:
-        return f"{self.detector} / {self.dataset} / {self.region} / {self.metric}"
-
-
-@dataclass(frozen=True)
-class PhotometryKey:
-    """A photometric limit: ``bin`` is ``"all"`` or a size-bin label like ``"16-50"``."""
-
-    detector: str
-    dataset: str
-    bin: str
-    metric: str
-
-    @property
-    def kind(self) -> str:
-        return PHOTOMETRY_METRICS[self.metric][1]
-
-    @property
-    def field(self) -> str:
-        return PHOTOMETRY_METRICS[self.metric][0]
-
-    def __str__(self) -> str:
-        size = "all stars" if self.bin == "all" else f"{self.bin} px stars"
-        return f"{self.detector} / {self.dataset} / photometry {size} / {self.metric}"
-
-
-@dataclass(frozen=True)
-class StabilityKey:
-    """No group outside the 3σ-equivalent leave-one-out prediction interval of ``quantity`` (no floor)."""
-
-    detector: str
-    dataset: str
-    quantity: str  # f1, f2 or rms
-
-    def __str__(self) -> str:
-        return f"{self.detector} / {self.dataset} / stability / {self.quantity}"
-
-
-@dataclass(frozen=True)
-class SmokeKey:
-    """A smoke-only dataset (no reference possible): the detector runs on every exposure
-    and returns a valid mask (no floor)."""
-
-    detector: str
-    dataset: str
-
-    def __str__(self) -> str:
-        return f"{self.detector} / {self.dataset} / smoke"
+__all__ = ["SCHEMA", "load_floors", "render_floors", "write_floors", "generate_floors",
+           "write_generated_floors", "floor_from_observed", "ceiling_from_observed",
+           "PHOTOMETRY_METRICS", "PHOTOMETRY_BINS"]
 
 
 def load_floors(path: Path, *, metrics: tuple[str, ...],
                 bins: tuple[str, ...] = PHOTOMETRY_BINS) -> dict:
     """Read a floors file; errors name the file and the offending key.
 
-    Returns ``{FloorKey: floor}`` for pixel scores and ``{PhotometryKey: limit}`` for the
-    ``photometry`` tables, in one dict.
+    Returns ``{PixelFloorCheck: floor}`` for pixel scores and ``{PhotometryCheck: limit}``
+    for the ``photometry`` tables, in one dict.
     """
     path = Path(path)
     data = read_toml(path, "floors file")
@@ -164,7 +104,7 @@ def load_floors(path: Path, *, metrics: tuple[str, ...],
                     f"floors file {path}: {here}: unknown photometric key {name!r}; expected "
                     f"one of {', '.join(PHOTOMETRY_METRICS)}"
                     + (f" or a size-bin table ({', '.join(bins)})" if size_bin == "all" else ""))
-            out[PhotometryKey(det, ds, size_bin, name)] = number(value, here)
+            out[PhotometryCheck(det, ds, size_bin, name)] = number(value, here)
 
     for det, datasets in table_of(table, "floors").items():
         for ds, regions in table_of(datasets, f"floors.{det!r}").items():
@@ -179,24 +119,8 @@ def load_floors(path: Path, *, metrics: tuple[str, ...],
                             f"floors file {path}: {where}: unknown metric {metric!r}; expected "
                             f"one of {', '.join(metrics)}"
                         )
-                    out[FloorKey(det, ds, region, metric)] = number(value, where)
+                    out[PixelFloorCheck(det, ds, region, metric)] = number(value, where)
     return out
-
-
-def floor_from_observed(value: float, margin: float) -> float:
-    """Observed value minus ``margin``, rounded down to 3 decimals, clipped at 0."""
-    return max(0.0, math.floor((value - margin) * 1000 + 1e-9) / 1000)
-
-
-def ceiling_from_observed(value: float, margin: float) -> float:
-    """Observed value plus ``margin``, rounded up to 3 decimals, clipped at 1."""
-    return min(1.0, math.ceil((value + margin) * 1000 - 1e-9) / 1000)
-
-
-def limit_from_observed(key: "PhotometryKey", value: float, margin: float) -> float:
-    """A generated photometric limit: a floor for ``min_*`` keys, a ceiling for ``max_*``."""
-    return ceiling_from_observed(value, margin) if key.kind == "max" \
-        else floor_from_observed(value, margin)
 
 
 def _key(s: str) -> str:
@@ -211,13 +135,10 @@ def render_floors(floors: dict, *, header: str = "") -> str:
         lines.append(f"# {line}".rstrip())
     lines += [f'schema = "{SCHEMA}"', ""]
     groups: dict[tuple[str, str, str], dict[str, float]] = {}
-    for key, value in floors.items():
-        if isinstance(key, PhotometryKey):
-            table = "photometry" if key.bin == "all" else f"photometry.{_quoted(key.bin)}"
-            groups.setdefault((key.detector, key.dataset, table), {})[key.metric] = value
-        else:
-            groups.setdefault((key.detector, key.dataset, _key(key.region)),
-                              {})[key.metric] = value
+    for check, value in floors.items():
+        table = ".".join(_key(p) if i == 0 else _quoted(p)
+                         for i, p in enumerate(check.floor_table()))
+        groups.setdefault((check.detector, check.dataset, table), {})[check.metric] = value
     for (det, ds, region), values in sorted(groups.items(), key=lambda kv: (
             kv[0][0], kv[0][1], _region_order(kv[0][2]))):
         lines.append(f"[floors.{_key(det)}.{_key(ds)}.{region}]")
@@ -248,7 +169,29 @@ def _region_order(region: str) -> tuple[int, float]:
 
 
 def write_floors(path: Path, floors: dict, *, header: str = "") -> Path:
-    from pytest_crbench.datasets.fits import atomic_write
-
     text = render_floors(floors, header=header)
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def generate_floors(checks: list[Check], observed, margin: float) -> dict[Check, float]:
+    """Limits from a finished run: for every check with a limit whose value is defined,
+    ``check.limit_from_observed(value, margin)``.
+
+    ``observed(detector, dataset)`` returns ``(evaluation, analysis)`` (either None
+    where that pair was not computed).
+    """
+    new = {}
+    for check in checks:
+        if check.has_limit:
+            value = check.observe(*observed(check.detector, check.dataset))
+            if value is not None:
+                new[check] = check.limit_from_observed(value, margin)
+    return new
+
+
+def write_generated_floors(path: Path, floors: dict[Check, float], margin: float) -> Path:
+    """Write floors made by :func:`generate_floors`, with a header saying how."""
+    return write_floors(path, floors, header=(
+        f"Floors generated by pytest-crbench from a run: observed score minus "
+        f"{margin:g}, rounded down\n(max_* photometric ceilings: observed "
+        f"plus {margin:g}, rounded up)."))

@@ -77,47 +77,23 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from pytest_crbench.bench.analysis import Analysis
 from pytest_crbench.bench.evaluation import Evaluation, PreparedDataset
-from pytest_crbench.datasets.fits import atomic_write
-from pytest_crbench.science.metrics import METRICS, Counts, scores
+from pytest_crbench.bench.records import DatasetSummary, jsonable
+from pytest_crbench.bench.store import RunResults
+from pytest_crbench._util import atomic_write
+from pytest_crbench._version import __version__
 
 SCHEMA = "crbench-results/2"
 
 
-def score_row(detector: str, dataset: str, group: str | None, exposure: str | None,
-              region: str, counts: Counts) -> dict[str, Any]:
-    row: dict[str, Any] = {"detector": detector, "dataset": dataset, "group": group,
-                           "exposure": exposure, "region": region, **counts.as_dict()}
-    undefined = {}
-    for name, score in scores(counts).items():
-        row[name] = score.value
-        if score.value is None:
-            undefined[name] = score.reason
-    if undefined:
-        row["undefined"] = undefined
-    return row
-
-
-def score_rows(evaluation: Evaluation) -> list[dict[str, Any]]:
-    """Pooled rows (exposure null) first, then one row per exposure and region."""
-    rows = [score_row(evaluation.detector, evaluation.dataset, None, None, region,
-                      evaluation.pooled(region)) for region in evaluation.regions]
-    for e in evaluation.exposures:
-        rows.extend(score_row(evaluation.detector, evaluation.dataset, e.group, e.exposure,
-                              region, e.counts[region]) for region in evaluation.regions)
-    return rows
-
-
 def provenance(settings: dict[str, Any], detectors: dict[str, str],
-               datasets: Iterable[dict]) -> dict[str, Any]:
-    from pytest_crbench import __version__
-
+               datasets: Iterable[DatasetSummary]) -> dict[str, Any]:
     return {
         "package": "pytest-crbench", "version": __version__,
         "python": platform.python_version(), "numpy": np.__version__,
         "settings": settings, "detectors": dict(sorted(detectors.items())),
-        "datasets": {d["name"]: {"version": d["version"], **d["provenance"]}
-                     for d in datasets},
+        "datasets": {d.name: {"version": d.version, **d.provenance} for d in datasets},
     }
 
 
@@ -126,50 +102,37 @@ def write_json(path: Path, document: dict[str, Any]) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text + "\n", encoding="utf-8"))
 
 
-def jsonable(obj: Any) -> Any:
-    """``obj`` with numpy scalars as Python numbers and NaN/inf as None (recursively)."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
-
-
-def analysis_sections(analyses: Iterable[Any]) -> dict[str, list]:
+def analysis_sections(analyses: Iterable[Analysis]) -> dict[str, list]:
     """The ``stars``, ``photometry``, ``density`` and ``stability`` sections."""
     out: dict[str, list] = {"stars": [], "photometry": [], "density": [], "stability": []}
     for a in analyses:
         head = {"detector": a.detector, "dataset": a.dataset}
         out["stars"].extend(a.stars)
-        out["photometry"].append({**head, "fill_method": a.fill_method,
-                                  **(a.photometry or {"overall": None, "by_size": {}}),
+        phot = a.photometry.to_record() if a.photometry is not None \
+            else {"overall": None, "by_size": {}}
+        out["photometry"].append({**head, "fill_method": a.fill_method, **phot,
                                   "notes": a.notes, "error": a.error})
         if a.density is not None:
-            out["density"].append({**head, **a.density})
+            out["density"].append({**head, **a.density.to_record()})
         if a.stability is not None:
-            out["stability"].append({**head, **a.stability})
+            out["stability"].append({**head, **a.stability.to_record()})
     return jsonable(out)
 
 
-def results_document(evaluations: list[Evaluation], datasets: list[dict],
-                     settings: dict[str, Any], extra: dict[str, Any] | None = None,
-                     analyses: Iterable[Any] = ()) -> dict[str, Any]:
-    """The results JSON; ``datasets`` are :meth:`PreparedDataset.summary` dicts and
-    ``analyses`` :class:`pytest_crbench.bench.analysis.Analysis` objects."""
+def results_document(results: RunResults, settings: dict[str, Any]) -> dict[str, Any]:
+    """The results JSON of a run (see the module docstring for the layout)."""
+    evaluations, datasets = results.evaluations, results.dataset_summaries
     detectors = {e.detector: e.version for e in evaluations}
-    audit = [{"dataset": d["name"], **row} for d in datasets for row in d["audit"]]
     doc = {
         "schema": SCHEMA,
         "provenance": provenance(settings, detectors, datasets),
-        "scores": [row for e in evaluations for row in score_rows(e)],
-        "reference_audit": audit,
-        **analysis_sections(analyses),
+        "scores": [row for e in evaluations for row in e.score_rows()],
+        "reference_audit": [{"dataset": d.name, **row.to_record()}
+                            for d in datasets for row in d.audit],
+        **analysis_sections(results.analyses),
+        "smoke": [s.to_record() for s in results.smoke_results],
+        "notes": [n.to_record() for n in results.notes],
     }
-    doc.update(extra or {})
     doc["timing"] = {f"{e.detector} | {e.dataset}": round(e.seconds, 3) for e in evaluations}
     return doc
 
@@ -207,4 +170,5 @@ def write_masks(directory: Path, evaluation: Evaluation, prepared: PreparedDatas
     return out
 
 
-__all__ = ["SCHEMA", "METRICS", "score_rows", "results_document", "write_json", "write_masks"]
+__all__ = ["SCHEMA", "provenance", "analysis_sections", "results_document", "write_json",
+           "safe_name", "write_masks"]

@@ -10,11 +10,11 @@ in; paths on the command line are relative to the current directory.
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from pytest_crbench._util import parse_bool, read_toml
 from pytest_crbench.errors import CRBenchConfigError
 
 DEFAULT_MODELS = ("deepcr:ACS-WFC", "astroscrappy")
@@ -118,14 +118,10 @@ def _fill_method(value: Any, what: str) -> str:
 
 
 def _bool(value: Any, what: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    v = str(value).strip().lower()
-    if v in ("1", "true", "yes", "on"):
-        return True
-    if v in ("0", "false", "no", "off", ""):
-        return False
-    raise CRBenchConfigError(f"{what}: expected true or false, got {value!r}")
+    out = parse_bool(value)
+    if out is None:
+        raise CRBenchConfigError(f"{what}: expected true or false, got {value!r}")
+    return out
 
 
 def _str(value: Any, what: str) -> str | None:
@@ -238,17 +234,6 @@ class Settings:
                          else getattr(self, o.name)) for o in OPTIONS}
 
 
-def read_toml(path: str | os.PathLike, what: str) -> dict[str, Any]:
-    """Parse the TOML file ``path``; errors name ``what`` ("floors file", …) and the file."""
-    try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise CRBenchConfigError(f"{what} {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise CRBenchConfigError(f"{what} {path}: not valid TOML ({exc})") from None
-
-
 def read_tool_table(pyproject: Path | None) -> dict[str, Any]:
     """The ``[tool.crbench]`` table of ``pyproject`` ({} if there is none)."""
     if pyproject is None or not pyproject.is_file():
@@ -264,6 +249,16 @@ def read_tool_table(pyproject: Path | None) -> dict[str, Any]:
             f"{', '.join(OPTIONS_BY_NAME)}"
         )
     return table
+
+
+def make_settings(**options: Any) -> Settings:
+    """Settings from keyword options named as in ``[tool.crbench]`` (for use from
+    Python); an option not given takes its default."""
+    unknown = sorted(set(options) - set(OPTIONS_BY_NAME))
+    if unknown:
+        raise CRBenchConfigError(f"unknown option(s) {', '.join(unknown)}; expected one of "
+                                 f"{', '.join(OPTIONS_BY_NAME)}")
+    return resolve(options, {}, {})
 
 
 def resolve(flags: dict[str, Any], tool: dict[str, Any], ini: dict[str, Any], *,

@@ -21,7 +21,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Iterable
 from urllib.parse import unquote, urlparse
 
+from pytest_crbench._util import sha256_file
 from pytest_crbench.errors import CRBenchConfigError, CRBenchDataError, CRBenchMissingDataError
 
 ENV_DATA_DIR = "CRBENCH_DATA_DIR"
@@ -40,7 +40,6 @@ DEFAULT_TIMEOUT = 30.0
 #: Extra download attempts after a failure (HTTP 5xx, connection reset, truncation).
 DEFAULT_RETRIES = 2
 _STAMPS = ".crbench-hashes.json"
-_CHUNK = 1 << 20
 
 
 def data_dir(explicit: str | os.PathLike | None = None) -> Path:
@@ -60,7 +59,7 @@ def data_dir(explicit: str | os.PathLike | None = None) -> Path:
 def config_data_dir(start: str | os.PathLike | None = None) -> str | None:
     """``[tool.crbench] data_dir`` of the nearest ``pyproject.toml`` at or above ``start``
     (relative paths are relative to that file's folder), or ``None``."""
-    from pytest_crbench.bench.settings import read_toml
+    from pytest_crbench._util import read_toml
 
     here = Path(start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
@@ -75,14 +74,6 @@ def config_data_dir(start: str | os.PathLike | None = None) -> str | None:
             value = os.path.expandvars(os.path.expanduser(value))
             return str((folder / value).resolve()) if not os.path.isabs(value) else value
     return None
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ------------------------------------------------------------------ locks and stamps
@@ -115,7 +106,7 @@ def _read_stamps(directory: Path) -> dict:
 
 
 def _update_stamp(directory: Path, name: str, digest: str | None) -> None:
-    from pytest_crbench.datasets.fits import atomic_write  # noqa: PLC0415
+    from pytest_crbench._util import atomic_write
 
     with file_lock(directory, _STAMPS):
         stamps = _read_stamps(directory)

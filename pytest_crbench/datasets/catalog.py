@@ -178,7 +178,7 @@ def format_entry(entry: RegistryEntry) -> str:
 
 def add_registry_entries(path: str | os.PathLike, new: Iterable[RegistryEntry]) -> Path:
     """Add (or replace, same name) entries of the user registry ``path``, atomically."""
-    from pytest_crbench.datasets.fits import atomic_write
+    from pytest_crbench._util import atomic_write
 
     path = Path(path)
     existing = read_registry_file(path) if path.is_file() else {}
@@ -347,7 +347,7 @@ def parse_groups(data: dict, *, source: str, registry: dict[str, RegistryEntry] 
 
 def read_groups_file(path: str | os.PathLike, *, registry: dict[str, RegistryEntry] | None
                      ) -> GroupsFile:
-    from pytest_crbench.bench.settings import read_toml
+    from pytest_crbench._util import read_toml
 
     path = Path(path)
     data = read_toml(path, "groups file")
@@ -389,7 +389,7 @@ def add_user_group(path: str | os.PathLike, *, group: str, kind: str, files: lis
     The file is re-validated after the change (without the registry check, which
     :func:`load_groups` does); an invalid result is never written.
     """
-    from pytest_crbench.datasets.fits import atomic_write
+    from pytest_crbench._util import atomic_write
 
     path = Path(path)
     text = path.read_text(encoding="utf-8") if path.is_file() else (

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pytest_crbench._util import sha256_file
 from pytest_crbench.datasets import simulate as sim
 
 #: Rows per noise block (the unit of seeding).
@@ -247,7 +248,7 @@ def build_chunked(spec, dest: Path, camera: Camera = CSST, *,
             fname = f"{e['name']}_flc.fits"
             st = e["stats"]
             entries.append({
-                "name": e["name"], "file": fname, "sha256": sim._sha256(dest / fname),
+                "name": e["name"], "file": fname, "sha256": sha256_file(dest / fname),
                 "exptime": e["exptime"], "date_obs": g.date,
                 "meta": {"cr_fraction": st["cr_pixels"] / (ny * nx),
                          "n_cr_events": e["n_events"], "cr_charge_e": float(e["charge"].sum()),

@@ -18,13 +18,13 @@ atomically: a crash never leaves a half-written file behind.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
+from pytest_crbench._util import atomic_write, native
 from pytest_crbench.errors import CRBenchDataError
 from pytest_crbench.science.exposures import DEFAULT_SATURATION, Exposure
 
@@ -48,12 +48,6 @@ _WCS_KEYS = (
     "CD1_1", "CD1_2", "CD2_1", "CD2_2", "CDELT1", "CDELT2", "PC1_1", "PC1_2",
     "PC2_1", "PC2_2", "CUNIT1", "CUNIT2", "RADESYS", "EQUINOX", "LONPOLE", "LATPOLE",
 )
-
-
-def native(array: np.ndarray, dtype=None) -> np.ndarray:
-    """A C-contiguous, native-byte-order copy of a FITS array (sep refuses big-endian)."""
-    array = np.asarray(array)
-    return np.ascontiguousarray(array, dtype=dtype or array.dtype.newbyteorder("="))
 
 
 def to_electrons(data: np.ndarray, bunit: str, *, exptime: float, gain: float | None,
@@ -252,25 +246,6 @@ def lazy_exposure(path: str | os.PathLike, *, name: str) -> LazyExposure:
         read_noise=facts["read_noise"] if facts["read_noise"] is not None else 5.0,
         instrument=facts["instrument"], detector=facts["detector"],
         date_obs=facts["date_obs"])
-
-
-def atomic_write(path: str | os.PathLike, write) -> Path:
-    """Call ``write(tmp_path)`` then move the result onto ``path`` in one rename.
-
-    The temporary file lives in the destination folder, so the rename is atomic and a
-    crash leaves either the old file or the new one, never a half-written one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def write_exposures(path: str | os.PathLike, exposures: Iterable[Exposure],

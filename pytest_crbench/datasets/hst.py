@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from pytest_crbench.errors import CRBenchDataError
-from pytest_crbench.datasets.fits import native, read_exposures, to_electrons
+from pytest_crbench._util import native
+from pytest_crbench.datasets.fits import read_exposures, to_electrons
 from pytest_crbench.science.exposures import Exposure
 
 #: DQ bit set on saturated pixels (HST convention: 256 = saturated).

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import fcntl
-import hashlib
 import json
 import math
 import os
@@ -48,6 +47,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy.special import erf
 
+from pytest_crbench._util import sha256_file
 from pytest_crbench.errors import CRBenchConfigError, CRBenchDataError
 from pytest_crbench.datasets.fits import read_exposures, write_exposures
 from pytest_crbench.science.exposures import DEFAULT_SATURATION, Dataset, Exposure, Group
@@ -758,14 +758,6 @@ _MANIFEST_META = ("cr_fraction", "n_cr_events", "cr_charge_e", "cr_rate_per_1000
                   "n_stars", "n_saturated_stars", "saturated_fraction", "full_well")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _read_manifest(folder: Path) -> dict | None:
     try:
         return json.loads((folder / MANIFEST).read_text())
@@ -800,7 +792,7 @@ def _build(spec: SimSpec, dest: Path) -> None:
                 "SIMVERS": SIMULATOR_VERSION, "SIMSEED": spec.seed,
             })
             entries.append({
-                "name": exp.name, "file": fname, "sha256": _sha256(dest / fname),
+                "name": exp.name, "file": fname, "sha256": sha256_file(dest / fname),
                 "exptime": exp.exptime, "date_obs": exp.date_obs,
                 "meta": {k: exp.meta[k] for k in _MANIFEST_META if k in exp.meta},
             })
@@ -878,7 +870,7 @@ def _load_group(folder: Path, g: dict, focus: int | None = None) -> Group:
         path = folder / e["file"]
         if not path.is_file():
             raise CRBenchDataError(f"{path}: listed in {MANIFEST} but missing")
-        digest = _sha256(path)
+        digest = sha256_file(path)
         if digest != e["sha256"]:
             raise CRBenchDataError(
                 f"{path}: sha256 {digest} does not match the manifest ({e['sha256']}); "

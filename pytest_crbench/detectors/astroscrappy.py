@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from pytest_crbench._util import parse_bool
 from pytest_crbench.errors import CRBenchDetectorError
 from pytest_crbench.detectors.base import Prediction
 
@@ -64,14 +65,12 @@ _PSF_KEYS = ("psfmodel", "psffwhm", "psfsize", "psfbeta")
 def _coerce(key: str, value: Any) -> Any:
     typ = _TYPES[key]
     if typ is bool:
-        if isinstance(value, str):
-            low = value.strip().lower()
-            if low in ("1", "true", "yes", "on"):
-                return True
-            if low in ("0", "false", "no", "off"):
-                return False
+        if not isinstance(value, str):
+            return bool(value)
+        out = parse_bool(value)
+        if out is None:
             raise CRBenchDetectorError(f"astroscrappy: {key} must be true or false, got {value!r}")
-        return bool(value)
+        return out
     try:
         out = typ(value.strip() if isinstance(value, str) else value)
     except (TypeError, ValueError):

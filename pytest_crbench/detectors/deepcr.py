@@ -65,7 +65,6 @@ torch and deepCR are imported lazily, in the constructor, never at module import
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import threading
@@ -75,6 +74,7 @@ from typing import Any
 
 import numpy as np
 
+from pytest_crbench._util import sha256_file
 from pytest_crbench.errors import CRBenchDetectorError
 from pytest_crbench.detectors.base import Prediction
 
@@ -216,11 +216,7 @@ def weights_sha256(path: str) -> str:
     st = os.stat(path)
     key = (path, st.st_size, st.st_mtime_ns)
     if key not in _HASHES:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        _HASHES[key] = h.hexdigest()
+        _HASHES[key] = sha256_file(path)
     return _HASHES[key]
 
 

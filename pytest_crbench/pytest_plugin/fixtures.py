@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import pytest
 
+from pytest_crbench.pytest_plugin.state import bench_session
+
+__all__ = ["crbench_session", "crbench_detector_spec", "crbench_dataset_name",
+           "crbench_detector", "crbench_prepared", "crbench_dataset", "crbench_exposure",
+           "crbench_group", "crbench_reference", "crbench_predictions", "crbench_scores"]
+
 
 def _bench(request):
-    from pytest_crbench.pytest_plugin.hooks import bench_session
-
     bench = bench_session(request.config, required=False)
     if bench is None:
         pytest.skip("crbench fixtures need the --crbench option")
@@ -91,7 +95,5 @@ def crbench_predictions(crbench_session, crbench_detector_spec, crbench_dataset_
 @pytest.fixture
 def crbench_scores(crbench_predictions):
     """Pooled scores: ``{region: {metric: Score}}``."""
-    from pytest_crbench.science.metrics import scores
-
-    return {region: scores(crbench_predictions.pooled(region))
+    return {region: crbench_predictions.scores(region).as_dict()
             for region in crbench_predictions.regions}

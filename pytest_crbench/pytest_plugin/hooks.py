@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 
 from pytest_crbench.bench.settings import OPTIONS
+from pytest_crbench.pytest_plugin.state import SESSION_KEY, bench_session
 
-SESSION_KEY = pytest.StashKey["object"]()
+__all__ = ["pytest_addoption", "pytest_configure", "pytest_generate_tests",
+           "pytest_collection_modifyitems", "pytest_sessionfinish", "pytest_testnodedown",
+           "pytest_terminal_summary"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -27,13 +30,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             kwargs.update(action="append" if opt.repeat else "store", metavar=opt.metavar)
         group.addoption(opt.flag, **kwargs)
         parser.addini(f"crbench_{opt.name}", opt.help, default=None)
-
-
-def bench_session(config: pytest.Config, required: bool = True):
-    bench = config.stash.get(SESSION_KEY, None)
-    if bench is None and required:
-        raise RuntimeError("pytest-crbench is not active: pass --crbench")
-    return bench
 
 
 def _settings(config: pytest.Config):
@@ -80,30 +76,13 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     bench = bench_session(config, required=False)
     if bench is None:
         return
-    from pytest_crbench.datasets.loading import is_scored
-    from pytest_crbench.bench.floors import (PHOTOMETRY_BINS, PHOTOMETRY_METRICS, FloorKey, PhotometryKey,
-                         SmokeKey, StabilityKey)
     from pytest_crbench.pytest_plugin.items import CRBenchCollector
-    from pytest_crbench.science.metrics import METRICS
-    from pytest_crbench.science.regions import region_name
 
-    s = bench.settings
-    regions = ["full"] + [region_name(k) for k in s.k]
-    keys = []
-    for ds in s.dataset:
-        if not is_scored(ds, data_dir=s.data_dir):
-            keys += [SmokeKey(det, ds) for det in s.model]
-            continue
-        for det in s.model:
-            keys += [FloorKey(det, ds, region, metric) for region in regions
-                     for metric in METRICS]
-            keys += [PhotometryKey(det, ds, size_bin, metric)
-                     for size_bin in ("all",) + PHOTOMETRY_BINS for metric in PHOTOMETRY_METRICS]
-            keys += [StabilityKey(det, ds, q) for q in ("f1", "f2", "rms")]
     collector = CRBenchCollector.from_parent(session, name="crbench", nodeid="crbench",
-                                             keys=keys)
+                                             bench=bench)
     for item in collector.collect():
-        item.add_marker(pytest.mark.xdist_group(f"crbench|{item.key.detector}|{item.key.dataset}"))
+        item.add_marker(pytest.mark.xdist_group(
+            f"crbench|{item.check.detector}|{item.check.dataset}"))
         items.append(item)
 
 
@@ -115,14 +94,17 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     bench = bench_session(session.config, required=False)
     if bench is None:
         return
+from pytest_crbench.reporting.outputs import write_masks, write_outputs
+
     try:
-        bench.written = bench.write_masks()
+        bench.written = write_masks(bench)
         if _is_xdist_worker(session.config):
             import json
 
-            session.config.workeroutput["crbench"] = json.dumps(bench.worker_record())
+            session.config.workeroutput["crbench"] = json.dumps(
+                bench.results.worker_record())
         else:
-            bench.written += bench.finish()
+            bench.written += write_outputs(bench)
     finally:
         bench.close()
 
@@ -135,12 +117,12 @@ def pytest_testnodedown(node, error) -> None:
     if bench is not None and record:
         import json
 
-        bench.merge(json.loads(record))
+        bench.results.merge(json.loads(record))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
     bench = bench_session(config, required=False)
-    if bench is None or not (bench.evaluations or bench.smoke_results):
+    if bench is None or not bench.results:
         return
     from pytest_crbench.reporting.terminal import summary_lines
 

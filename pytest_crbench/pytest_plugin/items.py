@@ -1,5 +1,7 @@
 """The standard suite's test items, collected automatically under ``--crbench`` (a
-downstream repository needs no test file):
+downstream repository needs no test file): one :class:`CheckItem` per gate check of
+:mod:`pytest_crbench.bench.checks`, below one :class:`CRBenchCollector` (node id
+``crbench``):
 
 * ``crbench::<det>::<dataset>::<region>::<metric>``: the pooled pixel score reaches its
   floor;
@@ -18,76 +20,40 @@ from __future__ import annotations
 
 import pytest
 
+from pytest_crbench.bench.checks import Check, FloorFailure, StabilityFailure
 from pytest_crbench.errors import CRBenchError
-from pytest_crbench.bench.floors import FloorKey, PhotometryKey, SmokeKey, StabilityKey
 
-
-class FloorFailure(AssertionError):
-    """A score is below its floor, or undefined where a floor was set."""
-
-
-class StabilityFailure(AssertionError):
-    """A group lies outside the stability band of the other groups."""
-
-
-def item_name(key) -> str:
-    """The node name below ``crbench`` of the item asserting ``key``."""
-    if isinstance(key, PhotometryKey):
-        return f"{key.detector}::{key.dataset}::photometry::{key.bin}::{key.metric}"
-    if isinstance(key, StabilityKey):
-        return f"{key.detector}::{key.dataset}::stability::{key.quantity}"
-    if isinstance(key, SmokeKey):
-        return f"{key.detector}::{key.dataset}::smoke"
-    return f"{key.detector}::{key.dataset}::{key.region}::{key.metric}"
+__all__ = ["CRBenchCollector", "CheckItem", "FloorFailure", "StabilityFailure"]
 
 
 class CRBenchCollector(pytest.Collector):
-    """Parent node of the generated items (node id ``crbench``)."""
+    """Parent node of the generated items; holds the run state it hands to them."""
 
-    def __init__(self, *, keys: list[FloorKey], **kwargs):
+    def __init__(self, *, bench, **kwargs):
         super().__init__(**kwargs)
-        self.keys = keys
+        self.bench = bench
 
     def collect(self):
-        for key in self.keys:
-            yield FloorItem.from_parent(self, name=item_name(key), key=key)
+        for check in self.bench.checks:
+            yield CheckItem.from_parent(self, name=check.node_name(), check=check)
 
 
-class FloorItem(pytest.Item):
-    def __init__(self, *, key: FloorKey, **kwargs):
+class CheckItem(pytest.Item):
+    """One gate check of the run (see :mod:`pytest_crbench.bench.checks`)."""
+
+    def __init__(self, *, check: Check, **kwargs):
         super().__init__(**kwargs)
-        self.key = key
-        self.user_properties.extend([("detector", key.detector), ("dataset", key.dataset)])
-        if isinstance(key, PhotometryKey):
-            self.user_properties.extend([("size_bin", key.bin), ("metric", key.metric)])
-        elif isinstance(key, StabilityKey):
-            self.user_properties.append(("quantity", key.quantity))
-        elif isinstance(key, SmokeKey):
-            pass
-        else:
-            self.user_properties.extend([("region", key.region), ("metric", key.metric)])
+        self.check = check
+        self.user_properties.extend(check.properties)
 
     def runtest(self) -> None:
-        from pytest_crbench.pytest_plugin.hooks import bench_session
-
-        outcome = bench_session(self.config).check(self.key)
+        outcome = self.parent.bench.check(self.check)
         self.user_properties.append(("value", outcome.value))
-        self.user_properties.append(("floor", outcome.floor))
+        self.user_properties.append(("floor", outcome.limit))
         if outcome.skip:
             pytest.skip(outcome.skip)
-        if outcome.passed:
-            return
-        if isinstance(self.key, StabilityKey):
-            raise StabilityFailure(outcome.message)
-        if outcome.message:
-            raise FloorFailure(outcome.message)
-        if outcome.value is None:
-            raise FloorFailure(f"{self.key}: score is undefined ({outcome.reason}) but has "
-                               f"floor {outcome.floor:.3f}")
-        raise FloorFailure(
-            f"{self.key}: observed {outcome.value:.4f} is below floor {outcome.floor:.3f} "
-            f"(short by {outcome.floor - outcome.value:.4f})"
-        )
+        if not outcome.passed:
+            raise self.check.failure(outcome.message)
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, (FloorFailure, StabilityFailure, CRBenchError)):
@@ -95,4 +61,4 @@ class FloorItem(pytest.Item):
         return super().repr_failure(excinfo, style=style)
 
     def reportinfo(self):
-        return self.path, None, f"crbench floor {self.key}"
+        return self.path, None, f"crbench floor {self.check}"

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from pytest_crbench.bench.floors import FloorKey
-from pytest_crbench.science.metrics import METRICS, scores
+from pytest_crbench.bench.checks import PhotometryCheck, PixelFloorCheck
+
+__all__ = ["score_table", "paper_table", "photometry_table", "density_lines",
+           "stability_lines", "summary_lines"]
+
+METRIC_ORDER = ("recall", "precision", "f1", "f2")
 
 _LABELS = {"precision": "precision", "recall": "recall", "f1": "F1", "f2": "F2"}
 
@@ -19,16 +23,17 @@ def _cell(value, floor) -> str:
     return text
 
 
-def score_table(evaluation, floors: dict[FloorKey, float]) -> list[str]:
+def score_table(evaluation, floors: dict) -> list[str]:
     """Rows = regions, columns = recall/precision/F1/F2 in %, each with floor and margin."""
-    header = ["region"] + [_LABELS[m] for m in ("recall", "precision", "f1", "f2")]
+    header = ["region"] + [_LABELS[m] for m in METRIC_ORDER]
     rows = []
     for region in evaluation.regions:
-        sc = scores(evaluation.pooled(region))
+        sc = evaluation.scores(region)
         row = [region]
-        for metric in ("recall", "precision", "f1", "f2"):
-            floor = floors.get(FloorKey(evaluation.detector, evaluation.dataset, region, metric))
-            row.append(_cell(sc[metric].value, floor))
+        for metric in METRIC_ORDER:
+            floor = floors.get(PixelFloorCheck(evaluation.detector, evaluation.dataset,
+                                               region, metric))
+            row.append(_cell(sc.metric(metric).value, floor))
         rows.append(row)
     return _format(header, rows)
 
@@ -43,7 +48,7 @@ def paper_table(evaluations, dataset: str) -> list[str]:
     rows = []
     for ev in evs:
         for metric in ("recall", "precision"):
-            vals = [scores(ev.pooled(r))[metric].value for r in regions]
+            vals = [ev.scores(r).metric(metric).value for r in regions]
             rows.append([ev.detector, metric] + ["-" if v is None else f"{100 * v:.1f}"
                                                  for v in vals])
     return _format(header, rows)
@@ -55,8 +60,6 @@ def _format(header: list[str], rows: list[list[str]]) -> list[str]:
                               for i, (c, w) in enumerate(zip(r, widths)))
     return [line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in rows]
 
-
-__all__ = ["METRICS", "score_table", "paper_table"]
 
 
 # --------------------------------------------------------------------------- analyses
@@ -75,21 +78,17 @@ def _limited(value, key, floors) -> str:
 
 def photometry_table(analysis, floors: dict) -> list[str]:
     """Rows = all stars and each size bin; fractions (%) over contaminated stars."""
-    from pytest_crbench.bench.floors import PhotometryKey
-
     if analysis.photometry is None:
         return []
     header = ["stars", "n", "contaminated", "anomalous", "in [0.97,1.03]", "out [0.9,1.1]"]
     rows = []
-    blocks = [("all", analysis.photometry["overall"])] + list(
-        analysis.photometry["by_size"].items())
-    for size_bin, b in blocks:
-        key = lambda m: PhotometryKey(analysis.detector, analysis.dataset, size_bin, m)
-        rows.append([size_bin if size_bin == "all" else f"{size_bin} px", str(b["n"]),
-                     f"{b['n_contaminated']} ({_pct(b['contaminated'])} %)",
-                     _limited(b["anomalous"], key("max_anomalous"), floors),
-                     _limited(b["inside_97_103"], key("min_inside_97_103"), floors),
-                     _limited(b["outside_90_110"], key("max_outside_90_110"), floors)])
+    for size_bin, b in analysis.photometry.blocks():
+        key = lambda m: PhotometryCheck(analysis.detector, analysis.dataset, size_bin, m)
+        rows.append([size_bin if size_bin == "all" else f"{size_bin} px", str(b.n),
+                     f"{b.n_contaminated} ({_pct(b.contaminated)} %)",
+                     _limited(b.anomalous, key("max_anomalous"), floors),
+                     _limited(b.inside_97_103, key("min_inside_97_103"), floors),
+                     _limited(b.outside_90_110, key("max_outside_90_110"), floors)])
     return _format(header, rows)
 
 
@@ -99,31 +98,31 @@ def density_lines(analysis) -> list[str]:
     if d is None:
         return []
     lines = []
-    for q, e in d["quantities"].items():
-        fit = e["fit"]
+    for q, e in d.quantities.items():
+        fit = e.fit
         if fit is None:
-            lines.append(f"{q}: no fit ({e['reason']})")
+            lines.append(f"{q}: no fit ({e.reason})")
             continue
-        r = "r undefined" if fit["r"] is None else f"r = {fit['r']:.2f}"
-        p = "" if fit["p"] is None else f", p = {fit['p']:.2g}"
-        lines.append(f"{q}: y = {fit['slope']:.3g} x {fit['intercept']:+.3g} ({r}{p}, "
-                     f"{fit['n']} exposures)")
-    rate = d["cr_fraction_per_second"]
+        r = "r undefined" if fit.r is None else f"r = {fit.r:.2f}"
+        p = "" if fit.p is None else f", p = {fit.p:.2g}"
+        lines.append(f"{q}: y = {fit.slope:.3g} x {fit.intercept:+.3g} ({r}{p}, "
+                     f"{fit.n} exposures)")
+    rate = d.cr_fraction_per_second
     if rate is not None:
         lines.append(f"CR pixel fraction per second: {rate:.3g} ({100 * rate * 1000:.2f} % "
                      "per 1000 s)")
     limits = []
-    for lim in d["exposure_limits"]:
-        q = lim["quantity"].removeprefix("anomalous").lstrip("_") or "all"
-        if lim["seconds"] is not None:
-            text = f"{lim['seconds']:.0f} s"
-        elif d["quantities"][lim["quantity"]]["fit"] is None:
+    for lim in d.exposure_limits:
+        q = lim.quantity.removeprefix("anomalous").lstrip("_") or "all"
+        if lim.seconds is not None:
+            text = f"{lim.seconds:.0f} s"
+        elif d.quantities[lim.quantity].fit is None:
             text = "no fit"
         else:
             text = "no limit"
         limits.append(f"{q} {text}")
     if limits:
-        lines.append(f"longest exposure with anomalous <= {100 * d['anomalous_level']:g} %: "
+        lines.append(f"longest exposure with anomalous <= {100 * d.anomalous_level:g} %: "
                      + ", ".join(limits))
     return lines
 
@@ -135,23 +134,23 @@ def stability_lines(analysis) -> list[str]:
         return []
     parts, outside = [], []
     for q, label in (("f1", "F1"), ("f2", "F2"), ("rms", "RMS")):
-        b = st[q]
-        if b["mean"] is None:
+        b = st.band(q)
+        if b.mean is None:
             parts.append(f"{label} -")
             continue
         if q == "rms":
-            val = f"{b['mean']:.4f}" + ("" if b["std"] is None else f" ± {b['std']:.4f}")
+            val = f"{b.mean:.4f}" + ("" if b.std is None else f" ± {b.std:.4f}")
         else:
-            val = f"{100 * b['mean']:.1f}" + ("" if b["std"] is None else
-                                              f" ± {100 * b['std']:.1f}") + " %"
+            val = f"{100 * b.mean:.1f}" + ("" if b.std is None else
+                                           f" ± {100 * b.std:.1f}") + " %"
         parts.append(f"{label} {val}")
-        outside += [f"{g} ({label})" for g in b["outliers"]]
-    n = len(st["groups"])
-    reason = next((st[q]["reason"] for q in ("f1", "f2", "rms") if st[q]["reason"]), None)
+        outside += [f"{g} ({label})" for g in b.outliers]
+    n = len(st.groups)
+    reason = st.reason
     tail = (f"not assessed: {reason}" if reason else
-            "outside the leave-one-out " + f"{st['nsigma']:g}σ-equivalent interval: "
+            "outside the leave-one-out " + f"{st.nsigma:g}σ-equivalent interval: "
             + (", ".join(outside) if outside else "none"))
-    return [f"stability ({n} groups, region {st['region']}): " + "; ".join(parts),
+    return [f"stability ({n} groups, region {st.region}): " + "; ".join(parts),
             "  " + tail]
 
 
@@ -160,20 +159,21 @@ def summary_lines(bench) -> list[str]:
     from pytest_crbench.science.reference import pooled_audit
 
     out: list[str] = []
+    results = bench.results
     for ds in bench.settings.dataset:
-        table = paper_table(bench.evaluations, ds)
+        table = paper_table(results.evaluations, ds)
         if table:
             out.append(f"dataset {ds}: recall and precision (%) per star region "
                        "(region k: pixels above k x background RMS)")
             out += ["  " + line for line in table]
-    for ev in bench.evaluations:
+    for ev in results.evaluations:
         out += ["", f"{ev.detector} on {ev.dataset} ({len(ev.exposures)} exposures, "
                     f"{ev.seconds:.1f} s): score % (>= floor, margin)"]
         out += ["  " + line for line in score_table(ev, bench.floors)]
-        note = bench.notes.get((ev.detector, ev.dataset))
+        note = results.note(ev.detector, ev.dataset)
         if note:
             out.append("  note: " + note)
-        a = bench._analyses.get((ev.detector, ev.dataset))
+        a = results.analysis(ev.detector, ev.dataset)
         if a is None:
             continue
         if a.error:
@@ -185,17 +185,17 @@ def summary_lines(bench) -> list[str]:
         out += ["  density: " + line for line in density_lines(a)]
         out += ["  " + line for line in stability_lines(a)]
         out += ["  note: " + note for note in a.notes]
-    for sm in bench.smoke_results:
-        fr = [r["flagged_fraction"] for r in sm["exposures"]]
-        out += ["", f"{sm['detector']} on {sm['dataset']} (smoke only, not scored: "
+    for sm in results.smoke_results:
+        fr = [r.flagged_fraction for r in sm.exposures]
+        out += ["", f"{sm.detector} on {sm.dataset} (smoke only, not scored: "
                     f"{len(fr)} exposures ran; flagged {100 * min(fr):.2f}–{100 * max(fr):.2f} "
                     "% of pixels)"]
-        if sm.get("note"):
-            out.append("  note: " + sm["note"])
-    for summary in bench.dataset_summaries:
-        if summary["audit"]:
-            a = pooled_audit(summary["audit"])
-            out += ["", f"reference audit on {summary['name']} against CRTRUTH: precision "
+        if sm.note:
+            out.append("  note: " + sm.note)
+    for summary in results.dataset_summaries:
+        if summary.audit:
+            a = pooled_audit([row.to_record() for row in summary.audit])
+            out += ["", f"reference audit on {summary.name} against CRTRUTH: precision "
                         f"{100 * (a['precision'] or 0):.1f} %, recall "
                         f"{100 * (a['recall'] or 0):.1f} % ({a['n_exposures']} exposures)"]
     if not bench.floors:

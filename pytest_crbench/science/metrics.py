@@ -79,5 +79,41 @@ def fbeta(c: Counts, beta: float) -> Score:
 
 def scores(c: Counts) -> dict[str, Score]:
     """Precision, recall, F1 and F2 of ``c``, keyed by :data:`METRICS`."""
-    return {"precision": precision(c), "recall": recall(c), "f1": fbeta(c, 1.0),
-            "f2": fbeta(c, 2.0)}
+    return ScoreSet.of(c).as_dict()
+
+
+@dataclass(frozen=True)
+class ScoreSet:
+    """The four scores of one set of counts, kept together with the counts."""
+
+    counts: Counts
+    precision: Score
+    recall: Score
+    f1: Score
+    f2: Score
+
+    @classmethod
+    def of(cls, c: Counts) -> "ScoreSet":
+        return cls(c, precision(c), recall(c), fbeta(c, 1.0), fbeta(c, 2.0))
+
+    def metric(self, name: str) -> Score:
+        """The score named ``name`` (one of :data:`METRICS`)."""
+        if name not in METRICS:
+            raise KeyError(f"unknown metric {name!r}; expected one of {', '.join(METRICS)}")
+        return getattr(self, name)
+
+    def as_dict(self) -> dict[str, Score]:
+        return {m: getattr(self, m) for m in METRICS}
+
+    def to_record(self) -> dict:
+        """Counts, score values and, where some score is undefined, ``undefined``:
+        ``{metric: reason}``."""
+        row: dict = {**self.counts.as_dict(), **{m: s.value for m, s in self.as_dict().items()}}
+        undefined = {m: s.reason for m, s in self.as_dict().items() if s.value is None}
+        if undefined:
+            row["undefined"] = undefined
+        return row
+
+
+__all__ = ["METRICS", "Counts", "confusion", "Score", "ScoreSet", "precision", "recall",
+           "fbeta", "scores"]

@@ -48,7 +48,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from pytest_crbench.errors import CRBenchConfigError, CRBenchDataError
-from pytest_crbench.datasets.fits import native
+from pytest_crbench._util import native
 
 #: Fields of a star list (output of :func:`find_stars`).
 STAR_DTYPE = np.dtype([

@@ -26,6 +26,11 @@ def region_name(k: float | None) -> str:
     return f"k{int(k)}" if float(k).is_integer() else f"k{k:g}"
 
 
+def region_names(ks) -> list[str]:
+    """The scored regions of thresholds ``ks``: ``["full", "k3", "k5", …]`` (k ascending)."""
+    return ["full"] + [region_name(k) for k in sorted(ks)]
+
+
 @dataclass
 class Background:
     """SEP background model of an image: level map and global RMS (e-)."""
@@ -39,7 +44,7 @@ def background(clean: np.ndarray, ignore: np.ndarray | None = None, *,
     """SEP background of ``clean`` with ``ignore`` masked; box shrinks for small images."""
     import sep
 
-    from pytest_crbench.datasets.fits import native
+    from pytest_crbench._util import native
 
     data = native(clean, np.float32)  # SEP works in float: the same model as from float64
     mask = None if ignore is None else np.ascontiguousarray(ignore, dtype=bool)
@@ -86,7 +91,5 @@ def region_map(clean: np.ndarray, ignore: np.ndarray | None = None,
 
 def regions_from_map(rmap: np.ndarray, ks=DEFAULT_KS) -> dict[str, np.ndarray]:
     """Boolean masks ``{"full": all, "k3": rmap >= 3, …}`` from a :func:`region_map`."""
-    regions = {"full": np.ones(rmap.shape, bool)}
-    for k in sorted(ks):
-        regions[region_name(k)] = rmap >= k
-    return regions
+    masks = [np.ones(rmap.shape, bool)] + [rmap >= k for k in sorted(ks)]
+    return dict(zip(region_names(ks), masks))
