@@ -16,6 +16,7 @@ from pytest_crbench.bench.run import BenchSession
 from pytest_crbench.bench.settings import read_tool_table, resolve
 from pytest_crbench.cli import main
 from pytest_crbench.errors import CRBenchConfigError
+from pytest_crbench.reporting.outputs import write_outputs
 
 SPECS = ["deepcr:ACS-WFC", "astroscrappy"]
 
@@ -35,7 +36,7 @@ def _run(path, data_dir, engine=None, **flags):
     try:
         for spec in SPECS:
             bench.evaluation(spec, "sim-tiny")
-        bench.finish()
+        write_outputs(bench)
     finally:
         bench._engine = None  # the fixture shuts the cluster down
     return json.loads(path.read_text())

@@ -94,7 +94,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     bench = bench_session(session.config, required=False)
     if bench is None:
         return
-from pytest_crbench.reporting.outputs import write_masks, write_outputs
+    from pytest_crbench.reporting.outputs import write_masks, write_outputs
 
     try:
         bench.written = write_masks(bench)
