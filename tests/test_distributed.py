@@ -116,3 +116,14 @@ def test_cli_evaluate_fails_on_a_floor(tmp_path, crbench_data_dir, monkeypatch, 
                "--data-dir", str(crbench_data_dir), "--floors", "floors.toml"])
     assert rc == 1
     assert "FAILED" in capsys.readouterr().err
+
+
+def test_large_chip_path_gives_the_same_json(tmp_path, crbench_data_dir, local2, monkeypatch):
+    """Chips above FOCUS_PIXELS are read one exposure at a time and prepared twice: the
+    results do not change (forced here on sim-tiny's 128 x 128 chips)."""
+    from pytest_crbench.bench import distributed
+
+    serial = _run(tmp_path / "serial.json", crbench_data_dir)
+    monkeypatch.setattr(distributed, "FOCUS_PIXELS", 0)
+    dask = _run(tmp_path / "dask.json", crbench_data_dir, local2, scheduler="local:2")
+    assert _without_timing(dask) == _without_timing(serial)

@@ -24,7 +24,12 @@ The graph, per dataset (every configured detector shares the references):
    worker process and kept (:func:`_detector`), never per task.
 
 At most ``window`` groups are in flight; a group's prepared exposures are released as
-soon as every detector has scored them, which bounds the memory of each worker.
+soon as every detector has scored them, which bounds the memory of each worker.  Chips
+of more than :data:`FOCUS_PIXELS` (a CSST chip: 85 Mpix) go further: only the chip's own
+exposure is read into memory (the group's others are read row by row by the strip-wise
+reference), a prepared chip is never kept between tasks (step 3 prepares it again and
+runs every detector on it in one task), so a worker holds one prepared chip at a time,
+at the price of computing each reference twice.
 """
 
 from __future__ import annotations
@@ -118,11 +123,10 @@ def _layout_task(dataset: str, opts: WorkerOptions):
             "groups": groups}
 
 
-def _prepare_task(dataset: str, gi: int, ei: int, opts: WorkerOptions, shape=None):
+def _prepare_task(dataset: str, gi: int, ei: int, opts: WorkerOptions, focus: bool = False):
     from pytest_crbench.bench.evaluation import prepare_exposure
 
-    big = shape is not None and shape[0] * shape[1] > FOCUS_PIXELS
-    return prepare_exposure(_group(dataset, gi, opts, ei if big else None), ei, opts.ks)
+    return prepare_exposure(_group(dataset, gi, opts, ei if focus else None), ei, opts.ks)
 
 
 def _stars_task(prepared, config) -> dict:
@@ -139,6 +143,33 @@ def _stars_task(prepared, config) -> dict:
     e = pe.exposure
     return {"audit": audit, "stars": stars, "name": e.name, "wcs_header": e.wcs_header,
             "instrument": e.instrument, "detector": e.detector}
+
+
+def _prepare_stars_task(dataset: str, gi: int, ei: int, opts: WorkerOptions, config) -> dict:
+    """:func:`_stars_task` of an exposure prepared here and dropped again (large chips:
+    :func:`_score_big_task` prepares it a second time rather than keeping it)."""
+    return _stars_task(_prepare_task(dataset, gi, ei, opts, focus=True), config)
+
+
+def _score_big_task(specs: list[str], dataset: str, gi: int, ei: int, opts: WorkerOptions,
+                    stars, catalog_config) -> dict:
+    """Every detector on one large chip in one task: the chip is prepared once more here
+    and only one prepared chip is ever held per worker.  Returns {spec: record or the
+    exception of that detector}."""
+    prepared = _prepare_task(dataset, gi, ei, opts, focus=True)
+    pe, _ = prepared
+    pe.exposure.crtruth = None  # audited already; this worker's own copy
+    out: dict[str, Any] = {}
+    for spec in specs:
+        try:
+            out[spec] = _score_task(spec, prepared, stars, catalog_config, opts)
+        except Exception as exc:  # one detector's failure is that detector's
+            out[spec] = exc
+    return out
+
+
+def _score_one_task(spec: str, prepared, stars, catalog_config, opts: WorkerOptions) -> dict:
+    return {spec: _score_task(spec, prepared, stars, catalog_config, opts)}
 
 
 def _score_task(spec: str, prepared, stars, catalog_config, opts: WorkerOptions) -> dict:
@@ -250,14 +281,15 @@ class DaskEngine:
 
         def drain(entry) -> None:
             prepared, scores = entry
-            for spec in specs:
-                for f in scores[spec]:
-                    try:
-                        row = f.result()
-                    except Exception as exc:  # one detector's failure is that detector's
-                        errors.setdefault(spec, exc)
-                        continue
-                    if spec not in errors:
+            for spec_of, f in scores:  # per exposure (large chips) or per (spec, exposure)
+                try:
+                    rows = f.result()
+                except Exception as exc:  # one detector's failure is that detector's
+                    rows = {spec_of: exc}
+                for spec, row in rows.items():
+                    if isinstance(row, BaseException):
+                        errors.setdefault(spec, row)
+                    elif spec not in errors:
                         outcomes[spec].append(row)
             for f in prepared:
                 f.release()
@@ -265,10 +297,19 @@ class DaskEngine:
         groups = layout["groups"]
         submitted: dict[int, tuple[list, list]] = {}
 
+        def big(gi: int) -> bool:
+            shape = groups[gi].get("shape")
+            return shape is not None and shape[0] * shape[1] > FOCUS_PIXELS
+
         def submit_group(gi: int) -> None:
-            prepared = [client.submit(_prepare_task, dataset, gi, ei, opts,
-                                      groups[gi].get("shape"), pure=False, priority=-gi)
-                        for ei in range(len(groups[gi]["exposures"]))]
+            n = len(groups[gi]["exposures"])
+            if big(gi):
+                submitted[gi] = [], [client.submit(_prepare_stars_task, dataset, gi, ei, opts,
+                                                   config, pure=False, priority=-gi)
+                                     for ei in range(n)]
+                return
+            prepared = [client.submit(_prepare_task, dataset, gi, ei, opts, pure=False,
+                                      priority=-gi) for ei in range(n)]
             submitted[gi] = prepared, [client.submit(_stars_task, p, config, pure=False,
                                                      priority=-gi) for p in prepared]
 
@@ -288,10 +329,18 @@ class DaskEngine:
                          for s in small]
             add_group_stars(catalog, SimpleNamespace(name=g["name"], kind=g["kind"]),
                             exposures, lists)
-            scores = {spec: [client.submit(_score_task, spec, p,
-                                           catalog.stars.get((g["name"], s["name"])),
-                                           config, opts, pure=False, priority=-gi)
-                             for p, s in zip(prepared, small)] for spec in specs}
+            stars = [catalog.stars.get((g["name"], s["name"])) for s in small]
+            if big(gi):
+                scores = [(None, client.submit(_score_big_task, list(specs), dataset, gi, ei,
+                                               opts, st, config, pure=False, priority=-gi))
+                          for ei, st in enumerate(stars)]
+            else:
+                scores = []
+                for p, st in zip(prepared, stars):
+                    for spec in specs:
+                        scores.append((spec, client.submit(
+                            _score_one_task, spec, p, st, config, opts, pure=False,
+                            priority=-gi)))
             pending.append((prepared, scores))
             while len(pending) >= max(1, window):
                 drain(pending.pop(0))
