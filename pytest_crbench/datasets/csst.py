@@ -262,4 +262,8 @@ def build_chunked(spec, dest: Path, camera: Camera = CSST, *,
     return groups
 
 
+for _name, _camera in CAMERAS.items():
+    sim.CAMERA_BUILDERS[_name] = (lambda spec, dest, camera=_camera:
+                                  build_chunked(spec, dest, camera))
+
 __all__ = ["Camera", "CSST", "CAMERAS", "build_chunked", "BLOCK_ROWS", "STRIP_ROWS"]

@@ -1,6 +1,6 @@
 """Dataset names → :class:`~pytest_crbench.science.exposures.Dataset` objects.
 
-Simulated presets (``sim``, ``sim-tiny``, ``sim-full``) are generated once into the data
+Simulated presets (``sim``, ``sim-tiny``, ``sim-full``, ``sim-csst``) are generated once into the data
 cache by :mod:`pytest_crbench.datasets.simulate`; real HST datasets come from the registry
 through :mod:`pytest_crbench.datasets.real`.  Both are read back by the same FITS readers.
 """
@@ -13,12 +13,20 @@ from pytest_crbench.errors import CRBenchConfigError
 from pytest_crbench.science.exposures import Dataset, Group
 
 
+def _presets() -> dict:
+    """The simulated presets, with every camera simulator registered (``sim-csst``)."""
+    from pytest_crbench.datasets import csst  # noqa: F401  (registers the CSST camera)
+    from pytest_crbench.datasets.simulate import PRESETS
+
+    return PRESETS
+
+
 def available() -> dict[str, str]:
     """Every dataset name with a one-line description."""
     from pytest_crbench.datasets.real import REAL_DATASETS
-    from pytest_crbench.datasets.simulate import PRESETS
 
-    names = {name: f"simulated HST ACS/WFC F606W groups ({name} preset)" for name in PRESETS}
+    names = {name: f"simulated HST ACS/WFC F606W groups ({name} preset)"
+             for name in _presets()}
     for name, info in REAL_DATASETS.items():
         names[name] = info if isinstance(info, str) else str(info.get("description", name))
     return names
@@ -28,10 +36,11 @@ def load_dataset(name: str, *, data_dir: Path | None = None, offline: bool = Fal
     """Load dataset ``name`` from the cache (building or fetching it as allowed)."""
     from pytest_crbench.datasets.cache import data_dir as resolve_data_dir
     from pytest_crbench.datasets.real import REAL_DATASETS, load_real_dataset
-    from pytest_crbench.datasets.simulate import PRESETS, load_simulated
+    from pytest_crbench.datasets.simulate import load_simulated
+    presets = _presets()
 
     root = resolve_data_dir(data_dir)
-    if name in PRESETS:
+    if name in presets:
         return load_simulated(name, root)
     if name in REAL_DATASETS:
         return load_real_dataset(name, data_dir=root, offline=offline)
@@ -47,9 +56,10 @@ def dataset_layout(name: str, *, data_dir: Path | None = None, offline: bool = F
     (name, kind, date_obs, exposure names).  With a manifest ``dataset.groups`` is
     empty: load each group with :func:`load_group`."""
     from pytest_crbench.datasets.cache import data_dir as resolve_data_dir
-    from pytest_crbench.datasets.simulate import PRESETS, simulated_layout
+    from pytest_crbench.datasets.simulate import simulated_layout
+    presets = _presets()
 
-    if name in PRESETS:
+    if name in presets:
         return simulated_layout(name, resolve_data_dir(data_dir))
     dataset = load_dataset(name, data_dir=data_dir, offline=offline)
     return dataset, [{"name": g.name, "kind": g.kind, "date_obs": g.date_obs,
@@ -62,9 +72,10 @@ def load_group(name: str, index: int, *, data_dir: Path | None = None,
     with ``focus`` only that exposure's pixels in memory (the others read row by row by
     the reference; see :func:`~pytest_crbench.datasets.simulate.load_simulated_group`)."""
     from pytest_crbench.datasets.cache import data_dir as resolve_data_dir
-    from pytest_crbench.datasets.simulate import PRESETS, load_simulated_group
+    from pytest_crbench.datasets.simulate import load_simulated_group
+    presets = _presets()
 
-    if name in PRESETS:
+    if name in presets:
         return load_simulated_group(name, resolve_data_dir(data_dir), index, focus=focus)
     return load_dataset(name, data_dir=data_dir, offline=offline).groups[index]
 
@@ -77,9 +88,9 @@ def is_scored(name: str, *, data_dir: Path | None = None) -> bool:
     """
     from pytest_crbench.datasets.cache import data_dir as resolve_data_dir
     from pytest_crbench.datasets.catalog import load_groups
-    from pytest_crbench.datasets.simulate import PRESETS
+    presets = _presets()
 
-    if name in PRESETS:
+    if name in presets:
         return True
     try:
         groups = load_groups(resolve_data_dir(data_dir))

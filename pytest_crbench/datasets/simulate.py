@@ -777,9 +777,11 @@ def _build(spec: SimSpec, dest: Path) -> None:
     """Simulate ``spec`` and write it into the (empty) folder ``dest``, manifest last."""
     groups = []
     if spec.camera:
-        from pytest_crbench.datasets.csst import CAMERAS, build_chunked
-
-        groups = build_chunked(spec, dest, CAMERAS[spec.camera])
+        if spec.camera not in CAMERA_BUILDERS:
+            raise CRBenchConfigError(
+                f"preset {spec.name!r} needs the {spec.camera!r} camera simulator; import "
+                f"pytest_crbench.datasets.{spec.camera} (the dataset lookup does)")
+        groups = CAMERA_BUILDERS[spec.camera](spec, dest)
     for i, g in enumerate(spec.groups if not spec.camera else ()):
         group = simulate_group(spec.shape, g.exptimes, g.date,
                                seed=np.random.SeedSequence([spec.seed, i]),
@@ -806,6 +808,11 @@ def _build(spec: SimSpec, dest: Path) -> None:
         "groups": groups,
     }
     (dest / MANIFEST).write_text(json.dumps(manifest, indent=1))
+
+
+#: Writers of the presets whose ``SimSpec.camera`` is set, by camera name: the modules
+#: that simulate those cameras register themselves here (:mod:`pytest_crbench.datasets.csst`).
+CAMERA_BUILDERS: dict[str, Any] = {}
 
 
 def ensure_simulated(name: str, data_dir: Path) -> Path:
