@@ -228,7 +228,8 @@ class DaskEngine:
                    "OPENBLAS_NUM_THREADS": threads}
             self.cluster = distributed.LocalCluster(
                 n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                dashboard_address=None, worker_dashboard_address=None,
+                # random loopback ports: a second cluster never fights over :8787
+                dashboard_address="127.0.0.1:0", worker_dashboard_address="127.0.0.1:0",
                 silence_logs=logging.ERROR, env=env)
             self.client = distributed.Client(self.cluster, timeout=f"{timeout}s")
         else:
