@@ -289,7 +289,7 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 
 
 def tune_malloc() -> bool:
-    """Raise glibc's mmap threshold to its 32 MB ceiling and its trim threshold to 1 GB,
+    """Raise glibc's mmap threshold to its 32 MB ceiling and its trim threshold to 256 MB,
     once per process, so per-tile buffers are reused instead of being returned to the
     kernel and faulted in again.  Returns whether the allocator is tuned.
 
@@ -310,7 +310,7 @@ def tune_malloc() -> bool:
     try:
         libc = ctypes.CDLL("libc.so.6")
         ok = (libc.mallopt(_M_MMAP_THRESHOLD, 32 * 1024 * 1024) == 1
-              and libc.mallopt(_M_TRIM_THRESHOLD, 1024 * 1024 * 1024) == 1)
+              and libc.mallopt(_M_TRIM_THRESHOLD, 256 * 1024 * 1024) == 1)
     except (OSError, AttributeError):  # pragma: no cover - not glibc after all
         return False
     _MALLOC_TUNED = ok
