@@ -105,7 +105,7 @@ def test_harness_overhead_per_exposure(full_group):
     dets = {s: load_detector(s) for s in specs}
     rows = []
     for i in range(len(full_group.exposures)):
-        (pe, _), prep_s, _ = _timed(prepare_exposure, full_group, i, KS)
+        (pe, _, _), prep_s, _ = _timed(prepare_exposure, full_group, i, KS)
         stars, stars_s, _ = _timed(find_stars, pe.clean, pe.ignore, config)
         for spec, det in dets.items():
             (er, pred), score_s, peak = _timed(score_exposure, det, pe, KS)

@@ -1,9 +1,13 @@
-"""``crbench`` command line: ``crbench evaluate`` and ``crbench data list|fetch|verify|add|seed``.
+"""``crbench`` command line: ``crbench evaluate``, ``crbench data list|fetch|verify|add|seed``
+and ``crbench compare``.
 
     crbench evaluate --model deepcr:ACS-WFC --dataset sim-full --scheduler tcp://host:8786 \
         --json results.json                 the benchmark outside pytest (batch jobs on a
                                             cluster): the same evaluation, the same JSON,
                                             report and floors as ``pytest --crbench``
+    crbench compare BASE.json CANDIDATE.json
+                                            paired comparison of two saved runs
+                                            (see :mod:`pytest_crbench.compare_runs`)
 
     crbench data list                       datasets, their files, cached or not, sizes
     crbench data fetch stis-crsplit [...]   download datasets or single files (hash-checked)
@@ -14,9 +18,14 @@
                                             hashes in the user registry (and groups)
 
 Common options: ``--data-dir DIR`` (else ``[tool.crbench] data_dir`` of the nearest
-pyproject.toml, else ``$CRBENCH_DATA_DIR``, else the platform cache) and ``--offline``.
+pyproject.toml, else ``$CRBENCH_DATA_DIR``, else the platform cache), ``--offline`` and
+``--lock-timeout SECONDS`` (how long to wait for a cache lock another process holds).
+``add`` validates everything (names, hashes, that each file loads, the group) before it
+writes anything; a read-only cache can be listed and verified.
 Exit status: 0 success, 1 a data problem (missing, corrupted, refused) or, for
-``evaluate``, a floor not met or a detector that failed; 2 usage error.
+``evaluate``, a floor not met or a detector that failed, 2 usage error;
+``crbench compare``: 0 no significant regression, 1 a significant regression, 2 the files
+cannot be compared (or a usage error).
 
 ``crbench evaluate`` takes every pytest-crbench option as ``--<name>`` (``--model``,
 ``--dataset``, ``--scheduler``, ``--json`` …, the flags of ``pytest --crbench`` without
@@ -33,6 +42,8 @@ import time
 from pathlib import Path
 
 from pytest_crbench.errors import CRBenchConfigError, CRBenchError
+
+__all__ = ["build_parser", "main"]
 
 
 def _human(n: int | None) -> str:
@@ -115,7 +126,8 @@ def cmd_fetch(args) -> int:
     names, dataset = _names_for(args.targets, directory)
     t0 = time.perf_counter()
     paths = fetch(names, data_dir=directory, offline=args.offline,
-                  progress=not args.no_progress, dataset=dataset, timeout=args.timeout)
+                  progress=not args.no_progress, dataset=dataset, timeout=args.timeout,
+                  lock_timeout=args.lock_timeout)
     print(f"{len(paths)} file(s) in {directory} ({time.perf_counter() - t0:.1f} s)")
     return 0
 
@@ -126,14 +138,19 @@ def cmd_verify(args) -> int:
     directory = _resolve_dir(args)
     names = _names_for(args.targets, directory)[0] if args.targets else None
     t0 = time.perf_counter()
-    report = verify(data_dir=directory, names=names)
+    report = verify(data_dir=directory, names=names, lock_timeout=args.lock_timeout)
     for name in report.good:
         print(f"ok       {name}")
     for name, actual in report.removed.items():
         print(f"CORRUPT  {name} (sha256 {actual}) — deleted; fetch it again with "
               f"`crbench data fetch {name}`")
+    for name, actual in report.kept.items():
+        print(f"CORRUPT  {name} (sha256 {actual}) — NOT deleted: the cache is read-only "
+              "for this user; ask its owner to run `crbench data verify`")
     print(f"{len(report.good)} good, {len(report.removed)} corrupted (deleted), "
-          f"{len(report.absent)} not cached ({time.perf_counter() - t0:.1f} s)")
+          + (f"{len(report.kept)} corrupted (read-only, kept), " if report.kept else "")
+          + f"{len(report.absent)} not cached ({time.perf_counter() - t0:.1f} s)"
+          + ("" if os.access(directory, os.W_OK) else f"; {directory} is read-only"))
     return 0 if report.ok else 1
 
 
@@ -143,7 +160,7 @@ def cmd_seed(args) -> int:
     directory = _resolve_dir(args)
     names = _names_for(args.targets, directory)[0] if args.targets else None
     t0 = time.perf_counter()
-    report = seed(args.source, data_dir=directory, names=names)
+    report = seed(args.source, data_dir=directory, names=names, lock_timeout=args.lock_timeout)
     for name in report.copied:
         print(f"copied   {name}")
     for name, why in report.bad.items():
@@ -155,86 +172,141 @@ def cmd_seed(args) -> int:
     return 0 if report.ok else 1
 
 
+def _check_product(path: Path, *, loader: str, shown: str) -> list:
+    """Load ``path`` as the loader will at run time: a truncated, non-FITS or unreadable
+    file is refused here, before anything is written."""
+    from pytest_crbench.datasets.hst import load_product
+
+    try:
+        return load_product(path, loader=loader, name=shown)
+    except CRBenchError as exc:
+        raise type(exc)(f"refused, nothing was written: {exc}") from None
+
+
 def cmd_add(args) -> int:
+    """Validate everything (names, hashes, FITS contents, groups) first; then install the
+    files, the registry and the groups file, each atomically."""
+    import shutil
+    import tempfile
     from urllib.parse import urlparse
 
     from pytest_crbench._util import atomic_write, sha256_file
-    from pytest_crbench.datasets.cache import download, file_lock
-    from pytest_crbench.errors import CRBenchConfigError
+    from pytest_crbench.datasets.cache import download_once, ensure_dir
     from pytest_crbench.datasets.catalog import (
-        RegistryEntry, add_registry_entries, add_user_group, check_name, check_url,
-        load_registry, normalize_hash, user_groups_path, user_registry_path)
+        RegistryEntry, check_name, check_url, load_groups, load_registry, normalize_hash,
+        parse_groups, plan_registry_entries, plan_user_group, user_groups_path,
+        user_registry_path)
+    from pytest_crbench.datasets.simulate import PRESETS
+    from pytest_crbench.errors import CRBenchConfigError
 
-    directory = _resolve_dir(args)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = ensure_dir(_resolve_dir(args))
     known = load_registry(directory)
+    load_groups(directory, registry=known)  # the files as they are must be valid
     if args.sha256 and len(args.items) != 1:
         raise CRBenchConfigError("--sha256 applies to a single FILE or URL")
-    entries = []
-    for item in args.items:
-        parsed = urlparse(item)
-        if parsed.scheme in ("http", "https", "ftp"):
-            url = check_url(item, where="crbench data add")
-            name = check_name(args.name or Path(parsed.path).name or "download",
-                              where="crbench data add")
-            if "uri=" in parsed.query and not args.name:  # MAST: ...?uri=mast:HST/product/X
-                name = check_name(parsed.query.rsplit("/", 1)[-1], where="crbench data add")
-            if args.sha256:
-                digest = normalize_hash(args.sha256, where="--sha256")
-                if not args.offline:
-                    with file_lock(directory, name):
-                        download(name, url, digest, directory, timeout=args.timeout,
-                                 progress=not args.no_progress)
-            else:
+    if args.dataset and not args.group:
+        raise CRBenchConfigError("--dataset needs --group (the group the dataset holds)")
+    if args.dataset in PRESETS:
+        raise CRBenchConfigError(
+            f"--dataset {args.dataset!r} is a simulated preset; choose another name")
+    package = load_groups(None, registry=known)
+    gpath = user_groups_path(directory)
+    # 1. every item: name, hash, contents (URLs are downloaded into temporary files)
+    entries, installs, temps, exposures = [], [], [], []
+    try:
+        for item in args.items:
+            parsed = urlparse(item)
+            if parsed.scheme in ("http", "https", "ftp"):
+                url = check_url(item, where="crbench data add")
+                name = check_name(args.name or Path(parsed.path).name or "download",
+                                  where="crbench data add")
+                if "uri=" in parsed.query and not args.name:  # MAST: ...?uri=mast:HST/product/X
+                    name = check_name(parsed.query.rsplit("/", 1)[-1], where="crbench data add")
                 if args.offline:
+                    if not args.sha256:
+                        raise CRBenchConfigError(
+                            f"{item}: --offline needs --sha256 (the hash cannot be computed "
+                            "without downloading)")
+                    digest, source = normalize_hash(args.sha256, where="--sha256"), None
+                else:
+                    fd, tmpname = tempfile.mkstemp(prefix=f".{name}.", suffix=".add.part",
+                                                   dir=directory)
+                    os.close(fd)
+                    source = Path(tmpname)
+                    temps.append(source)
+                    download_once(url, source, timeout=args.timeout,
+                                   progress=not args.no_progress)
+                    digest = sha256_file(source)
+                    if args.sha256 and normalize_hash(args.sha256, where="--sha256") != digest:
+                        raise CRBenchConfigError(
+                            f"{item}: sha256 is {digest}, not the expected {args.sha256}")
+                    exposures += _check_product(source, loader=args.loader, shown=item)
+            else:
+                source = Path(item).expanduser().resolve()
+                if not source.is_file():
+                    raise CRBenchConfigError(f"{item}: no such file")
+                name = check_name(args.name or source.name, where="crbench data add")
+                digest = sha256_file(source)
+                if args.sha256 and normalize_hash(args.sha256, where="--sha256") != digest:
                     raise CRBenchConfigError(
-                        f"{item}: --offline needs --sha256 (the hash cannot be computed "
-                        "without downloading)")
-                # Trust on first use: download, hash, record.
-                from pytest_crbench.datasets.cache import _download_once
-
-                tmp = directory / f".{name}.add.part"
-                try:
-                    _download_once(url, tmp, timeout=args.timeout, progress=not args.no_progress)
-                    digest = sha256_file(tmp)
-                    os.replace(tmp, directory / name)
-                finally:
-                    tmp.unlink(missing_ok=True)
-                print(f"downloaded {name}: sha256 {digest} (recorded on first use)")
-        else:
-            path = Path(item).expanduser().resolve()
-            if not path.is_file():
-                raise CRBenchConfigError(f"{item}: no such file")
-            name = check_name(args.name or path.name, where="crbench data add")
-            digest = sha256_file(path)
-            if args.sha256 and normalize_hash(args.sha256, where="--sha256") != digest:
+                        f"{source}: sha256 is {digest}, not the expected {args.sha256}")
+                url = args.url or source.as_uri()
+                check_url(url, where="--url")
+                exposures += _check_product(source, loader=args.loader, shown=item)
+            if name in known and known[name].sha256 != digest:
                 raise CRBenchConfigError(
-                    f"{path}: sha256 is {digest}, not the expected {args.sha256}")
-            url = args.url or path.as_uri()
-            check_url(url, where="--url")
-            dest = directory / name
-            if not dest.exists() or sha256_file(dest) != digest:
-                import shutil
+                    f"{name}: already registered ({known[name].source}) with another sha256; "
+                    "use --name to give it another name")
+            entries.append(RegistryEntry(name, digest, url))
+            if source is not None:
+                installs.append((source, directory / name, digest))
+        # 2. the new registry and groups file, validated together
+        registry_text = plan_registry_entries(user_registry_path(directory), entries)
+        groups_text = None
+        if args.group:
+            if not args.smoke:
+                per_chip: dict = {}
+                for e in exposures:
+                    per_chip[e.chip] = per_chip.get(e.chip, 0) + 1
+                thin = sorted(c for c, n in per_chip.items() if n < 2)
+                if thin and args.kind != "crsplit":
+                    raise CRBenchConfigError(
+                        f"--group {args.group}: a scored group needs at least 2 exposures "
+                        f"of each chip; chip(s) {thin} have 1 (add more files, or --smoke "
+                        "for a smoke-only dataset)")
+                # an all-zero exposure or one far off the others' level would bias the
+                # references: refused now rather than at every run
+                from pytest_crbench.science.exposures import Group, check_levels
 
-                atomic_write(dest, lambda tmp, _p=path: shutil.copyfile(_p, tmp))
-        if name in known and known[name].sha256 != digest:
-            raise CRBenchConfigError(
-                f"{name}: already registered ({known[name].source}) with another sha256; "
-                "use --name to give it another name")
-        entries.append(RegistryEntry(name, digest, url))
-    reg_path = add_registry_entries(user_registry_path(directory), entries)
+                for chip in sorted(per_chip):
+                    members = [e for e in exposures if e.chip == chip]
+                    try:
+                        check_levels(Group(args.group, members, kind=args.kind))
+                    except CRBenchError as exc:
+                        raise type(exc)(f"refused, nothing was written: {exc}") from None
+            groups_text = plan_user_group(
+                gpath, group=args.group, kind=args.kind, files=[e.name for e in entries],
+                loader=args.loader, instrument=args.instrument or "", dataset=args.dataset,
+                description=args.description or "", scored=not args.smoke, package=package)
+            registry = dict(known)
+            registry.update({e.name: e for e in entries})
+            import tomllib
+
+            parse_groups(tomllib.loads(groups_text), source=str(gpath), registry=registry)
+        # 3. write: files, registry, groups — each atomically
+        for source, dest, digest in installs:
+            if not (dest.is_file() and sha256_file(dest) == digest):
+                atomic_write(dest, lambda tmp, _s=source: shutil.copyfile(_s, tmp))
+    finally:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+    reg_path = atomic_write(user_registry_path(directory),
+                            lambda tmp: Path(tmp).write_text(registry_text, encoding="utf-8"))
     for e in entries:
         print(f"registered {e.name} {e.sha256} {e.url}")
     print(f"user registry: {reg_path}")
-    if args.group:
-        gpath = add_user_group(
-            user_groups_path(directory), group=args.group, kind=args.kind,
-            files=[e.name for e in entries], loader=args.loader,
-            instrument=args.instrument or "", dataset=args.dataset,
-            description=args.description or "", scored=not args.smoke)
-        from pytest_crbench.datasets.catalog import load_groups
-
-        load_groups(directory)  # full validation against the registry
+    if groups_text is not None:
+        atomic_write(gpath, lambda tmp: Path(tmp).write_text(groups_text, encoding="utf-8"))
         print(f"group {args.group} ({args.kind}) recorded in {gpath}"
               + (f", dataset {args.dataset}" if args.dataset else ""))
     return 0
@@ -243,8 +315,10 @@ def cmd_add(args) -> int:
 def cmd_evaluate(args) -> int:
     """Evaluate every configured detector on every configured dataset, run the gate
     checks of ``pytest --crbench`` (same checks, same outputs) and write the outputs."""
+    from pytest_crbench.bench.preflight import preflight
     from pytest_crbench.bench.run import BenchSession
     from pytest_crbench.bench.settings import OPTIONS, read_tool_table, resolve
+    from pytest_crbench.detectors.specs import check_spec
     from pytest_crbench.reporting.outputs import write_masks, write_outputs
     from pytest_crbench.reporting.terminal import summary_lines
 
@@ -253,9 +327,13 @@ def cmd_evaluate(args) -> int:
         raise CRBenchConfigError(f"--project {project}: no such file")
     tool = read_tool_table(project)
     flags = {o.name: getattr(args, o.name) for o in OPTIONS}
-    bench = BenchSession(resolve(flags, tool, {}, tool_file=project if tool else None))
+    settings = resolve(flags, tool, {}, tool_file=project if tool else None)
+    for spec in settings.model + ([settings.baseline] if settings.baseline else []):
+        check_spec(spec)  # the start-up checks of pytest --crbench
+    bench = BenchSession(settings)
     failed, broken = [], {}
     try:
+        preflight(bench)
         for check in bench.checks:
             pair = (check.detector, check.dataset)
             if pair in broken:
@@ -282,6 +360,7 @@ def cmd_evaluate(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from pytest_crbench.bench.settings import OPTIONS
+    from pytest_crbench.science.exposures import GROUP_KINDS
 
     parser = argparse.ArgumentParser(prog="crbench", description="pytest-crbench tools")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -308,6 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--timeout", type=float, default=30.0,
                        help="network timeout in seconds (default 30)")
         p.add_argument("--no-progress", action="store_true", help="no download progress bar")
+        p.add_argument("--lock-timeout", type=float, default=None, metavar="SECONDS",
+                       help="how long to wait for a cache lock held by another process "
+                       "(default 600)")
         return p
 
     p = common(dsub.add_parser("list", help="datasets, files, cached or not, sizes"))
@@ -331,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", help="download address to record for a local FILE "
                                  "(default: its file:// address)")
     p.add_argument("--group", help="also declare these files as a group")
-    p.add_argument("--kind", default="pointing", choices=("crsplit", "pointing", "dithered"))
+    p.add_argument("--kind", default="pointing", choices=GROUP_KINDS)
     p.add_argument("--loader", default="auto",
                    choices=("auto", "flt", "stis_raw", "wfpc2_c0f", "acs_raw"))
     p.add_argument("--instrument")
@@ -339,6 +421,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--description")
     p.add_argument("--smoke", action="store_true", help="the dataset is smoke-only (not scored)")
     p.set_defaults(func=cmd_add)
+    from pytest_crbench.compare_runs import add_parser
+
+    add_parser(sub)
     return parser
 
 

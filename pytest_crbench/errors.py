@@ -1,5 +1,8 @@
 """Exceptions raised by pytest-crbench.  Every message names what is wrong and where."""
 
+__all__ = ["CRBenchError", "CRBenchDataError", "CRBenchConfigError",
+           "CRBenchDetectorError", "CRBenchMissingDataError"]
+
 
 class CRBenchError(Exception):
     """Base class of every error raised by pytest-crbench."""

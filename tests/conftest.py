@@ -13,6 +13,13 @@ import astropy.wcs  # noqa: E402,F401
 import scipy.ndimage  # noqa: E402,F401
 import scipy.stats  # noqa: E402,F401
 import sep  # noqa: E402,F401
+from hypothesis import HealthCheck, settings
+
+# Timing is never asserted in unit tests: a machine busy with other jobs must not fail a
+# property test for being slow (deadline) or for generating its data slowly.
+settings.register_profile("crbench", deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("crbench")
 
 from pytest_crbench.science.exposures import Exposure, Group
 

@@ -21,7 +21,7 @@ LAYERS = {
     "detectors": 3,
     "bench": 4,
     "reporting": 5,
-    "pytest_plugin": 6, "cli": 6,
+    "pytest_plugin": 6, "cli": 6, "compare_runs": 6,
     "plugin": 7, "__init__": 7,
 }
 
@@ -102,3 +102,13 @@ def test_loading_the_plugin_imports_nothing_heavy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == ""
+
+
+def test_every_module_declares_its_public_names():
+    import importlib
+
+    for name in sorted(import_graph()):
+        module = importlib.import_module(name)
+        assert isinstance(getattr(module, "__all__", None), list), f"{name}: no __all__"
+        missing = [n for n in module.__all__ if not hasattr(module, n)]
+        assert missing == [], f"{name}: __all__ names {missing} that it does not define"

@@ -127,3 +127,31 @@ def test_large_chip_path_gives_the_same_json(tmp_path, crbench_data_dir, local2,
     monkeypatch.setattr(distributed, "FOCUS_PIXELS", 0)
     dask = _run(tmp_path / "dask.json", crbench_data_dir, local2, scheduler="local:2")
     assert _without_timing(dask) == _without_timing(serial)
+
+
+def test_dask_records_carry_truth_and_sweeps_as_serial(tmp_path, crbench_data_dir, local2):
+    """Truth counts, excluded pixels, threshold sweeps (merged in exposure order) and the
+    dataset notes of a distributed run are a serial run's."""
+    def evaluations(engine, **flags):
+        settings = resolve({"model": SPECS, "dataset": ["sim-tiny"],
+                            "data_dir": str(crbench_data_dir), **flags}, {}, {})
+        bench = BenchSession(settings)
+        bench._engine = engine
+        try:
+            return {spec: bench.evaluation(spec, "sim-tiny") for spec in SPECS}, \
+                bench.results.summaries["sim-tiny"]
+        finally:
+            bench._engine = None
+
+    def record(ev):
+        rec = ev.to_record()
+        for e in rec["exposures"]:
+            e.pop("seconds")
+        return rec
+
+    serial, s_summary = evaluations(None)
+    dask, d_summary = evaluations(local2, scheduler="local:2")
+    assert serial["deepcr:ACS-WFC"].sweep is not None and serial["deepcr:ACS-WFC"].has_truth
+    for spec in SPECS:
+        assert record(dask[spec]) == record(serial[spec])
+    assert d_summary == s_summary

@@ -7,10 +7,11 @@ import pytest
 
 from pytest_crbench.science.cleaning import cleaned_image
 from pytest_crbench.errors import CRBenchConfigError, CRBenchDataError
-from pytest_crbench.science.photometry import (PHOT_DTYPE, PhotometryConfig, concatenate,
-                                       find_group_stars, find_stars, match_stars,
-                                       measure_stars, photometry_summary, stars_to_rows,
-                                       worst_stars)
+from pytest_crbench.science.photometry import (PHOT_DTYPE, PhotometryConfig, find_group_stars,
+                                               find_stars, match_stars, measure_stars)
+from pytest_crbench.science.photometry_summary import (concatenate, photometry_summary,
+                                                       stars_to_rows)
+from pytest_crbench.science.gallery import worst_stars
 
 SKY, RN, SIGMA = 60.0, 5.0, 1.2
 

@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from conftest import scene
-from pytest_crbench.science.regions import background, region_map, region_name, regions_from_map
+from pytest_crbench.science.background import background
+from pytest_crbench.science.regions import region_map, region_name, regions_from_map
 
 
 def noisy(seed=0, **kw):

@@ -127,3 +127,14 @@ def test_user_registry_and_groups(tmp_path, monkeypatch):
 def test_groups_toml_parses_as_plain_toml():
     with open(GROUPS_FILE, "rb") as fh:
         assert tomllib.load(fh)["schema"] == 1
+
+
+def test_one_registry_file_shipped_in_the_package():
+    """The top-level data_registry.txt is the package's copy (a symbolic link), so the
+    two can never drift; the package finds its registry without the repository."""
+    from pytest_crbench.datasets.catalog import PACKAGE_DIR, default_registry_path
+
+    top = PACKAGE_DIR.parent / "data_registry.txt"
+    assert default_registry_path() == PACKAGE_DIR / "data" / "data_registry.txt"
+    if top.exists():  # a source checkout
+        assert top.resolve() == default_registry_path().resolve()

@@ -11,8 +11,10 @@ import pytest
 
 from pytest_crbench.science.density import cr_fraction_per_second, density_relation, max_exposure_time
 from pytest_crbench.errors import CRBenchDataError
-from pytest_crbench.science.photometry import PHOT_DTYPE, photometry_summary
-from pytest_crbench.reporting.html import STAMP_KEYS, gallery_stamps, write_report
+from pytest_crbench.science.photometry import PHOT_DTYPE
+from pytest_crbench.science.photometry_summary import photometry_summary
+from pytest_crbench.reporting.html import write_report
+from pytest_crbench.science.gallery import STAMP_KEYS, gallery_stamps
 from pytest_crbench.science.stability import group_stability
 
 PNG = b"\x89PNG\r\n\x1a\n"

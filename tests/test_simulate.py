@@ -13,7 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
 
+from pytest_crbench.datasets import sim_cosmics as cosmics
+from pytest_crbench.datasets import sim_scene as sky
 from pytest_crbench.datasets import simulate as sim
+from pytest_crbench.science.exposures import DQ_SATURATED
 from pytest_crbench.errors import CRBenchConfigError, CRBenchDataError
 from pytest_crbench.datasets.fits import read_exposures, write_exposures
 
@@ -73,11 +76,11 @@ def test_unknown_preset_is_a_config_error(tmp_path):
 
 def test_cosmic_ray_statistics_follow_acs_isr_2002_07():
     rng = np.random.default_rng(11)
-    fractions = [sim.simulate_cosmic_rays((512, 512), 1000.0, date=MID_CYCLE, rng=rng).fraction
+    fractions = [cosmics.simulate_cosmic_rays((512, 512), 1000.0, date=MID_CYCLE, rng=rng).fraction
                  for _ in range(3)]
     assert 0.015 <= np.mean(fractions) <= 0.03, fractions
-    events = sim.deposit_cosmic_rays((1024, 1024),
-                                     sim.sample_cr_events(20000, (1024, 1024), rng)).events
+    events = cosmics.deposit_cosmic_rays((1024, 1024),
+                                     cosmics.sample_cr_events(20000, (1024, 1024), rng)).events
     charge, npix = events["charge"], events["npix"]
     assert 850 <= np.median(charge) <= 1200          # median near 1000 e-
     assert np.mean(charge < 500) < 0.02              # sharp cut-off near 500 e-
@@ -90,9 +93,9 @@ def test_cosmic_ray_statistics_follow_acs_isr_2002_07():
 
 
 def test_cr_rate_follows_the_solar_cycle():
-    r_min = sim.cr_fraction_per_1000s("2019-11-20")   # solar minimum: highest rate
-    r_max = sim.cr_fraction_per_1000s("2014-05-01")   # solar maximum: lowest rate
-    r_mid = sim.cr_fraction_per_1000s(MID_CYCLE)
+    r_min = cosmics.cr_fraction_per_1000s("2019-11-20")   # solar minimum: highest rate
+    r_max = cosmics.cr_fraction_per_1000s("2014-05-01")   # solar maximum: lowest rate
+    r_mid = cosmics.cr_fraction_per_1000s(MID_CYCLE)
     assert r_min == pytest.approx(1.25 * r_mid, rel=0.01)
     assert r_max == pytest.approx(0.75 * r_mid, rel=0.01)
     assert 0.015 <= r_mid <= 0.03
@@ -103,8 +106,8 @@ def test_cr_rate_follows_the_solar_cycle():
        seed=st.integers(0, 2**32 - 1))
 def test_cr_charge_is_conserved(ny, nx, n, seed):
     rng = np.random.default_rng(seed)
-    drawn = sim.sample_cr_events(n, (ny, nx), rng)
-    cr = sim.deposit_cosmic_rays((ny, nx), drawn)
+    drawn = cosmics.sample_cr_events(n, (ny, nx), rng)
+    cr = cosmics.deposit_cosmic_rays((ny, nx), drawn)
     ev = cr.events
     # every event's in-image charge lands in crtruth, none is created
     assert cr.crtruth.sum(dtype=np.float64) == pytest.approx(ev["charge"].sum(), rel=1e-5,
@@ -151,13 +154,13 @@ def _fwhm_1d(profile: np.ndarray, centre: int) -> float:
 
 
 def test_psf_fwhm_is_about_two_pixels_and_flux_is_kept():
-    img = sim.render_stars((61, 61), np.array([30.0]), np.array([30.0]), np.array([1e5]))
+    img = sky.render_stars((61, 61), np.array([30.0]), np.array([30.0]), np.array([1e5]))
     assert 1.8 <= _fwhm_1d(img[30, :], 30) <= 2.2
     assert 1.8 <= _fwhm_1d(img[:, 30], 30) <= 2.2
     assert img.sum() == pytest.approx(1e5, rel=0.02)
     assert np.unravel_index(np.argmax(img), img.shape) == (30, 30)
     # sub-pixel sampling: the flux-weighted centroid follows a sub-pixel shift exactly
-    img2 = sim.render_stars((61, 61), np.array([30.3]), np.array([29.8]), np.array([1e5]))
+    img2 = sky.render_stars((61, 61), np.array([30.3]), np.array([29.8]), np.array([1e5]))
     yy, xx = np.mgrid[:61, :61]
     core = (abs(xx - 30) <= 10) & (abs(yy - 30) <= 10)
     w = img2 * core
@@ -187,41 +190,41 @@ def test_measured_star_size_on_a_simulated_exposure():
 def test_saturated_stars_bleed_along_columns_and_are_flagged():
     g = sim.simulate_group((256, 256), (3000.0,), MID_CYCLE, seed=21)
     e = g.exposures[0]
-    sat = (e.dq & sim.DQ_SATURATED) > 0
+    sat = (e.dq & DQ_SATURATED) > 0
     assert sat.any()
     lab, n = ndimage.label(sat)
     shapes = [(s[0].stop - s[0].start, s[1].stop - s[1].start)
               for s in ndimage.find_objects(lab)]
     assert any(h >= 3 * w and h >= 10 for h, w in shapes), shapes  # trails along columns
     # flagged pixels sit at full well (plus read noise); nothing unflagged exceeds it
-    assert np.all(np.abs(e.sci[sat] - sim.FULL_WELL) < 8 * sim.READ_NOISE)
-    assert np.all(e.sci[~sat] < sim.FULL_WELL + 8 * sim.READ_NOISE)
+    assert np.all(np.abs(e.sci[sat] - sky.FULL_WELL) < 8 * sky.READ_NOISE)
+    assert np.all(e.sci[~sat] < sky.FULL_WELL + 8 * sky.READ_NOISE)
     assert e.meta["n_saturated_stars"] >= 1
 
 
 def test_saturation_conserves_charge_along_the_column():
     img = np.zeros((60, 3))
-    img[30, 1] = 10 * sim.FULL_WELL
+    img[30, 1] = 10 * sky.FULL_WELL
     before = img.sum()
-    sat = sim._bleed(img, sim.FULL_WELL)
+    sat = sim._bleed(img, sky.FULL_WELL)
     assert img.sum() == pytest.approx(before)
-    assert img.max() <= sim.FULL_WELL
+    assert img.max() <= sky.FULL_WELL
     # 9 x full well of excess: 4.5 up, 4.5 down -> 9 full pixels and two half-full ones
     assert np.flatnonzero(sat[:, 1]).tolist() == list(range(26, 35))
-    assert img[25, 1] == pytest.approx(0.5 * sim.FULL_WELL)
-    assert img[35, 1] == pytest.approx(0.5 * sim.FULL_WELL)
+    assert img[25, 1] == pytest.approx(0.5 * sky.FULL_WELL)
+    assert img[35, 1] == pytest.approx(0.5 * sky.FULL_WELL)
     assert not sat[:, [0, 2]].any()
 
 
 def test_detector_defects_are_flagged_and_hot_pixels_grow_with_time():
-    early = sim.make_detector((512, 512), "2010-09-01", np.random.default_rng(1))
-    late = sim.make_detector((512, 512), "2019-08-01", np.random.default_rng(1))
+    early = sky.make_ccd((512, 512), "2010-09-01", np.random.default_rng(1))
+    late = sky.make_ccd((512, 512), "2019-08-01", np.random.default_rng(1))
     assert late.hot_index.size > 2 * early.hot_index.size
     g = sim.simulate_group((128, 128), (500.0, 800.0), "2015-01-01", seed=2)
     a, b = g.exposures
-    np.testing.assert_array_equal(a.dq & sim.DQ_HOT, b.dq & sim.DQ_HOT)
-    assert ((a.dq & sim.DQ_BADCOL) > 0).sum() >= 128 // 4
-    hot = (a.dq & sim.DQ_HOT) > 0
+    np.testing.assert_array_equal(a.dq & sky.DQ_HOT, b.dq & sky.DQ_HOT)
+    assert ((a.dq & sky.DQ_BADCOL) > 0).sum() >= 128 // 4
+    hot = (a.dq & sky.DQ_HOT) > 0
     assert hot.any()
 
 
@@ -231,7 +234,7 @@ def test_default_preset_spans_the_paper_density_range(default_dataset):
     ds = default_dataset
     spec = sim.PRESETS["sim"]
     assert len(ds.groups) == spec.n_groups == 6
-    assert all(len(g.exposures) == 4 and g.exposures[0].shape == (512, 512) for g in ds.groups)
+    assert all(len(g.exposures) == 6 and g.exposures[0].shape == (512, 512) for g in ds.groups)
     fractions = np.array([e.meta["cr_fraction"] for _, e in ds.exposures()])
     assert fractions.min() <= 0.015 and fractions.max() >= 0.12
     assert fractions.min() >= 0.005 and fractions.max() <= 0.20
@@ -241,7 +244,7 @@ def test_default_preset_spans_the_paper_density_range(default_dataset):
         assert len({e.exptime for e in g.exposures}) == len(g.exposures)
     rate = {g.date_obs[:4]: g.exposures[0].meta["cr_rate_per_1000s"] for g in ds.groups}
     assert rate["2019"] > rate["2014"] * 1.4          # solar minimum vs maximum
-    hot = [np.count_nonzero(g.exposures[0].dq & sim.DQ_HOT) for g in ds.groups]
+    hot = [np.count_nonzero(g.exposures[0].dq & sky.DQ_HOT) for g in ds.groups]
     assert hot == sorted(hot)
 
 
@@ -377,6 +380,21 @@ def test_rebuilds_when_version_or_seed_differ(tmp_path, monkeypatch):
     assert m["seed"] == sim.PRESETS["sim-tiny"].seed
     assert m["simulator_version"] == sim.SIMULATOR_VERSION
     assert not list(tmp_path.glob(".sim-tiny.tmp-*"))
+
+
+def test_rebuilds_when_the_preset_groups_change(tmp_path, monkeypatch):
+    """A cache built for other group sizes (e.g. 4 exposures before sim had 6) is stale."""
+    folder = sim.ensure_simulated("sim-tiny", tmp_path)
+    spec = sim.PRESETS["sim-tiny"]
+    grown = sim.SimSpec(spec.name, spec.shape, tuple(
+        sim.GroupSpec(g.date, g.exptimes + (4000.0,)) for g in spec.groups), seed=spec.seed)
+    monkeypatch.setitem(sim.PRESETS, "sim-tiny", grown)
+    sim.ensure_simulated("sim-tiny", tmp_path)
+    assert [len(g["exposures"]) for g in _manifest(folder)["groups"]] == [4, 4]
+
+
+def test_sim_has_the_papers_group_size():
+    assert all(len(g.exptimes) == 6 for g in sim.PRESETS["sim"].groups)
 
 
 def test_failed_build_leaves_nothing_half_written(tmp_path, monkeypatch):

@@ -183,16 +183,15 @@ class ExposurePhotometry:
 
     def _gallery(self, pe: PreparedExposure, cleaned: np.ndarray, table: np.ndarray,
                  gallery: list) -> list:
-        from pytest_crbench.science.photometry import worst_stars
-        from pytest_crbench.science.gallery import gallery_stamps
+        """The ``gallery_size`` worst stars of this exposure (worst first), with stamps."""
+        from pytest_crbench.science.gallery import gallery_stamps, ratio_deviation, worst_stars
 
         if self.gallery_size <= 0:
             return gallery
         for row in worst_stars(table, self.gallery_size):
-            ratio = float(row["ratio_cleaned"])
-            dev = abs(ratio - 1.0) if math.isfinite(ratio) else math.inf
+            dev = float(ratio_deviation(row["ratio_cleaned"]))
             if len(gallery) >= self.gallery_size and dev <= gallery[-1]["_dev"]:
-                break  # rows come worst first
+                break  # rows come worst first, by the same deviation: none later qualifies
             stamps = gallery_stamps(pe.exposure.sci, pe.clean, cleaned, float(row["x"]),
                                     float(row["y"]), half=self.stamp_half)
             self._keep(gallery, {
@@ -301,7 +300,8 @@ def _stability(ev: Evaluation, prepared: PreparedDataset,
 def analyse(ev: Evaluation, prepared: PreparedDataset, collector: ExposurePhotometry, *,
             anomalous_level: float = 0.1) -> Analysis:
     """Photometry summary, density relation and stability bands of ``ev``."""
-    from pytest_crbench.science.photometry import concatenate, photometry_summary, stars_to_rows
+    from pytest_crbench.science.photometry_summary import (concatenate, photometry_summary,
+                                                          stars_to_rows)
 
     config = collector.catalog.config
     result = Analysis(ev.detector, ev.dataset, fill_method=collector.fill_method,

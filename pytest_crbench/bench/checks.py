@@ -6,21 +6,29 @@ floors dict) with
 * :meth:`Check.node_name`: the item name below ``crbench`` (``<det>::<dataset>::…``);
 * :attr:`Check.properties`: the ``user_properties`` of its test item (JUnit XML);
 * :meth:`Check.check`: the :class:`Outcome` against a run (anything with
-  ``evaluation()``, ``analysis()``, ``smoke()`` and ``floors``, see :class:`CheckRun`),
-  with the failure message already written;
-* :meth:`Check.observe` and :meth:`Check.limit_from_observed` for checks with a limit
-  (``has_limit``): how ``--crbench-generate-floors`` writes a floor from a run.
+  ``evaluation()``, ``analysis()``, ``smoke()``, ``comparison()`` and ``limit()``, see
+  :class:`CheckRun`), with the failure message already written.
+
+Checks with a limit (``has_limit``) get theirs from the floors file;
+``--crbench-generate-floors`` writes them from the bootstrap
+(:mod:`pytest_crbench.bench.floor_bounds`).
 
 The kinds:
 
 * :class:`PixelFloorCheck` ``crbench::<det>::<dataset>::<region>::<metric>``: the pooled
-  pixel score reaches its floor;
+  pixel score reaches its floor; against the simulation truth
+  ``crbench::<det>::<dataset>::truth::<region>::<metric>``, an item only where the floors
+  file names it (:attr:`Check.optional`);
 * :class:`PhotometryCheck` ``crbench::<det>::<dataset>::photometry::<bin>::<limit>``:
   the photometric fraction respects its floor (``min_*``) or ceiling (``max_*``);
 * :class:`StabilityCheck` ``crbench::<det>::<dataset>::stability::<f1|f2|rms>``: no group
   outside the leave-one-out prediction interval of the others (skipped with < 3 groups);
 * :class:`SmokeCheck` ``crbench::<det>::<dataset>::smoke``: on a smoke-only dataset the
-  detector runs on every exposure.
+  detector runs on every exposure;
+* :class:`NonInferiorityCheck`
+  ``crbench::<det>::<dataset>::<region>::<metric>::vs::<baseline>`` (with
+  ``--crbench-baseline``): the whole paired bootstrap interval of det − baseline does
+  not lie below ``−max_drop``.
 
 Adding a kind is one class here, listed in :data:`SCORED_KINDS` (or
 :data:`SMOKE_KINDS`) with a :meth:`Check.for_pair` that names its instances.
@@ -28,17 +36,17 @@ Adding a kind is one class here, listed in :data:`SCORED_KINDS` (or
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from pytest_crbench.bench.records import STABILITY_QUANTITIES
 from pytest_crbench.errors import CRBenchError
+from pytest_crbench.science.photometry import PhotometryConfig
 
-__all__ = ["FloorFailure", "StabilityFailure", "Outcome", "CheckRun", "Check",
-           "PixelFloorCheck", "PhotometryCheck", "StabilityCheck", "SmokeCheck",
-           "PHOTOMETRY_METRICS", "PHOTOMETRY_BINS", "STABILITY_QUANTITIES", "SCORED_KINDS",
-           "SMOKE_KINDS", "checks_for", "floor_from_observed", "ceiling_from_observed"]
+__all__ = ["FloorFailure", "StabilityFailure", "NonInferiorityFailure", "Outcome", "CheckRun",
+           "Check", "PixelFloorCheck", "PhotometryCheck", "StabilityCheck", "SmokeCheck",
+           "NonInferiorityCheck", "PHOTOMETRY_METRICS", "PHOTOMETRY_BINS",
+           "STABILITY_QUANTITIES", "SCORED_KINDS", "SMOKE_KINDS", "checks_for"]
 
 
 class FloorFailure(AssertionError):
@@ -49,24 +57,18 @@ class StabilityFailure(AssertionError):
     """A group lies outside the stability band of the other groups."""
 
 
+class NonInferiorityFailure(AssertionError):
+    """A candidate is worse than the baseline by more than the tolerance."""
+
+
 #: photometric limit keys → (fraction of a PhotometryBlock, "min" | "max")
 PHOTOMETRY_METRICS: dict[str, tuple[str, str]] = {
     "max_anomalous": ("anomalous", "max"),
     "min_inside_97_103": ("inside_97_103", "min"),
     "max_outside_90_110": ("outside_90_110", "max"),
 }
-#: size-bin labels of the photometric checks (PhotometryConfig's default bins)
-PHOTOMETRY_BINS = ("16-50", "50-200", "200-400")
-
-
-def floor_from_observed(value: float, margin: float) -> float:
-    """Observed value minus ``margin``, rounded down to 3 decimals, clipped at 0."""
-    return max(0.0, math.floor((value - margin) * 1000 + 1e-9) / 1000)
-
-
-def ceiling_from_observed(value: float, margin: float) -> float:
-    """Observed value plus ``margin``, rounded up to 3 decimals, clipped at 1."""
-    return min(1.0, math.ceil((value + margin) * 1000 - 1e-9) / 1000)
+#: size-bin labels of the photometric checks: the default bins of PhotometryConfig
+PHOTOMETRY_BINS = tuple(PhotometryConfig().bin_labels())
 
 
 @dataclass
@@ -83,15 +85,19 @@ class Outcome:
 
 
 class CheckRun(Protocol):
-    """What a check reads: the run's lazily computed results and its floors."""
+    """What a check reads: the run's settings, lazily computed results and limits."""
 
-    floors: dict
+    settings: Any
+
+    def limit(self, check: "Check") -> float | None: ...
 
     def evaluation(self, spec: str, dataset: str) -> Any: ...
 
     def analysis(self, spec: str, dataset: str) -> Any: ...
 
     def smoke(self, spec: str, dataset: str) -> Any: ...
+
+    def comparison(self, candidate: str, baseline: str, dataset: str) -> Any: ...
 
 
 class Check:
@@ -114,18 +120,16 @@ class Check:
         raise NotImplementedError
 
     @property
+    def optional(self) -> bool:
+        """The check becomes a test item only where the floors file names it."""
+        return False
+
+    @property
     def properties(self) -> list[tuple[str, Any]]:
         return [("detector", self.detector), ("dataset", self.dataset)]
 
     def check(self, run: CheckRun) -> Outcome:
         raise NotImplementedError
-
-    def observe(self, evaluation, analysis) -> float | None:
-        """The observed value of the check in finished results (None: undefined)."""
-        return None
-
-    def limit_from_observed(self, value: float, margin: float) -> float:
-        return floor_from_observed(value, margin)
 
     def floor_table(self) -> tuple[str, ...]:
         """Where the limit sits in the floors file, below ``floors.<det>.<dataset>``
@@ -135,12 +139,15 @@ class Check:
 
 @dataclass(frozen=True)
 class PixelFloorCheck(Check):
-    """A pooled pixel score of one star region reaches its floor."""
+    """A pooled pixel score of one star region reaches its floor, against the reference
+    masks or (``against="truth"``) the simulation truth (``[floors.…​.truth.<region>]``;
+    an item only where the floors file names it)."""
 
     detector: str
     dataset: str
     region: str
     metric: str
+    against: str = "reference"
     has_limit: ClassVar[bool] = True
 
     @classmethod
@@ -148,31 +155,40 @@ class PixelFloorCheck(Check):
         from pytest_crbench.science.metrics import METRICS
         from pytest_crbench.science.regions import region_names
 
-        return [cls(detector, dataset, region, metric)
+        return [cls(detector, dataset, region, metric, against)
+                for against in ("reference", "truth")
                 for region in region_names(settings.k) for metric in METRICS]
 
+    @property
+    def optional(self) -> bool:
+        return self.against == "truth"
+
     def __str__(self) -> str:
-        return f"{self.detector} / {self.dataset} / {self.region} / {self.metric}"
+        where = self.region if self.against == "reference" else f"truth / {self.region}"
+        return f"{self.detector} / {self.dataset} / {where} / {self.metric}"
 
     def node_name(self) -> str:
-        return f"{self.detector}::{self.dataset}::{self.region}::{self.metric}"
+        where = self.region if self.against == "reference" else f"truth::{self.region}"
+        return f"{self.detector}::{self.dataset}::{where}::{self.metric}"
 
     @property
     def properties(self):
-        return super().properties + [("region", self.region), ("metric", self.metric)]
+        return super().properties + [("region", self.region), ("metric", self.metric),
+                                     ("against", self.against)]
 
     def floor_table(self) -> tuple[str, ...]:
-        return (self.region,)
-
-    def observe(self, evaluation, analysis) -> float | None:
-        if evaluation is None or self.region not in evaluation.regions:
-            return None
-        return evaluation.scores(self.region).metric(self.metric).value
+        return (self.region,) if self.against == "reference" else ("truth", self.region)
 
     def check(self, run: CheckRun) -> Outcome:
-        score = run.evaluation(self.detector, self.dataset).scores(self.region).metric(
-            self.metric)
-        floor = run.floors.get(self)
+        ev = run.evaluation(self.detector, self.dataset)
+        if self.against == "truth" and not ev.has_truth:
+            from pytest_crbench.science.metrics import Score
+
+            score = Score(None, f"no exposure of {self.dataset} carries CRTRUTH: nothing to "
+                                "score against the truth")
+        else:
+            score = ev.scores(self.region, self.against).metric(self.metric)
+        floor = run.limit(self)
         if score.value is None:
             return Outcome(self, None, floor, floor is None, score.reason,
                            message=None if floor is None else
@@ -225,19 +241,11 @@ class PhotometryCheck(Check):
     def floor_table(self) -> tuple[str, ...]:
         return ("photometry",) if self.bin == "all" else ("photometry", self.bin)
 
-    def observe(self, evaluation, analysis) -> float | None:
-        block = None if analysis is None else analysis.summary_block(self.bin)
-        return None if block is None else block.fraction(self.field)
-
-    def limit_from_observed(self, value: float, margin: float) -> float:
-        return ceiling_from_observed(value, margin) if self.kind == "max" \
-            else floor_from_observed(value, margin)
-
     def check(self, run: CheckRun) -> Outcome:
         a = run.analysis(self.detector, self.dataset)
         if a.error:
             raise CRBenchError(a.error)
-        limit = run.floors.get(self)
+        limit = run.limit(self)
         block = a.summary_block(self.bin)
         value = None if block is None else block.fraction(self.field)
         if value is None:
@@ -334,8 +342,61 @@ class SmokeCheck(Check):
                        message=None if passed else f"{self}: the dataset has no exposure")
 
 
+@dataclass(frozen=True)
+class NonInferiorityCheck(Check):
+    """``detector`` is not worse than ``baseline`` on one pooled pixel score by more than
+    ``--crbench-max-drop``: the check fails only when the whole paired bootstrap interval
+    of detector − baseline (same resampled exposures for both) lies below −max_drop.
+    A detector compared with itself gives Δ = 0 in every replicate and passes."""
+
+    detector: str
+    dataset: str
+    region: str
+    metric: str
+    baseline: str
+    failure: ClassVar[type[AssertionError]] = NonInferiorityFailure
+
+    @classmethod
+    def for_pair(cls, detector, dataset, settings) -> list[Check]:
+        from pytest_crbench.science.metrics import METRICS
+        from pytest_crbench.science.regions import region_names
+
+        base = settings.baseline
+        if base is None or base == detector:
+            return []
+        return [cls(detector, dataset, region, metric, base)
+                for region in region_names(settings.k) for metric in METRICS]
+
+    def __str__(self) -> str:
+        return (f"{self.detector} / {self.dataset} / {self.region} / {self.metric} vs "
+                f"{self.baseline}")
+
+    def node_name(self) -> str:
+        return (f"{self.detector}::{self.dataset}::{self.region}::{self.metric}::vs::"
+                f"{self.baseline}")
+
+    @property
+    def properties(self):
+        return super().properties + [("region", self.region), ("metric", self.metric),
+                                     ("baseline", self.baseline)]
+
+    def check(self, run: CheckRun) -> Outcome:
+        diffs = run.comparison(self.detector, self.baseline, self.dataset)
+        max_drop, confidence = run.settings.max_drop, run.settings.confidence
+        d = next(d for d in diffs if (d.kind, d.part, d.metric)
+                 == ("pixels", self.region, self.metric))
+        if d.non_inferior(max_drop):
+            return Outcome(self, d.delta.value, -max_drop, True, d.delta.reason)
+        return Outcome(self, d.delta.value, -max_drop, False, message=(
+            f"{self}: candidate - baseline = {d.delta:pct} percentage points "
+            f"({100 * d.candidate_value:.1f} vs {100 * d.baseline_value:.1f} %); the whole "
+            f"{100 * confidence:g} % paired bootstrap interval lies below "
+            f"-{100 * max_drop:g} (--crbench-max-drop)"))
+
+
 #: check kinds of a dataset with references, in item order
-SCORED_KINDS: tuple[type[Check], ...] = (PixelFloorCheck, PhotometryCheck, StabilityCheck)
+SCORED_KINDS: tuple[type[Check], ...] = (PixelFloorCheck, PhotometryCheck, StabilityCheck,
+                                         NonInferiorityCheck)
 #: check kinds of a smoke-only dataset
 SMOKE_KINDS: tuple[type[Check], ...] = (SmokeCheck,)
 

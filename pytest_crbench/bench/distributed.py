@@ -3,8 +3,10 @@
 The per-exposure work of :mod:`pytest_crbench.bench.evaluation` and
 :mod:`pytest_crbench.bench.analysis` — reference, regions, detector inference, pixel
 counts, photometry, gallery stamps — runs on the workers; only small records travel back
-to the client: counts per region, the star photometry table, at most ``GALLERY_SIZE``
-stamp sets, the audit row.  The client assembles them with the very functions a serial
+to the client: counts per region (against the reference and, with ``CRTRUTH``, the
+truth classes, with the excluded pixels), the threshold-sweep counts of detectors with
+probabilities, the star photometry table, at most ``GALLERY_SIZE`` stamp sets, the
+per-region reference-audit rows and the note of a mostly ignored exposure.  The client assembles them with the very functions a serial
 run uses (:func:`~pytest_crbench.bench.analysis.add_group_stars`,
 :meth:`~pytest_crbench.bench.analysis.ExposurePhotometry.add`,
 :func:`~pytest_crbench.bench.analysis.analyse`), in exposure order, so the results do
@@ -34,6 +36,7 @@ at the price of computing each reference twice.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
@@ -59,12 +62,17 @@ class WorkerOptions:
     device: str
     precision: str
     fill_method: str
+    reference: Any = None  # science.reference.ReferenceConfig (None: the default)
+    truth_snr: float = 5.0
+    lock_timeout: float | None = None
 
     @classmethod
     def from_settings(cls, settings) -> "WorkerOptions":
         return cls(None if settings.data_dir is None else str(settings.data_dir),
                    bool(settings.offline), tuple(sorted(settings.k)), settings.threshold,
-                   settings.device, settings.precision, settings.fill_method)
+                   settings.device, settings.precision, settings.fill_method,
+                   settings.reference_config(), float(settings.truth_snr),
+                   settings.lock_timeout)
 
 
 # ------------------------------------------------------------------ worker-side state
@@ -108,7 +116,7 @@ def _group(dataset: str, index: int, opts: WorkerOptions, focus: int | None = No
         while len(cache) >= _GROUPS_KEPT:
             cache.pop(next(iter(cache)))
         cache[key] = load_group(dataset, index, data_dir=opts.data_dir, offline=opts.offline,
-                                focus=focus)
+                                focus=focus, lock_timeout=opts.lock_timeout)
     group = cache[key]
     if focus is not None:
         del cache[key]  # one prepared exposure holds it; nothing else will
@@ -118,7 +126,8 @@ def _group(dataset: str, index: int, opts: WorkerOptions, focus: int | None = No
 def _layout_task(dataset: str, opts: WorkerOptions):
     from pytest_crbench.datasets.loading import dataset_layout
 
-    ds, groups = dataset_layout(dataset, data_dir=opts.data_dir, offline=opts.offline)
+    ds, groups = dataset_layout(dataset, data_dir=opts.data_dir, offline=opts.offline,
+                                lock_timeout=opts.lock_timeout)
     return {"name": ds.name, "version": ds.version, "provenance": ds.provenance,
             "groups": groups}
 
@@ -126,22 +135,25 @@ def _layout_task(dataset: str, opts: WorkerOptions):
 def _prepare_task(dataset: str, gi: int, ei: int, opts: WorkerOptions, focus: bool = False):
     from pytest_crbench.bench.evaluation import prepare_exposure
 
-    return prepare_exposure(_group(dataset, gi, opts, ei if focus else None), ei, opts.ks)
+    return prepare_exposure(_group(dataset, gi, opts, ei if focus else None), ei, opts.ks,
+                            opts.reference, opts.truth_snr)
 
 
 def _stars_task(prepared, config) -> dict:
-    """The small facts of a prepared exposure: audit row, star list (or the error), and
-    what the catalog and the domain note need of the exposure."""
+    """The small facts of a prepared exposure: audit rows, note, truth label, star list
+    (or the error), and what the catalog and the domain note need of the exposure."""
     from pytest_crbench.science.photometry import find_stars, star_list_name
 
-    pe, audit = prepared
+    pe, audit, note = prepared
     try:
         stars: Any = find_stars(pe.clean, pe.ignore, config,
                                 name=star_list_name(pe.group.name, pe.exposure.name))
     except CRBenchDataError as exc:
         stars = exc
     e = pe.exposure
-    return {"audit": audit, "stars": stars, "name": e.name, "wcs_header": e.wcs_header,
+    return {"audit": audit, "note": note,
+            "truth": None if pe.truth is None else pe.truth.label(),
+            "stars": stars, "name": e.name, "wcs_header": e.wcs_header,
             "instrument": e.instrument, "detector": e.detector}
 
 
@@ -157,7 +169,7 @@ def _score_big_task(specs: list[str], dataset: str, gi: int, ei: int, opts: Work
     and only one prepared chip is ever held per worker.  Returns {spec: record or the
     exception of that detector}."""
     prepared = _prepare_task(dataset, gi, ei, opts, focus=True)
-    pe, _ = prepared
+    pe = prepared[0]
     pe.exposure.crtruth = None  # audited already; this worker's own copy
     out: dict[str, Any] = {}
     for spec in specs:
@@ -174,15 +186,18 @@ def _score_one_task(spec: str, prepared, stars, catalog_config, opts: WorkerOpti
 
 def _score_task(spec: str, prepared, stars, catalog_config, opts: WorkerOptions) -> dict:
     from pytest_crbench.bench.analysis import ExposurePhotometry, StarCatalog
-    from pytest_crbench.bench.evaluation import score_exposure
+    from pytest_crbench.bench.evaluation import exposure_sweep, score_exposure
 
-    pe, _ = prepared
+    pe = prepared[0]
     det = _detector(spec, opts)
     result, pred = score_exposure(det, pe, opts.ks, spec=spec)
     result.mask = None  # masks stay on the worker
+    sweep = exposure_sweep(pred, pe, opts.ks)
     collector = ExposurePhotometry(StarCatalog({}, catalog_config),
                                    fill_method=opts.fill_method)
     return {"result": result, "photometry": collector.measure(pe, pred, stars),
+            "sweep": None if sweep is None else sweep.to_record(),
+            "threshold": getattr(det, "threshold", None),
             "version": str(getattr(det, "version", "")), "name": getattr(det, "name", spec),
             "domain": getattr(det, "domain", None)}
 
@@ -264,6 +279,7 @@ class DaskEngine:
         from pytest_crbench.bench.analysis import (ExposurePhotometry, StarCatalog,
                                                    add_group_stars, analyse, finish_catalog)
         from pytest_crbench.bench.evaluation import Evaluation, PreparedDataset
+        from pytest_crbench.science.sweeps import ThresholdSweep
         from pytest_crbench.datasets.loading import domain_note_for
         from pytest_crbench.science.exposures import Dataset
         from pytest_crbench.science.photometry import PhotometryConfig
@@ -274,6 +290,8 @@ class DaskEngine:
         config = PhotometryConfig()
         catalog = StarCatalog({}, config)
         audit: list[dict] = []
+        notes: list[str] = []
+        truth_label: str | None = None
         seen: set = set()
         outcomes: dict[str, list] = {spec: [] for spec in specs}
         pending: list[tuple[list, dict]] = []  # per group in flight: prepared, scores
@@ -319,7 +337,11 @@ class DaskEngine:
         for gi, g in enumerate(groups):
             prepared, small_futures = submitted.pop(gi)
             small = client.gather(small_futures)
-            audit.extend(s["audit"] for s in small if s["audit"] is not None)
+            for s in small:  # in exposure order, as prepare()
+                audit.extend(s["audit"])
+                if s["note"] is not None:
+                    notes.append(s["note"])
+                truth_label = truth_label or s["truth"]
             seen.update((s["instrument"], s["detector"]) for s in small)
             lists = []
             for s in small:
@@ -352,18 +374,29 @@ class DaskEngine:
         finish_catalog(catalog, dataset)
 
         ds = Dataset(layout["name"], [], layout["version"], layout["provenance"])
-        summary_prepared = PreparedDataset(ds, sorted(opts.ks), [], audit)
+        summary_prepared = PreparedDataset(ds, sorted(opts.ks), [], audit, notes=notes,
+                                           truth_snr=opts.truth_snr)
+        if opts.reference is not None:
+            summary_prepared.reference = opts.reference
         regions = summary_prepared.regions
-        out = DistributedResult(summary_prepared.summary(), errors=errors)
+        # (no exposures are held here: the truth is named from the workers' records)
+        summary = dataclasses.replace(summary_prepared.summary(),
+                                      truth_snr=opts.truth_snr if truth_label else None)
+        out = DistributedResult(summary, errors=errors)
         for spec in specs:
             if spec in errors:
                 continue
             rows = outcomes[spec]
-            ev = Evaluation(spec, rows[0]["version"] if rows else "", dataset, regions)
+            ev = Evaluation(spec, rows[0]["version"] if rows else "", dataset, regions,
+                            threshold=rows[0]["threshold"] if rows else None,
+                            truth=truth_label)
             collector = ExposurePhotometry(catalog, fill_method=opts.fill_method)
-            for row in rows:
+            for row in rows:  # in exposure order, as evaluate()
                 ev.exposures.append(row["result"])
                 collector.add(row["photometry"])
+                if row["sweep"] is not None:
+                    sweep = ThresholdSweep.from_record(row["sweep"])
+                    ev.sweep = sweep if ev.sweep is None else ev.sweep + sweep
             out.evaluations[spec] = ev
             out.analyses[spec] = analyse(ev, summary_prepared, collector,
                                          anomalous_level=anomalous_level)

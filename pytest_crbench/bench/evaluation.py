@@ -1,7 +1,8 @@
 """Run a detector over a dataset and count TP/FP/FN per exposure and star region.
 
 :func:`prepare` builds what every detector shares for a dataset — the reference of each
-group, the star-region map of each exposure and the reference audit — once.
+group (by the configured rule), the star-region map of each exposure, the truth classes
+of exposures with ``CRTRUTH`` and the per-region reference audit — once.
 :func:`evaluate` then runs one detector over the prepared dataset.  Plain numpy: no
 pytest here.
 """
@@ -16,10 +17,19 @@ import numpy as np
 
 from pytest_crbench.detectors.base import Prediction, as_prediction
 from pytest_crbench.bench.records import AuditRow, DatasetSummary
+from pytest_crbench.errors import CRBenchDetectorError, CRBenchError
 from pytest_crbench.science.metrics import Counts, ScoreSet, confusion
 from pytest_crbench.science.exposures import Dataset, Exposure, Group
-from pytest_crbench.science.reference import ReferenceConfig, audit_exposure, reference_for
-from pytest_crbench.science.regions import background, region_map, region_names, regions_from_map
+from pytest_crbench.science.reference import ReferenceConfig, build_reference, reference_for
+from pytest_crbench.science.truth import (
+    DEFAULT_TRUTH_SNR, TruthClasses, audit_counts, truth_classes)
+from pytest_crbench.science.background import background
+from pytest_crbench.science.regions import region_map, region_names, regions_from_map
+from pytest_crbench.science.sweeps import ThresholdSweep
+
+__all__ = ["PreparedExposure", "PreparedDataset", "prepare", "prepare_exposure",
+           "ExposureResult", "Evaluation", "run_detector", "evaluate", "score_exposure",
+           "exposure_sweep", "MOSTLY_IGNORED"]
 
 
 @dataclass
@@ -31,6 +41,7 @@ class PreparedExposure:
     ignore: np.ndarray
     rmap: np.ndarray
     background_rms: float
+    truth: TruthClasses | None = None  # from CRTRUTH (simulated data), else None
 
     @property
     def cr_fraction(self) -> float:
@@ -46,41 +57,106 @@ class PreparedDataset:
     exposures: list[PreparedExposure]
     audit: list[dict]
     seconds: float = 0.0
+    #: legal but degenerate data, said in the summary and the JSON (see :func:`prepare`)
+    notes: list[str] = field(default_factory=list)
+    reference: ReferenceConfig = field(default_factory=ReferenceConfig)
+    truth_snr: float = DEFAULT_TRUTH_SNR
 
     @property
     def regions(self) -> list[str]:
         return region_names(self.ks)
 
+    @property
+    def truth_label(self) -> str | None:
+        """How score rows name the truth (None: no exposure carries CRTRUTH)."""
+        truth = next((pe.truth for pe in self.exposures if pe.truth is not None), None)
+        return None if truth is None else truth.label()
+
     def summary(self) -> DatasetSummary:
         """What the results file needs of this dataset."""
         return DatasetSummary(self.dataset.name, self.dataset.version,
                               self.dataset.provenance,
-                              [AuditRow.from_record(r) for r in self.audit], list(self.ks))
+                              [AuditRow.from_record(r) for r in self.audit], list(self.ks),
+                              notes=list(self.notes),
+                              reference=self.reference.provenance(),
+                              truth_snr=self.truth_snr if self.truth_label else None)
 
 
-def prepare_exposure(group: Group, i: int, ks, ref_config: ReferenceConfig | None = None
-                     ) -> tuple[PreparedExposure, dict | None]:
-    """Reference, star-region map and reference-audit row (None without truth) of
-    exposure ``i`` of ``group``: what every detector shares, computed once per exposure."""
+#: An exposure with more than this fraction of its pixels ignored (DQ != 0, saturation
+#: boxes) is legal but its scores rest on little of the image: a note says so.
+MOSTLY_IGNORED = 0.5
+
+
+def _finish_exposure(group: Group, exp: Exposure, clean: np.ndarray, crmask: np.ndarray,
+                     ignore: np.ndarray, ks, truth_snr: float
+                     ) -> tuple[PreparedExposure, dict, str | None]:
+    """Region map, truth classes and note of one exposure whose reference is known."""
+    note = None
+    frac = float(ignore.mean())
+    if frac > MOSTLY_IGNORED:
+        note = (f"{exp.source or exp.name}: {100 * frac:.0f} % of the pixels are ignored "
+                f"(DQ != 0, or near a pixel above the saturation level "
+                f"{exp.saturation:g} e-): its scores rest on the other "
+                f"{100 * (1 - frac):.0f} %")
+    if ignore.all():  # nothing to score here (the note above says so): no region
+        rmap, rms = np.zeros(clean.shape, np.int16), float("nan")
+    else:
+        bkg = background(clean, ignore)
+        rmap, rms = region_map(clean, ignore, ks, bkg=bkg), bkg.rms
+    pe = PreparedExposure(group, exp, clean, crmask, ignore, rmap, rms,
+                          truth_classes(exp, truth_snr))
+    return pe, regions_from_map(rmap, ks), note
+
+
+def _audit_rows(pe: PreparedExposure, regions: dict) -> list[dict]:
+    """The per-region reference-audit rows of one exposure (as
+    :func:`~pytest_crbench.science.truth.audit_reference`); none without truth."""
+    if pe.truth is None:
+        return []
+    return [{"group": pe.group.name, "exposure": pe.exposure.name, "region": name,
+             "truth": pe.truth.label(),
+             **audit_counts(pe.crmask, pe.ignore, pe.truth, pe.exposure.crtruth,
+                            region).as_dict()}
+            for name, region in regions.items()]
+
+
+def prepare_exposure(group: Group, i: int, ks, ref_config: ReferenceConfig | None = None,
+                     truth_snr: float = DEFAULT_TRUTH_SNR
+                     ) -> tuple[PreparedExposure, list[dict], str | None]:
+    """Reference (strip-wise, :func:`~pytest_crbench.science.reference.reference_for`),
+    star-region map, truth classes, per-region reference-audit rows (empty without
+    truth) and the note of a mostly ignored exposure (or None) of exposure ``i`` of
+    ``group``: what every detector shares, computed once per exposure.  The same
+    records as :func:`prepare` gives for that exposure (a distributed run uses this)."""
     exp = group.exposures[i]
-    clean, crmask, ignore = reference_for(group, i, ref_config)
-    audit = audit_exposure(group.name, exp, crmask, ignore)
-    bkg = background(clean, ignore)
-    rmap = region_map(clean, ignore, ks, bkg=bkg)
-    return PreparedExposure(group, exp, clean, crmask, ignore, rmap, bkg.rms), audit
+    clean, crmask, ignore = reference_for(group, i, ref_config or ReferenceConfig())
+    pe, regions, note = _finish_exposure(group, exp, clean, crmask, ignore, ks, truth_snr)
+    return pe, _audit_rows(pe, regions), note
 
 
-def prepare(dataset: Dataset, ks, ref_config: ReferenceConfig | None = None) -> PreparedDataset:
-    """References, region maps and the reference audit of every group of ``dataset``."""
+def prepare(dataset: Dataset, ks, ref_config: ReferenceConfig | None = None,
+            truth_snr: float = DEFAULT_TRUTH_SNR) -> PreparedDataset:
+    """References (by ``ref_config``'s rule), region maps, truth classes and the
+    per-region reference audit of every group of ``dataset``.
+
+    Degenerate data that would bias the references are refused by
+    :func:`~pytest_crbench.science.exposures.check_levels`; an exposure that is mostly
+    ignored gets a note (:data:`MOSTLY_IGNORED`).
+    """
     t0 = time.perf_counter()
-    prepared, audit = [], []
+    ref_config = ref_config or ReferenceConfig()
+    prepared, audit, notes = [], [], []
     for group in dataset.groups:
-        for i in range(len(group.exposures)):
-            pe, row = prepare_exposure(group, i, ks, ref_config)
+        ref = build_reference(group, ref_config)
+        for exp, clean, crmask, ignore in zip(group.exposures, ref.clean, ref.crmask, ref.ignore):
+            pe, regions, note = _finish_exposure(group, exp, clean, crmask, ignore, ks,
+                                                 truth_snr)
             prepared.append(pe)
-            if row is not None:
-                audit.append(row)
-    return PreparedDataset(dataset, sorted(ks), prepared, audit, time.perf_counter() - t0)
+            audit.extend(_audit_rows(pe, regions))
+            if note is not None:
+                notes.append(note)
+    return PreparedDataset(dataset, sorted(ks), prepared, audit, time.perf_counter() - t0,
+                           notes=notes, reference=ref_config, truth_snr=truth_snr)
 
 
 @dataclass
@@ -91,25 +167,51 @@ class ExposureResult:
     mask: np.ndarray | None
     seconds: float
     cr_fraction: float = float("nan")
+    #: against the truth (exposures with CRTRUTH): counts per region, and the pixels of
+    #: each region left out of both classes (faint injected charge)
+    truth_counts: dict[str, Counts] | None = None
+    excluded: dict[str, int] | None = None
+
+
+#: What pixel scores are measured against: the reference masks or the simulation truth.
+AGAINST = ("reference", "truth")
 
 
 @dataclass
 class Evaluation:
-    """One detector on one prepared dataset."""
+    """One detector on one prepared dataset.  ``truth`` names the truth the
+    ``truth_counts`` of its exposures were scored against (None: no CRTRUTH)."""
 
     detector: str
     version: str
     dataset: str
     regions: list[str]
     exposures: list[ExposureResult] = field(default_factory=list)
+    #: probability histograms per region (detectors that return probabilities only)
+    sweep: ThresholdSweep | None = None
+    #: the detector's probability threshold (None for binary detectors)
+    threshold: float | None = None
+    truth: str | None = None
 
-    def pooled(self, region: str) -> Counts:
-        """TP/FP/FN of ``region`` summed over every exposure."""
+    @property
+    def has_truth(self) -> bool:
+        return any(e.truth_counts is not None for e in self.exposures)
+
+    def pooled(self, region: str, against: str = "reference") -> Counts:
+        """TP/FP/FN of ``region`` summed over every exposure, against the reference or
+        the truth (exposures without truth add nothing to the latter)."""
+        if against == "truth":
+            return sum((e.truth_counts[region] for e in self.exposures
+                        if e.truth_counts is not None), Counts())
         return sum((e.counts[region] for e in self.exposures), Counts())
 
-    def scores(self, region: str) -> ScoreSet:
+    def scores(self, region: str, against: str = "reference") -> ScoreSet:
         """The pooled scores of ``region`` (the figure every floor is checked against)."""
-        return ScoreSet.of(self.pooled(region))
+        return ScoreSet.of(self.pooled(region, against))
+
+    def excluded(self, region: str) -> int:
+        """Pixels of ``region`` left out of the truth classes, over every exposure."""
+        return sum(e.excluded[region] for e in self.exposures if e.excluded is not None)
 
     @property
     def seconds(self) -> float:
@@ -121,35 +223,75 @@ class Evaluation:
                 "regions": list(self.regions), "exposures": [
                     {"group": e.group, "exposure": e.exposure, "seconds": e.seconds,
                      "cr_fraction": e.cr_fraction,
-                     "counts": {r: c.as_dict() for r, c in e.counts.items()}}
-                    for e in self.exposures]}
+                     "counts": {r: c.as_dict() for r, c in e.counts.items()},
+                     "truth_counts": None if e.truth_counts is None else
+                     {r: c.as_dict() for r, c in e.truth_counts.items()},
+                     "excluded": e.excluded}
+                    for e in self.exposures], "truth": self.truth,
+                "threshold": self.threshold,
+                "sweep": self.sweep.to_record() if self.sweep is not None else None}
 
     @classmethod
     def from_record(cls, record: dict) -> "Evaluation":
-        ev = cls(record["detector"], record["version"], record["dataset"], record["regions"])
+        ev = cls(record["detector"], record["version"], record["dataset"], record["regions"],
+                 truth=record.get("truth"))
         for e in record["exposures"]:
+            truth = e.get("truth_counts")
             ev.exposures.append(ExposureResult(
                 e["group"], e["exposure"], {r: Counts(**c) for r, c in e["counts"].items()},
-                None, e["seconds"], e.get("cr_fraction", float("nan"))))
+                None, e["seconds"], e.get("cr_fraction", float("nan")),
+                None if truth is None else {r: Counts(**c) for r, c in truth.items()},
+                e.get("excluded")))
+        ev.threshold = record.get("threshold")
+        if record.get("sweep"):
+            ev.sweep = ThresholdSweep.from_record(record["sweep"])
         return ev
 
     def score_rows(self) -> list[dict]:
-        """Results-file rows: pooled (exposure null) first, then per exposure and region."""
+        """Results-file rows: pooled (exposure null) first, then per exposure and region;
+        against the reference, then (where the exposures carry CRTRUTH) against the
+        truth, with the truth named and the pixels left out of it counted."""
         head = {"detector": self.detector, "dataset": self.dataset}
-        rows = [{**head, "group": None, "exposure": None, "region": region,
+        ref = {"against": "reference", "truth": None}
+        rows = [{**head, "group": None, "exposure": None, "region": region, **ref,
                  **self.scores(region).to_record()} for region in self.regions]
         for e in self.exposures:
             rows.extend({**head, "group": e.group, "exposure": e.exposure, "region": region,
-                         **ScoreSet.of(e.counts[region]).to_record()} for region in self.regions)
+                         **ref, **ScoreSet.of(e.counts[region]).to_record()}
+                        for region in self.regions)
+        if not self.has_truth:
+            return rows
+        truth = {"against": "truth", "truth": self.truth}
+        rows += [{**head, "group": None, "exposure": None, "region": region, **truth,
+                  "excluded": self.excluded(region),
+                  **self.scores(region, "truth").to_record()} for region in self.regions]
+        for e in self.exposures:
+            if e.truth_counts is not None:
+                rows.extend({**head, "group": e.group, "exposure": e.exposure,
+                             "region": region, **truth, "excluded": e.excluded[region],
+                             **ScoreSet.of(e.truth_counts[region]).to_record()}
+                            for region in self.regions)
         return rows
 
 
 def run_detector(detector, exposure: Exposure, ignore: np.ndarray, *,
                  spec: str | None = None) -> Prediction:
-    """Run ``detector`` on one exposure and normalise its answer to a Prediction."""
-    raw = detector.detect(exposure.sci, ignore, exposure)
+    """Run ``detector`` on one exposure and normalise its answer to a Prediction.
+
+    The boundary with the detector's code: whatever it raises (other than our own errors)
+    becomes one :class:`CRBenchDetectorError` naming the detector and the exposure.
+    """
+    name = spec or detector.name
+    where = exposure.source or exposure.name
+    try:
+        raw = detector.detect(exposure.sci, ignore, exposure)
+    except CRBenchError:
+        raise
+    except Exception as exc:
+        raise CRBenchDetectorError(
+            f"detector {name!r} raised {type(exc).__name__} on {where}: {exc}") from exc
     return as_prediction(raw, threshold=getattr(detector, "threshold", None),
-                         shape=exposure.shape, detector=spec or detector.name)
+                         shape=exposure.shape, detector=name, where=where)
 
 
 def evaluate(detector, prepared: PreparedDataset, *, spec: str | None = None,
@@ -157,15 +299,24 @@ def evaluate(detector, prepared: PreparedDataset, *, spec: str | None = None,
              ) -> Evaluation:
     """Score ``detector`` on every exposure of ``prepared``.
 
+    For a detector that returns probabilities, the per-region probability histograms of
+    :class:`~pytest_crbench.science.sweeps.ThresholdSweep` are accumulated in the same
+    pass (``Evaluation.sweep``); the probability maps themselves are not kept.
+
     ``on_exposure(prepared_exposure, prediction)`` is called after each exposure (while
     the detector's cleaned image is still in memory) for analyses beyond pixel scores.
     """
     spec = spec or detector.name
     result = Evaluation(detector=spec, version=str(getattr(detector, "version", "")),
-                        dataset=prepared.dataset.name, regions=prepared.regions)
+                        dataset=prepared.dataset.name, regions=prepared.regions,
+                        threshold=getattr(detector, "threshold", None),
+                        truth=prepared.truth_label)
     for pe in prepared.exposures:
         er, pred = score_exposure(detector, pe, prepared.ks, spec=spec)
         result.exposures.append(er)
+        sweep = exposure_sweep(pred, pe, prepared.ks)
+        if sweep is not None:  # threshold sweep: counts only, in the same pass
+            result.sweep = sweep if result.sweep is None else result.sweep + sweep
         if on_exposure is not None:
             on_exposure(pe, pred)
     return result
@@ -189,5 +340,22 @@ def score_exposure(detector, pe: PreparedExposure, ks, *, spec: str | None = Non
     regions = regions_from_map(pe.rmap, ks)
     counts = {name: confusion(pred.mask, pe.crmask, pe.ignore, region)
               for name, region in regions.items()}
+    truth_counts = excluded = None
+    if pe.truth is not None:
+        left_out = pe.ignore | pe.truth.excluded
+        truth_counts = {name: confusion(pred.mask, pe.truth.crmask, left_out, region)
+                        for name, region in regions.items()}
+        excluded = {name: int(np.count_nonzero(pe.truth.excluded & ~pe.ignore & region))
+                    for name, region in regions.items()}
     return ExposureResult(pe.group.name, pe.exposure.name, counts, pred.mask, seconds,
-                          pe.cr_fraction), pred
+                          pe.cr_fraction, truth_counts, excluded), pred
+
+
+def exposure_sweep(pred: Prediction, pe: PreparedExposure, ks) -> ThresholdSweep | None:
+    """The threshold-sweep counts of one exposure (None for a detector without
+    probabilities); :func:`evaluate` and a distributed run add them in exposure order."""
+    if pred.probability is None:
+        return None
+    sweep = ThresholdSweep(sorted(ks))
+    sweep.add(pred.probability, pe.crmask, pe.ignore, pe.rmap)
+    return sweep

@@ -3,7 +3,7 @@
 Each record is a small dataclass with ``to_record()`` (the JSON-able dict written into
 the results file, ``crbench-results/2``) and ``from_record()`` (how pytest-xdist workers
 send results back to the controller).  The science functions return plain dicts of the
-same shape (:func:`~pytest_crbench.science.photometry.photometry_summary`,
+same shape (:func:`~pytest_crbench.science.photometry_summary.photometry_summary`,
 :func:`~pytest_crbench.science.density.density_relation`,
 :func:`~pytest_crbench.science.stability.group_stability`,
 :func:`~pytest_crbench.science.reference.audit_reference`); :mod:`pytest_crbench.bench`
@@ -108,7 +108,7 @@ class PhotometryBlock:
 
 @dataclass(frozen=True)
 class PhotometrySummary:
-    """:func:`~pytest_crbench.science.photometry.photometry_summary` as a record."""
+    """:func:`~pytest_crbench.science.photometry_summary.photometry_summary` as a record."""
 
     population: str
     overall: PhotometryBlock
@@ -329,17 +329,24 @@ class StabilityAnalysis:
 
 @dataclass(frozen=True)
 class AuditRow(FlatRecord):
-    """The reference CR mask of one exposure scored against the simulation truth."""
+    """The reference CR mask of one exposure and region scored against the simulation
+    truth (:func:`pytest_crbench.science.truth.audit_reference`): ``tp``/``fp``/``fn``
+    against every pixel with injected charge, ``tp_significant``/``fn_significant``
+    against the true cosmic-ray pixels (charge > ``truth``'s n sigma)."""
 
     group: str
     exposure: str
+    region: str
+    truth: str
     tp: int
     fp: int
     fn: int
+    tp_significant: int
+    fn_significant: int
     precision: float | None
     recall: float | None
     recall_significant: float | None
-    truth_fraction: float
+    truth_fraction: float | None
 
 
 @dataclass(frozen=True)
@@ -351,15 +358,25 @@ class DatasetSummary:
     provenance: dict[str, Any]
     audit: list[AuditRow]
     ks: list[int]
+    #: legal but degenerate data (e.g. an exposure mostly ignored), shown in the summary
+    notes: list[str] = field(default_factory=list)
+    #: the reference rule and its parameters (ReferenceConfig.provenance())
+    reference: dict[str, Any] = field(default_factory=dict)
+    #: the truth threshold, where the dataset carries CRTRUTH (else None)
+    truth_snr: float | None = None
 
     def to_record(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "provenance": self.provenance,
-                "audit": [a.to_record() for a in self.audit], "ks": list(self.ks)}
+                "audit": [a.to_record() for a in self.audit], "ks": list(self.ks),
+                "notes": list(self.notes),
+                "reference": self.reference, "truth_snr": self.truth_snr}
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> "DatasetSummary":
         return cls(record["name"], record["version"], record["provenance"],
-                   [AuditRow.from_record(a) for a in record["audit"]], list(record["ks"]))
+                   [AuditRow.from_record(a) for a in record["audit"]], list(record["ks"]),
+                   list(record.get("notes", [])),
+                   record.get("reference", {}), record.get("truth_snr"))
 
 
 @dataclass(frozen=True)
@@ -413,4 +430,4 @@ class GalleryEntry(FlatRecord):
     area: int
     ratio_cleaned: float | None
     ratio_original: float | None
-    stamps: dict[str, Any]  # stamp key → 2-D list (see reporting.html.STAMP_KEYS)
+    stamps: dict[str, Any]  # stamp key → 2-D list (see science.gallery.STAMP_KEYS)

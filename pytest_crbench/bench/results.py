@@ -1,22 +1,32 @@
 """Results files: the JSON summary and the per-exposure mask FITS files.
 
-JSON (``"schema": "crbench-results/2"``), written once and atomically::
+JSON (``"schema": "crbench-results/3"``), written once and atomically::
 
     {
-      "schema": "crbench-results/2",
+      "schema": "crbench-results/3",
       "provenance": {"package": "pytest-crbench", "version": ..., "python": ...,
                      "numpy": ..., "settings": {...},
+                     "reference": {"rule": "astrodrizzle" | "noise", "snr": [s1, s2],
+                                   "scale": [m1, m2], "grow": n, "ctegrow": n,
+                                   "saturation": ..., "sat_box": 7},  # scale, grow,
+                                                          # ctegrow: astrodrizzle only
+                     "truth_snr": n | null,               # null: no dataset has CRTRUTH
                      "detectors": {spec: version, ...},
                      "datasets": {name: {"version": ..., "seed": ..., "files": {name: sha256}}}},
       "scores": [
         {"detector": spec, "dataset": name, "group": g | null, "exposure": e | null,
-         "region": "full" | "k3" | ..., "tp": int, "fp": int, "fn": int,
+         "region": "full" | "k3" | ..., "against": "reference" | "truth",
+         "truth": "CRTRUTH > 5 sigma" | null,         # the truth a "truth" row used
+         "tp": int, "fp": int, "fn": int,
+         "excluded": int,                              # "truth" rows: faint charge left out
          "precision": float | null, "recall": ..., "f1": ..., "f2": ...,
          "undefined": {metric: reason, ...}}          # only where some score is null
       ],                                               # exposure null = pooled over the dataset
-      "reference_audit": [
-        {"dataset": name, "group": g, "exposure": e, "tp", "fp", "fn", "precision",
-         "recall", "recall_significant", "truth_fraction"}
+      "reference_audit": [                             # per exposure and region
+        {"dataset": name, "group": g, "exposure": e, "region": "full" | "k3" | ...,
+         "truth": "CRTRUTH > 5 sigma", "tp", "fp", "fn",   # against any injected charge
+         "tp_significant", "fn_significant",               # against charge > n sigma
+         "precision", "recall", "recall_significant", "truth_fraction"}
       ],
       "stars": [                                       # method.md section 4, per star image
         {"detector", "dataset", "group", "exposure", "star_id", "x", "y", "radius",
@@ -27,7 +37,7 @@ JSON (``"schema": "crbench-results/2"``), written once and atomically::
         {"detector", "dataset", "fill_method", "population": text,
          "overall": BLOCK, "by_size": {"16-50": BLOCK, "50-200": BLOCK, "200-400": BLOCK},
          "notes": [text, ...], "error": text | null}
-      ],            # BLOCK: photometry.photometry_summary (n, n_contaminated, ...,
+      ],            # BLOCK: photometry_summary.photometry_summary (n, n_contaminated, ...,
                     # anomalous, inside_97_103, outside_90_110 over contaminated stars,
                     # *_of_all over all stars, "reasons" for null fractions)
       "density": [                                     # method.md section 5
@@ -55,16 +65,54 @@ JSON (``"schema": "crbench-results/2"``), written once and atomically::
       "smoke": [{"detector", "version", "dataset", "note",        # smoke-only datasets:
                  "exposures": [{"group", "exposure", "shape",      # run, never scored
                                 "flagged_fraction", "seconds"}]}],
-      "notes": [{"detector", "dataset", "note"}],   # e.g. data outside a model's domain
+      "sweeps": [                                      # probability detectors only
+        {"detector", "dataset", "threshold": float,
+         "grid": {"size": 1641, "rule": "probability >= threshold", "definition"},
+         "ks": [...],
+         "histograms": {region: {"positive" | "negative": {"bins": [i], "counts": [n]}}},
+         "summary": {region: {"auc", "average_precision", "positives", "negatives",
+                              "undefined": text | null,
+                              "at_fpr": {"0.0005" | "0.005": {"fpr", "tpr", "precision",
+                                                             "thresholds", "reason"}}}}}
+      ],                                   # sparse histograms: non-zero bins only
+      "notes": [{"detector", "dataset", "note"}],   # e.g. data outside a model's domain;
+                                                    # detector null: a note on the data
+      "complete": true | false,     # false: a pytest-xdist worker crashed, results partial
+      "incomplete": [text, ...],    # what is missing and why (the crash), [] if complete
+      "bootstrap": {"method": "percentile", "unit": "groups, then exposures within each
+                    drawn group (two-stage bootstrap)", "stability_unit": "groups",
+                    "replicates": 1000, "seed": 0, "confidence": 0.95},
+      "intervals": [                                   # every pooled score, bench/intervals.py
+        {"detector", "dataset", "kind": "pixels" | "photometry" | "stability",
+         "part": region | size bin | "groups", "metric", "value",
+         "interval": [low, high] | null, "reason"}   # reason: why there is no interval
+      ],
+      "comparison": {"baseline": spec | null, "max_drop": float,   # --crbench-baseline
+                     "differences": [{"candidate", "baseline", "dataset",
+                                      "kind": "pixels" | "photometry" | "stars" | "stability",
+                                      "part", "metric", "candidate_value", "baseline_value",
+                                      "delta": {"value", "interval", "reason"},
+                                      "higher_is_better", "verdict",
+                                      # McNemar rows (kind stars, metric anomalous):
+                                      "pairs", "baseline_only", "candidate_only",
+                                      "p_value"}]},
+      "floor_warnings": [text],                      # floors made with another version
       "timing": {"<detector> | <dataset>": seconds, ...}   # informative, not deterministic
     }
 
-Every non-finite number is written as null.  Changes from ``crbench-results/1``: the
-``stars``, ``photometry``, ``density`` and ``stability`` sections.
+Every non-finite number is written as null.  Changes from ``crbench-results/2``: score
+rows carry ``against`` (and ``truth``/``excluded`` for rows scored against the
+simulation truth, which are new); ``reference_audit`` rows are per region and carry
+``region``, ``truth``, ``tp_significant`` and ``fn_significant``; the provenance records
+the reference rule with its parameters (``reference``) and ``truth_snr``.  Changes from
+``crbench-results/1``: the ``stars``, ``photometry``, ``density`` and ``stability``
+sections.
 
 Mask files (``--crbench-save-masks DIR``): ``DIR/<dataset>/<detector>/<exposure>.fits``
 with uint8 extensions ``REFMASK`` (reference CR mask), ``IGNORE``, ``PRED`` (detector
-mask) and int16 ``REGION`` (largest k whose star region holds the pixel, 0 outside).
+mask), int16 ``REGION`` (largest k whose star region holds the pixel, 0 outside) and,
+where the exposure carries ``CRTRUTH``, uint8 ``TRUTH`` (1 = true cosmic ray, charge
+> ``truth_snr`` σ; 2 = faint charge, left out of both classes; 0 = clean).
 """
 
 from __future__ import annotations
@@ -84,15 +132,21 @@ from pytest_crbench.bench.store import RunResults
 from pytest_crbench._util import atomic_write
 from pytest_crbench._version import __version__
 
-SCHEMA = "crbench-results/2"
+SCHEMA = "crbench-results/3"
 
 
 def provenance(settings: dict[str, Any], detectors: dict[str, str],
                datasets: Iterable[DatasetSummary]) -> dict[str, Any]:
+    """Where the results come from.  ``reference`` (the rule and its parameters) and
+    ``truth_snr`` are what make two runs' scores comparable."""
+    datasets = list(datasets)
+    reference = next((d.reference for d in datasets if d.reference), None)
+    truth_snr = next((d.truth_snr for d in datasets if d.truth_snr is not None), None)
     return {
         "package": "pytest-crbench", "version": __version__,
         "python": platform.python_version(), "numpy": np.__version__,
-        "settings": settings, "detectors": dict(sorted(detectors.items())),
+        "settings": settings, "reference": reference, "truth_snr": truth_snr,
+        "detectors": dict(sorted(detectors.items())),
         "datasets": {d.name: {"version": d.version, **d.provenance} for d in datasets},
     }
 
@@ -119,8 +173,16 @@ def analysis_sections(analyses: Iterable[Analysis]) -> dict[str, list]:
     return jsonable(out)
 
 
-def results_document(results: RunResults, settings: dict[str, Any]) -> dict[str, Any]:
-    """The results JSON of a run (see the module docstring for the layout)."""
+def sweep_section(evaluations: Iterable[Evaluation]) -> list[dict[str, Any]]:
+    """The ``sweeps`` section: one entry per (probability detector, dataset)."""
+    return jsonable([{"detector": e.detector, "dataset": e.dataset, "threshold": e.threshold,
+                      **e.sweep.to_record()} for e in evaluations if e.sweep is not None])
+
+
+def results_document(results: RunResults, settings: dict[str, Any],
+                     incomplete: list[str] | tuple = ()) -> dict[str, Any]:
+    """The results JSON of a run (see the module docstring for the layout);
+    ``incomplete`` says why results are missing (a crashed pytest-xdist worker)."""
     evaluations, datasets = results.evaluations, results.dataset_summaries
     detectors = {e.detector: e.version for e in evaluations}
     doc = {
@@ -131,7 +193,11 @@ def results_document(results: RunResults, settings: dict[str, Any]) -> dict[str,
                             for d in datasets for row in d.audit],
         **analysis_sections(results.analyses),
         "smoke": [s.to_record() for s in results.smoke_results],
-        "notes": [n.to_record() for n in results.notes],
+        "notes": [n.to_record() for n in results.notes]
+        + [{"detector": None, "dataset": d.name, "note": n} for d in datasets for n in d.notes],
+        "sweeps": sweep_section(evaluations),
+        "complete": not incomplete,
+        "incomplete": list(incomplete),
     }
     doc["timing"] = {f"{e.detector} | {e.dataset}": round(e.seconds, 3) for e in evaluations}
     return doc
@@ -143,7 +209,8 @@ def safe_name(text: str) -> str:
 
 
 def write_masks(directory: Path, evaluation: Evaluation, prepared: PreparedDataset) -> list[Path]:
-    """One FITS file per exposure with REFMASK, IGNORE, PRED (uint8) and REGION (int16)."""
+    """One FITS file per exposure with REFMASK, IGNORE, PRED (uint8), REGION (int16) and
+    TRUTH (uint8) where the exposure carries CRTRUTH."""
     from astropy.io import fits
 
     out = []
@@ -158,6 +225,7 @@ def write_masks(directory: Path, evaluation: Evaluation, prepared: PreparedDatas
         h["REGIONK"] = (",".join(str(k) for k in prepared.ks), "star-region thresholds k")
         h["COMMENT"] = "REFMASK: reference CR mask; IGNORE: excluded pixels; PRED: detector"
         h["COMMENT"] = "REGION: largest k whose region (> k x background RMS) holds the pixel"
+        h["REFRULE"] = (prepared.reference.rule, "reference rule")
         hdus = fits.HDUList([
             primary,
             fits.ImageHDU(pe.crmask.astype(np.uint8), name="REFMASK"),
@@ -165,6 +233,12 @@ def write_masks(directory: Path, evaluation: Evaluation, prepared: PreparedDatas
             fits.ImageHDU(er.mask.astype(np.uint8), name="PRED"),
             fits.ImageHDU(pe.rmap.astype(np.int16), name="REGION"),
         ])
+        if pe.truth is not None:
+            truth = np.where(pe.truth.crmask, 1, np.where(pe.truth.excluded, 2, 0))
+            hdu = fits.ImageHDU(truth.astype(np.uint8), name="TRUTH")
+            hdu.header["TRUTHSNR"] = (pe.truth.n_sigma, "true CR: CRTRUTH > TRUTHSNR x noise")
+            hdu.header["COMMENT"] = "1: true cosmic ray; 2: faint charge, left out; 0: clean"
+            hdus.append(hdu)
         path = folder / f"{safe_name(er.exposure)}.fits"
         out.append(atomic_write(path, lambda tmp, h=hdus: h.writeto(tmp, overwrite=True)))
     return out

@@ -12,13 +12,14 @@ also merges pytest-xdist workers' records).  Writing the outputs at the end of a
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pytest_crbench.bench.analysis import Analysis
 from pytest_crbench.bench.checks import Check, Outcome, checks_for
 from pytest_crbench.bench.evaluation import Evaluation, PreparedDataset, evaluate, prepare
-from pytest_crbench.bench.floors import load_floors
+from pytest_crbench.bench.floors import (floors_owner, load_floors, lookup, made_with_mismatch,
+                                         read_made_with)
 from pytest_crbench.bench.records import SmokeExposure, SmokeResult
 from pytest_crbench.bench.settings import Settings
 from pytest_crbench.bench.store import Memo, RunResults
@@ -44,7 +45,9 @@ class BenchSession:
     results: RunResults = field(init=False)
     outcomes: list[Outcome] = field(default_factory=list)
     written: list[str] = field(default_factory=list)
-    started: float = field(default_factory=time.perf_counter)
+    #: called with a one-line message while the run waits (a cache lock held by another
+    #: process); the pytest plugin writes it to the terminal
+    notify: Any = None
     _detectors: Memo = field(default_factory=Memo, repr=False)
     _datasets: Memo = field(default_factory=Memo, repr=False)
     _prepared: Memo = field(default_factory=Memo, repr=False)
@@ -54,12 +57,16 @@ class BenchSession:
     _checks: list[Check] | None = field(default=None, repr=False)
     _distributed: Memo = field(default_factory=Memo, repr=False)
     _engine: Any = field(default=None, repr=False)
+    _comparisons: Memo = field(default_factory=Memo, repr=False)
+    _intervals: Memo = field(default_factory=Memo, repr=False)
+    made_with: dict[str, dict] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.results = RunResults(models=list(self.settings.model),
                                   datasets=list(self.settings.dataset))
         if self.settings.floors is not None:
             self.floors = load_floors(self.settings.floors, metrics=METRICS)
+            self.made_with = read_made_with(self.settings.floors)
 
     # -- objects given directly (instead of loaded by spec or name) -------------------
     def add_detector(self, spec: str, detector) -> None:
@@ -85,12 +92,14 @@ class BenchSession:
         from pytest_crbench.datasets.loading import load_dataset
 
         return self._datasets.get(name, lambda: load_dataset(
-            name, data_dir=self.settings.data_dir, offline=self.settings.offline))
+            name, data_dir=self.settings.data_dir, offline=self.settings.offline,
+            lock_timeout=self.settings.lock_timeout, notify=self.notify))
 
     def prepared(self, dataset: str) -> PreparedDataset:
         """References, region maps and audit of ``dataset`` (shared by every detector)."""
         def make():
-            prepared = prepare(self.dataset(dataset), self.settings.k)
+            prepared = prepare(self.dataset(dataset), self.settings.k,
+                               self.settings.reference_config(), self.settings.truth_snr)
             self.results.summaries[dataset] = prepared.summary()
             return prepared
 
@@ -198,8 +207,9 @@ class BenchSession:
 
     # -- checks ------------------------------------------------------------------------
     @property
-    def checks(self) -> list[Check]:
-        """Every gate check of the run, in item order."""
+    def all_checks(self) -> list[Check]:
+        """Every check of the run, optional ones included (what floors are generated
+        for), in item order."""
         if self._checks is None:
             from pytest_crbench.datasets.loading import is_scored
 
@@ -207,8 +217,85 @@ class BenchSession:
             self._checks = checks_for(s, lambda ds: is_scored(ds, data_dir=s.data_dir))
         return self._checks
 
+    @property
+    def checks(self) -> list[Check]:
+        """The gate checks of the run, in item order: an optional check (a score against
+        the truth) only where the floors name it."""
+        return [c for c in self.all_checks if not c.optional or c in self.floors]
+
     def check(self, check: Check) -> Outcome:
-        """Run one gate check and remember its outcome."""
+        """Run one gate check and remember its outcome; a failure against limits made
+        with another detector version or threshold says so."""
         outcome = check.check(self)
+        if not outcome.passed and check.has_limit:
+            why = self.floors_mismatch(check)
+            if why:
+                outcome.message = f"{outcome.message} ({why})"
         self.outcomes.append(outcome)
         return outcome
+
+    def limit(self, check: Check) -> float | None:
+        """The floor or ceiling of ``check`` (see :func:`pytest_crbench.bench.floors.lookup`:
+        independent draws of a dataset and candidates of the baseline share limits)."""
+        return lookup(self.floors, check, self.settings.baseline)
+
+    # -- statistics: intervals, paired comparisons, provenance of the floors ----------
+    def sample(self, spec: str, dataset: str, against: str = "reference"):
+        """The :class:`~pytest_crbench.bench.intervals.Sample` of a computed pair (scores
+        against the reference, or ``against="truth"``)."""
+        from pytest_crbench.bench.intervals import Sample
+
+        ev, analysis = self.results.observed(spec, dataset)
+        if ev is None:
+            ev, analysis = self.evaluation(spec, dataset), self.analysis(spec, dataset)
+        return Sample.from_evaluation(ev, analysis, against)
+
+    def intervals(self, spec: str, dataset: str) -> list:
+        """Bootstrap intervals of every pooled score of ``spec`` on ``dataset``."""
+        from pytest_crbench.bench.intervals import sample_intervals
+
+        return self._intervals.get((spec, dataset), lambda: sample_intervals(
+            self.sample(spec, dataset), self.settings.bootstrap()))
+
+    def comparison(self, candidate: str, baseline: str, dataset: str) -> list:
+        """Paired differences of ``candidate`` against ``baseline`` on ``dataset``
+        (:class:`~pytest_crbench.bench.comparison.Difference` rows)."""
+        from pytest_crbench.bench.comparison import compare_samples
+
+        return self._comparisons.get((candidate, baseline, dataset), lambda: compare_samples(
+            self.sample(candidate, dataset), self.sample(baseline, dataset),
+            self.settings.bootstrap()))
+
+    def comparisons(self) -> list:
+        """Every computed detector against the baseline, per dataset (after the run)."""
+        base = self.settings.baseline
+        if base is None:
+            return []
+        pairs = self.results.evaluations_by_pair
+        return [d for ev in self.results.evaluations
+                if ev.detector != base and (base, ev.dataset) in pairs
+                for d in self.comparison(ev.detector, base, ev.dataset)]
+
+    def floors_mismatch(self, check: Check) -> str | None:
+        """Why the limit applied to ``check`` may not fit: it was made with another
+        detector version or threshold (or for the baseline, see :meth:`limit`)."""
+        owner = floors_owner(self.floors, check, self.settings.baseline)
+        ev = self.results.evaluations_by_pair.get((check.detector, check.dataset))
+        if owner is None or ev is None:
+            return None
+        return made_with_mismatch(self.settings.floors, self.made_with, owner, ev.version,
+                                  ev.threshold, applied_to=check.detector)
+
+    def floor_warnings(self) -> list[str]:
+        """One line per computed detector whose limits were made with something else."""
+        out: list[str] = []
+        for ev in self.results.evaluations:
+            for check in self.floors:
+                if check.dataset.partition("@")[0] != ev.dataset.partition("@")[0]:
+                    continue
+                why = self.floors_mismatch(replace(check, detector=ev.detector,
+                                                   dataset=ev.dataset))
+                if why and why not in out:
+                    out.append(why)
+                break
+        return out

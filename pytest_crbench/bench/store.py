@@ -1,12 +1,14 @@
 """Where a run keeps what it computed: a lazy per-key cache and the collected results.
 
-* :class:`Memo`: a value made once per key; a :class:`~pytest_crbench.errors.CRBenchError`
-  raised while making it is remembered and raised again for every later request, so a
-  broken detector or dataset fails each of its tests with the same message and is
-  tried only once.
+* :class:`Memo`: a value made once per key; an error raised while making it is
+  remembered and raised again for every later request, so a broken detector or dataset
+  fails each of its tests with the same one-line message and is tried only once.  It is
+  the boundary with foreign code: an exception that is not a
+  :class:`~pytest_crbench.errors.CRBenchError` becomes one naming the key.
 * :class:`RunResults`: the evaluations, analyses, dataset summaries, smoke results and
   notes of a run, in the configured order, and how pytest-xdist workers hand them to
-  the controller (:meth:`RunResults.worker_record` / :meth:`RunResults.merge`).
+  the controller as they complete (:meth:`RunResults.new_record` /
+  :meth:`RunResults.merge`).
 """
 
 from __future__ import annotations
@@ -41,6 +43,12 @@ class Memo(Generic[T]):
             except CRBenchError as exc:
                 self._errors[key] = exc
                 raise
+            except Exception as exc:
+                what = " on ".join(map(str, key)) if isinstance(key, tuple) else str(key)
+                error = CRBenchError(f"{what}: {type(exc).__name__}: {exc}")
+                error.__cause__ = exc
+                self._errors[key] = error
+                raise error from exc
         return self._values[key]
 
     def put(self, key: Hashable, value: T) -> None:
@@ -78,6 +86,7 @@ class RunResults:
     summaries: dict[str, DatasetSummary] = field(default_factory=dict)
     smoke_by_pair: dict[tuple[str, str], SmokeResult] = field(default_factory=dict)
     notes_by_pair: dict[tuple[str, str], str] = field(default_factory=dict)
+    _sent: dict[str, set] = field(default_factory=dict, repr=False)
 
     # -- adding ------------------------------------------------------------------------
     def add_run(self, evaluation: Evaluation, analysis: Analysis | None) -> None:
@@ -132,12 +141,28 @@ class RunResults:
         return bool(self.evaluations_by_pair or self.smoke_by_pair)
 
     # -- pytest-xdist: workers send records, the controller merges them ---------------
-    def worker_record(self) -> dict[str, Any]:
-        return {"smoke": [s.to_record() for s in self.smoke_results],
-                "notes": [[n.detector, n.dataset, n.note] for n in self.notes],
-                "evaluations": [ev.to_record() for ev in self.evaluations],
-                "analyses": [a.to_record() for a in self.analyses],
-                "datasets": [d.to_record() for d in self.dataset_summaries]}
+    def new_record(self) -> dict[str, Any] | None:
+        """The results completed since the last call, as a JSON-able record for
+        :meth:`merge` (None if nothing).  pytest-xdist workers send it with each test
+        report, so the controller holds every completed result even if a worker crashes
+        later."""
+        def fresh(kind: str, store: dict) -> list:
+            sent = self._sent.setdefault(kind, set())
+            keys = [k for k in store if k not in sent]
+            sent.update(keys)
+            return keys
+
+        pairs = fresh("evaluations", self.evaluations_by_pair)
+        record = {
+            "evaluations": [self.evaluations_by_pair[k].to_record() for k in pairs],
+            "analyses": [self.analyses_by_pair[k].to_record() for k in pairs
+                         if k in self.analyses_by_pair],
+            "smoke": [self.smoke_by_pair[k].to_record()
+                      for k in fresh("smoke", self.smoke_by_pair)],
+            "datasets": [self.summaries[k].to_record() for k in fresh("datasets", self.summaries)],
+            "notes": [[*k, self.notes_by_pair[k]] for k in fresh("notes", self.notes_by_pair)],
+        }
+        return record if any(record.values()) else None
 
     def merge(self, record: dict[str, Any]) -> None:
         for sm in record.get("smoke", []):

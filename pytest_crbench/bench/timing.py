@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+__all__ = ["synced_timer", "PeakMemory"]
+
 
 def synced_timer() -> float:
     torch = sys.modules.get("torch")

@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -33,6 +34,11 @@ from urllib.parse import unquote, urlparse
 
 from pytest_crbench._util import sha256_file
 from pytest_crbench.errors import CRBenchConfigError, CRBenchDataError, CRBenchMissingDataError
+
+__all__ = ["ENV_DATA_DIR", "DEFAULT_TIMEOUT", "DEFAULT_RETRIES", "data_dir",
+           "config_data_dir", "file_lock", "is_cached", "download", "download_once",
+           "missing_message", "fetch", "SeedReport", "seed", "VerifyReport", "verify",
+           "status"]
 
 ENV_DATA_DIR = "CRBENCH_DATA_DIR"
 #: Seconds the downloader waits for the server (connect and each read).
@@ -79,21 +85,111 @@ def config_data_dir(start: str | os.PathLike | None = None) -> str | None:
 # ------------------------------------------------------------------ locks and stamps
 
 
+#: Seconds a process waits for a lock held by another one (``--crbench-lock-timeout``).
+DEFAULT_LOCK_TIMEOUT = 600.0
+_READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def is_read_only_error(exc: BaseException) -> bool:
+    """True for the OSErrors of a folder we may not write (read-only mount, permissions)."""
+    return isinstance(exc, OSError) and exc.errno in _READ_ONLY
+
+
+def ensure_dir(directory: Path, *, what: str = "data folder") -> Path:
+    """Create ``directory`` (and parents); errors name the folder and what is in the way."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in (directory, *directory.parents)
+                        if p.exists() and not p.is_dir()), directory)
+        raise CRBenchDataError(
+            f"{what} {directory}: cannot create it: {blocker} is a file, not a folder; "
+            "choose another folder (--crbench-data-dir, $CRBENCH_DATA_DIR)") from None
+    except OSError as exc:
+        raise CRBenchDataError(
+            f"{what} {directory}: cannot create it ({exc.strerror})") from None
+    return directory
+
+
+def _stderr(message: str) -> None:
+    import sys
+
+    print(message, file=sys.stderr, flush=True)
+
+
+def lock_holder(path: Path) -> str:
+    """Who holds the lock file ``path``, as its holder wrote it ("pid N on HOST")."""
+    try:
+        pid, _, host = path.read_text().strip().partition(" ")
+    except OSError:
+        pid, host = "", ""
+    if pid.isdigit():
+        return f"pid {pid}" + (f" on {host}" if host else "")
+    return "another process (pid not recorded)"
+
+
 @contextlib.contextmanager
-def file_lock(directory: Path, name: str):
-    """Exclusive lock for ``name`` in ``directory`` (``fcntl.flock``; a no-op where fcntl is
-    missing).  Held across processes: xdist workers serialize on it."""
-    lockdir = directory / ".locks"
-    lockdir.mkdir(parents=True, exist_ok=True)
+def file_lock(directory: Path, name: str, *, timeout: float | None = None, notify=None,
+              path: Path | None = None):
+    """Exclusive lock for ``name`` in ``directory`` (``fcntl.flock`` on
+    ``.locks/NAME.lock``, or on ``path``).  Held across processes: xdist workers
+    serialize on it.  The holder writes its pid into the file.
+
+    * A lock held by another process: ``notify`` (default: stderr) is told once which
+      file and which pid it waits for; after ``timeout`` seconds (default
+      :data:`DEFAULT_LOCK_TIMEOUT`) :class:`CRBenchDataError` names both.
+    * A folder we may not write (a shared read-only cache) cannot be changed by us, so
+      readers need no lock there: the lock is skipped (installs are atomic renames).
+    * No ``fcntl`` (Windows): no lock.
+    """
+    lockfile = path if path is not None else directory / ".locks" / f"{name}.lock"
+    try:
+        lockfile.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(lockfile, "a+")
+    except OSError as exc:
+        if is_read_only_error(exc):
+            yield None
+            return
+        raise CRBenchDataError(f"lock file {lockfile}: cannot open it ({exc})") from None
     try:
         import fcntl  # noqa: PLC0415
     except ImportError:  # pragma: no cover - Windows
-        yield
+        fh.close()
+        yield None
         return
-    with open(lockdir / f"{name}.lock", "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+    with fh:
         try:
-            yield
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            limit = DEFAULT_LOCK_TIMEOUT if timeout is None else float(timeout)
+            holder = lock_holder(lockfile)
+            (notify or _stderr)(
+                f"crbench: waiting for the lock {lockfile}, held by {holder} "
+                f"(giving up after {limit:g} s; --crbench-lock-timeout)")
+            deadline = time.monotonic() + limit
+            while True:
+                time.sleep(min(0.2, max(limit, 0.0)))
+                try:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        holder = lock_holder(lockfile)
+                        raise CRBenchDataError(
+                            f"lock file {lockfile} is still held by {holder} after "
+                            f"{limit:g} s; if that process is hung, stop it and run again "
+                            "(or wait longer: --crbench-lock-timeout SECONDS)") from None
+        try:
+            import socket  # noqa: PLC0415
+
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"{os.getpid()} {socket.gethostname()}\n")
+            fh.flush()
+        except OSError:
+            pass
+        try:
+            yield lockfile
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
@@ -108,6 +204,8 @@ def _read_stamps(directory: Path) -> dict:
 def _update_stamp(directory: Path, name: str, digest: str | None) -> None:
     from pytest_crbench._util import atomic_write
 
+    if not os.access(directory, os.W_OK):
+        return  # a read-only cache: the stamp is an optimisation, the hash was checked
     with file_lock(directory, _STAMPS):
         stamps = _read_stamps(directory)
         if digest is None:
@@ -142,9 +240,20 @@ def is_cached(name: str, digest: str, directory: Path, *, rehash: bool = False) 
     if actual == digest:
         _update_stamp(directory, name, digest)
         return True
-    path.unlink(missing_ok=True)
-    _update_stamp(directory, name, None)
+    _remove_corrupted(path, actual, digest)
     return False
+
+
+def _remove_corrupted(path: Path, actual: str, expected: str) -> None:
+    """Delete a cached file whose sha256 is wrong; in a read-only cache, say so."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise CRBenchDataError(
+            f"{path}: sha256 is {actual}, expected {expected} (corrupted), and it cannot be "
+            f"removed ({exc.strerror}): ask the owner of the cache to run "
+            f"`crbench data verify --data-dir {path.parent}`") from None
+    _update_stamp(path.parent, path.name, None)
 
 
 # ------------------------------------------------------------------ downloads
@@ -164,7 +273,7 @@ def _install(tmp: Path, dest: Path, expected: str, *, origin: str) -> None:
     _update_stamp(dest.parent, dest.name, expected)
 
 
-def _download_once(url: str, tmp: Path, *, timeout: float, progress) -> None:
+def download_once(url: str, tmp: Path, *, timeout: float, progress) -> None:
     parsed = urlparse(url)
     if parsed.scheme == "file":
         src = Path(unquote(parsed.path))
@@ -211,7 +320,7 @@ def download(name: str, url: str, sha256: str, directory: Path, *,
         os.close(fd)
         tmp = Path(tmpname)
         try:
-            _download_once(url, tmp, timeout=timeout, progress=progress)
+            download_once(url, tmp, timeout=timeout, progress=progress)
             _install(tmp, dest, sha256, origin=url)
             return dest
         except CRBenchDataError as exc:
@@ -254,7 +363,8 @@ def missing_message(names: Iterable[str], directory: Path, *, dataset: str | Non
 
 def fetch(names: list[str], *, data_dir: Path, offline: bool, progress=True,
           registry: dict | None = None, dataset: str | None = None,
-          timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES) -> dict[str, Path]:
+          timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES,
+          lock_timeout: float | None = None, notify=None) -> dict[str, Path]:
     """Make sure every file of ``names`` is in the cache; return ``{name: path}``.
 
     Files already cached (right sha256) are used as they are.  The others are downloaded
@@ -283,10 +393,16 @@ def fetch(names: list[str], *, data_dir: Path, offline: bool, progress=True,
         return out
     if offline:
         raise CRBenchMissingDataError(missing_message(missing, directory, dataset=dataset))
-    directory.mkdir(parents=True, exist_ok=True)
+    ensure_dir(directory)
+    if not os.access(directory, os.W_OK):
+        raise CRBenchMissingDataError(
+            f"the cache {directory} is read-only for this user and lacks "
+            f"{len(missing)} file(s): {', '.join(missing)}; ask its owner to run "
+            f"`crbench data fetch {dataset or ' '.join(missing)} --data-dir {directory}`, "
+            "or use a writable folder (--crbench-data-dir)")
     for name in missing:
         entry = reg[name]
-        with file_lock(directory, name):
+        with file_lock(directory, name, timeout=lock_timeout, notify=notify):
             # Another worker may have fetched it while we waited for the lock.
             if not is_cached(name, entry.sha256, directory):
                 download(name, entry.url, entry.sha256, directory, timeout=timeout,
@@ -312,7 +428,7 @@ class SeedReport:
 
 
 def seed(source: str | os.PathLike, *, data_dir: Path, names: Iterable[str] | None = None,
-         registry: dict | None = None) -> SeedReport:
+         registry: dict | None = None, lock_timeout: float | None = None) -> SeedReport:
     """Fill the cache from a local folder, verifying every file's sha256.
 
     Registered files found in ``source`` are hashed and copied (atomically) when they
@@ -323,8 +439,7 @@ def seed(source: str | os.PathLike, *, data_dir: Path, names: Iterable[str] | No
     src = Path(source)
     if not src.is_dir():
         raise CRBenchConfigError(f"{src}: not a folder")
-    directory = Path(data_dir)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = ensure_dir(Path(data_dir))
     reg = registry if registry is not None else load_registry(directory)
     wanted = list(names) if names is not None else list(reg)
     report = SeedReport()
@@ -337,7 +452,7 @@ def seed(source: str | os.PathLike, *, data_dir: Path, names: Iterable[str] | No
             raise CRBenchConfigError(f"{name}: not in the registry")
         entry = reg[name]
         path = src / name
-        with file_lock(directory, name):
+        with file_lock(directory, name, timeout=lock_timeout):
             if is_cached(name, entry.sha256, directory):
                 report.present.append(name)
                 continue
@@ -364,14 +479,15 @@ class VerifyReport:
     removed: dict[str, str] = field(default_factory=dict)  # corrupted: name -> actual hash
     absent: list[str] = field(default_factory=list)
     stray: list[str] = field(default_factory=list)         # leftover .part files removed
+    kept: dict[str, str] = field(default_factory=dict)     # corrupted, read-only: not deleted
 
     @property
     def ok(self) -> bool:
-        return not self.removed
+        return not self.removed and not self.kept
 
 
 def verify(*, data_dir: Path, names: Iterable[str] | None = None,
-           registry: dict | None = None) -> VerifyReport:
+           registry: dict | None = None, lock_timeout: float | None = None) -> VerifyReport:
     """Re-hash every cached registered file; corrupted ones are deleted (and reported)."""
     from pytest_crbench.datasets.catalog import load_registry  # noqa: PLC0415
 
@@ -384,16 +500,18 @@ def verify(*, data_dir: Path, names: Iterable[str] | None = None,
         if not path.is_file():
             report.absent.append(name)
             continue
-        with file_lock(directory, name):
+        with file_lock(directory, name, timeout=lock_timeout):
             actual = sha256_file(path)
             if actual == entry.sha256:
                 _update_stamp(directory, name, actual)
                 report.good.append(name)
             else:
-                path.unlink(missing_ok=True)
-                _update_stamp(directory, name, None)
-                report.removed[name] = actual
-    if directory.is_dir():
+                try:
+                    _remove_corrupted(path, actual, entry.sha256)
+                    report.removed[name] = actual
+                except CRBenchDataError:
+                    report.kept[name] = actual
+    if directory.is_dir() and os.access(directory, os.W_OK):
         for part in directory.glob(".*.part"):
             # Leftovers of a killed process (the live ones are younger than an hour).
             if time.time() - part.stat().st_mtime > 3600:

@@ -28,7 +28,16 @@ from pathlib import Path
 from typing import Any, Iterable
 from urllib.parse import urlparse
 
+from pytest_crbench.datasets.hst import LOADER_NAMES
 from pytest_crbench.errors import CRBenchConfigError
+from pytest_crbench.science.exposures import GROUP_KINDS
+
+__all__ = ["PACKAGE_DIR", "GROUPS_FILE", "RegistryEntry", "default_registry_path",
+           "user_registry_path", "user_groups_path", "normalize_hash", "check_name",
+           "check_url", "parse_registry", "read_registry_file", "load_registry",
+           "format_entry", "plan_registry_entries", "GroupSpec", "DatasetSpec",
+           "GroupsFile", "parse_groups", "read_groups_file", "load_groups",
+           "plan_user_group", "add_user_group"]
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 #: The groups file shipped with the package.
@@ -38,9 +47,7 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 #: Group kinds (see :class:`pytest_crbench.science.exposures.Group`).
-GROUP_KINDS = ("crsplit", "pointing", "dithered")
 #: Loaders of :mod:`pytest_crbench.datasets.hst`, by the name used in groups files.
-LOADERS = ("flt", "stis_raw", "wfpc2_c0f", "acs_raw", "auto")
 
 
 @dataclass(frozen=True)
@@ -54,16 +61,13 @@ class RegistryEntry:
 
 
 def default_registry_path() -> Path:
-    """The package registry: ``data_registry.txt`` at the repository root (editable
-    installs) or inside the package (``pytest_crbench/data/data_registry.txt``)."""
-    for candidate in (PACKAGE_DIR / "data" / "data_registry.txt",
-                      PACKAGE_DIR.parent / "data_registry.txt"):
-        if candidate.is_file():
-            return candidate
-    raise CRBenchConfigError(
-        "the package registry data_registry.txt was not found (looked in "
-        f"{PACKAGE_DIR / 'data'} and {PACKAGE_DIR.parent}); reinstall pytest-crbench"
-    )
+    """The package registry ``pytest_crbench/data/data_registry.txt`` (shipped as package
+    data; the repository's top-level ``data_registry.txt`` is a symbolic link to it)."""
+    path = PACKAGE_DIR / "data" / "data_registry.txt"
+    if not path.is_file():
+        raise CRBenchConfigError(
+            f"the package registry {path} was not found; reinstall pytest-crbench")
+    return path
 
 
 def user_registry_path(data_dir: str | os.PathLike) -> Path:
@@ -176,18 +180,16 @@ def format_entry(entry: RegistryEntry) -> str:
     return f"{entry.name} {entry.sha256} {url}"
 
 
-def add_registry_entries(path: str | os.PathLike, new: Iterable[RegistryEntry]) -> Path:
-    """Add (or replace, same name) entries of the user registry ``path``, atomically."""
-    from pytest_crbench._util import atomic_write
-
+def plan_registry_entries(path: str | os.PathLike, new: Iterable[RegistryEntry]) -> str:
+    """The text of the user registry ``path`` with ``new`` added (or replaced, same
+    name); nothing is written."""
     path = Path(path)
     existing = read_registry_file(path) if path.is_file() else {}
     header = ("# pytest-crbench user registry (pooch format: NAME SHA256 URL), "
               "written by `crbench data add`\n")
     for entry in new:
         existing[entry.name] = entry
-    body = header + "".join(format_entry(e) + "\n" for e in existing.values())
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(body, encoding="utf-8"))
+    return header + "".join(format_entry(e) + "\n" for e in existing.values())
 
 
 # --------------------------------------------------------------------------- groups
@@ -290,9 +292,9 @@ def parse_groups(data: dict, *, source: str, registry: dict[str, RegistryEntry] 
         if not files:
             raise CRBenchConfigError(f"{where}: 'files' is empty")
         loader = table.get("loader", "auto")
-        if loader not in LOADERS:
+        if loader not in LOADER_NAMES:
             raise CRBenchConfigError(
-                f"{where}: loader = {loader!r}; expected one of {', '.join(LOADERS)}")
+                f"{where}: loader = {loader!r}; expected one of {', '.join(LOADER_NAMES)}")
         dates = _str_list(table.get("date_obs", []), where=where, key="date_obs")
         for d in dates:
             if not _DATE.match(d):
@@ -381,30 +383,47 @@ def _toml_str(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def add_user_group(path: str | os.PathLike, *, group: str, kind: str, files: list[str],
-                   loader: str = "auto", instrument: str = "", dataset: str | None = None,
-                   description: str = "", scored: bool = True) -> Path:
-    """Append a group (and optionally a dataset holding it) to the user groups file.
+def plan_user_group(path: str | os.PathLike, *, group: str, kind: str, files: list[str],
+                    loader: str = "auto", instrument: str = "", dataset: str | None = None,
+                    description: str = "", scored: bool = True,
+                    package: GroupsFile | None = None) -> str:
+    """The text of the user groups file ``path`` with one more group (and optionally a
+    dataset holding it), validated; nothing is written.
 
-    The file is re-validated after the change (without the registry check, which
-    :func:`load_groups` does); an invalid result is never written.
+    Refused, naming the file and the name: a group or dataset name the package already
+    uses (``package``), a group already declared in the file, names with other characters
+    than letters, digits, ``_`` and ``-``, and a file that is not valid TOML today.
     """
-    from pytest_crbench._util import atomic_write
-
     path = Path(path)
+    for what, value in (("group", group), ("dataset", dataset)):
+        if value is not None and not re.match(r"^[A-Za-z0-9_-]+$", value):
+            raise CRBenchConfigError(
+                f"--{what} {value!r}: use letters, digits, '_' and '-'")
+    if package is not None:
+        if group in package.groups:
+            raise CRBenchConfigError(
+                f"--group {group!r}: the package already declares a group of that name "
+                f"({package.groups[group].source}); choose another name")
+        if dataset in package.datasets:
+            raise CRBenchConfigError(
+                f"--dataset {dataset!r}: the package already declares a dataset of that "
+                f"name ({package.datasets[dataset].source}); choose another name")
     text = path.read_text(encoding="utf-8") if path.is_file() else (
         "# pytest-crbench user groups (schema: see pytest_crbench/data/groups.toml), "
         "written by `crbench data add`\nschema = 1\n")
-    if not re.match(r"^[A-Za-z0-9_-]+$", group):
-        raise CRBenchConfigError(f"group name {group!r}: use letters, digits, '_' and '-'")
+    try:
+        current = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise CRBenchConfigError(f"{path}: not valid TOML ({exc}); fix or delete it") from None
+    if group in (current.get("groups") or {}):
+        raise CRBenchConfigError(
+            f"--group {group!r} is already declared in {path}; choose another name (or "
+            "edit that file to change the group)")
     text += (f"\n[groups.{group}]\nkind = {_toml_str(kind)}\nloader = {_toml_str(loader)}\n"
              f"instrument = {_toml_str(instrument)}\n"
              f"files = [{', '.join(_toml_str(f) for f in files)}]\n")
     if dataset:
-        if not re.match(r"^[A-Za-z0-9_-]+$", dataset):
-            raise CRBenchConfigError(f"dataset name {dataset!r}: use letters, digits, '_' and '-'")
-        data = tomllib.loads(text)
-        ds = (data.get("datasets") or {}).get(dataset)
+        ds = (current.get("datasets") or {}).get(dataset)
         if ds is None:
             text += (f"\n[datasets.{dataset}]\n"
                      f"description = {_toml_str(description or 'user dataset')}\n"
@@ -414,9 +433,22 @@ def add_user_group(path: str | os.PathLike, *, group: str, kind: str, files: lis
             old = "groups = [" + ", ".join(_toml_str(g) for g in ds["groups"]) + "]"
             new = "groups = [" + ", ".join(_toml_str(g) for g in ds["groups"] + [group]) + "]"
             head, sep, tail = text.partition(f"[datasets.{dataset}]")
+            if old not in tail:
+                raise CRBenchConfigError(
+                    f"{path} [datasets.{dataset}]: its groups line was edited by hand; add "
+                    f"{group!r} to it there")
             text = head + sep + tail.replace(old, new, 1)
     try:
         parse_groups(tomllib.loads(text), source=str(path), registry=None)
-    except tomllib.TOMLDecodeError as exc:
+    except tomllib.TOMLDecodeError as exc:  # pragma: no cover - names are checked above
         raise CRBenchConfigError(f"{path}: the change would make invalid TOML ({exc})") from None
+    return text
+
+
+def add_user_group(path: str | os.PathLike, **group) -> Path:
+    """Append a group (and optionally a dataset holding it) to the user groups file,
+    atomically, after :func:`plan_user_group` validated it."""
+    from pytest_crbench._util import atomic_write
+
+    text = plan_user_group(path, **group)
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from pytest_crbench._util import sha256_file
+from pytest_crbench.datasets import sim_cosmics as cosmics
+from pytest_crbench.datasets import sim_scene as simscene
 from pytest_crbench.datasets import simulate as sim
 
 #: Rows per noise block (the unit of seeding).
@@ -127,9 +129,9 @@ class _ChunkedFits:
 def _cr_sparse(shape, exptime: float, date: str, camera: Camera,
                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, int]:
     """Cosmic rays of one exposure as sorted flat pixel indices and charges (e-)."""
-    lam = sim.cr_event_rate(date) * camera.cr_rate_scale * exptime * shape[0] * shape[1]
-    events = sim.sample_cr_events(int(rng.poisson(lam)), shape, rng)
-    pix, charge, _ = sim.deposit_sparse(shape, events)
+    lam = cosmics.cr_event_rate(date) * camera.cr_rate_scale * exptime * shape[0] * shape[1]
+    events = cosmics.sample_cr_events(int(rng.poisson(lam)), shape, rng)
+    pix, charge, _ = cosmics.deposit_sparse(shape, events)
     return pix, charge, int(events["x"].size)
 
 
@@ -137,14 +139,14 @@ def _strip_sources(scene, shape, r0: int, r1: int, t_max: float) -> np.ndarray:
     """Noise-free source rate (e-/s, float64) of rows r0:r1, from sources near them."""
     ny, nx = shape
     st = scene.stars
-    halves = sim._star_half_size(st["flux"] * t_max)
+    halves = simscene._star_half_size(st["flux"] * t_max)
     near = (st["y"] + halves + 1 >= r0) & (st["y"] - halves - 1 < r1)
-    img = sim.render_stars((r1 - r0, nx), st["x"][near], st["y"][near] - r0,
+    img = simscene.render_stars((r1 - r0, nx), st["x"][near], st["y"][near] - r0,
                            st["flux"][near], max_counts=st["flux"][near] * t_max)
     gal = scene.galaxies
     gnear = (gal["y"] + 50 >= r0) & (gal["y"] - 50 < r1)
     sub = {k: v[gnear] for k, v in gal.items()}
-    return img + sim.render_galaxies((r1 - r0, nx), sub, shift=(0.0, -float(r0)))
+    return img + simscene.render_galaxies((r1 - r0, nx), sub, shift=(0.0, -float(r0)))
 
 
 def _block_pixels(expected: np.ndarray, cr: np.ndarray, ss: np.random.SeedSequence,
@@ -169,8 +171,8 @@ def build_chunked(spec, dest: Path, camera: Camera = CSST, *,
         root = np.random.SeedSequence([spec.seed, gi])
         r_scene, r_det, *r_exp = root.spawn(2 + len(g.exptimes))
         rng_scene = np.random.default_rng(r_scene)
-        scene = sim.make_scene(spec.shape, rng_scene, t_ref=float(np.median(g.exptimes)))
-        detector = sim.make_detector(spec.shape, g.date, np.random.default_rng(r_det))
+        scene = simscene.make_scene(spec.shape, rng_scene, t_ref=float(np.median(g.exptimes)))
+        detector = simscene.make_ccd(spec.shape, g.date, np.random.default_rng(r_det))
         hot_sorted = np.argsort(detector.hot_index)
         hot_index, hot_rate = detector.hot_index[hot_sorted], detector.hot_rate[hot_sorted]
         gname = sim._group_name(spec, gi)
@@ -210,9 +212,9 @@ def build_chunked(spec, dest: Path, camera: Camera = CSST, *,
                 lo, hi = np.searchsorted(hot_index, [a0 * nx, a1 * nx])
                 hot_pix = hot_index[lo:hi] - a0 * nx
                 dq = np.zeros((a1 - a0, nx), np.int16)
-                dq.reshape(-1)[hot_pix] |= sim.DQ_HOT
+                dq.reshape(-1)[hot_pix] |= simscene.DQ_HOT
                 for col, y0, y1, _ in detector.badcols:
-                    dq[max(y0, a0) - a0:max(min(y1, a1), a0) - a0, col] |= sim.DQ_BADCOL
+                    dq[max(y0, a0) - a0:max(min(y1, a1), a0) - a0, col] |= simscene.DQ_BADCOL
                 keep = slice(r0 - a0, r1 - a0)
                 for e, fh in zip(exps, files):
                     t = e["exptime"]
@@ -252,7 +254,7 @@ def build_chunked(spec, dest: Path, camera: Camera = CSST, *,
                 "exptime": e["exptime"], "date_obs": g.date,
                 "meta": {"cr_fraction": st["cr_pixels"] / (ny * nx),
                          "n_cr_events": e["n_events"], "cr_charge_e": float(e["charge"].sum()),
-                         "cr_rate_per_1000s": sim.cr_fraction_per_1000s(g.date)
+                         "cr_rate_per_1000s": cosmics.cr_fraction_per_1000s(g.date)
                          * camera.cr_rate_scale,
                          "sky_e": (scene.sky_rate + camera.dark) * e["exptime"],
                          "saturated_fraction": st["saturated"] / (ny * nx),

@@ -17,16 +17,20 @@ atomically: a crash never leaves a half-written file behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
+import warnings
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
 from pytest_crbench._util import atomic_write, native
-from pytest_crbench.errors import CRBenchDataError
+from pytest_crbench.errors import CRBenchDataError, CRBenchError
 from pytest_crbench.science.exposures import DEFAULT_SATURATION, Exposure
+
+__all__ = ["to_electrons", "filter_name", "header_facts", "read_exposures", "write_exposures"]
 
 #: Units accepted in ``BUNIT`` (case-insensitive, spaces removed) and how to get e-.
 _UNITS = {
@@ -80,7 +84,7 @@ def _first(header, keys, default=None):
     return default
 
 
-def _filter_name(header) -> str:
+def filter_name(header) -> str:
     if "FILTER" in header:
         return str(header["FILTER"]).strip()
     names = [str(header.get(k, "")).strip() for k in ("FILTER1", "FILTER2")]
@@ -109,16 +113,54 @@ def header_facts(primary, sci, *, where: str) -> dict:
         raise CRBenchDataError(f"{where}: the EXPTIME keyword is missing")
     gain = get(("CCDGAIN", "ATODGAIN", "GAIN"))
     saturation = get(("SATURATE",), DEFAULT_SATURATION)
+    try:
+        read_noise = _read_noise(sci) or _read_noise(primary)
+    except (TypeError, ValueError):
+        raise CRBenchDataError(f"{where}: a read-noise keyword (READNSE*) is not a number") \
+            from None
     return {
         "instrument": str(get(("INSTRUME",), "UNKNOWN")).strip(),
         "detector": str(get(("DETECTOR",), "UNKNOWN")).strip(),
-        "filter": _filter_name(primary) if "FILTER" not in sci else str(sci["FILTER"]).strip(),
-        "exptime": float(exptime),
+        "filter": filter_name(primary) if "FILTER" not in sci else str(sci["FILTER"]).strip(),
+        "exptime": header_number(exptime, "EXPTIME", where=where),
         "date_obs": str(get(("DATE-OBS",), "")).strip(),
-        "gain": None if gain is None else float(gain),
-        "read_noise": _read_noise(sci) or _read_noise(primary),
-        "saturation": float(saturation),
+        "gain": None if gain is None else header_number(gain, "CCDGAIN", where=where),
+        "read_noise": read_noise,
+        "saturation": header_number(saturation, "SATURATE", where=where),
     }
+
+
+def header_number(value, key: str, *, where: str) -> float:
+    """``float(value)`` of header keyword ``key``, or an error naming the file and key."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        return float(value)
+    except (TypeError, ValueError):
+        raise CRBenchDataError(f"{where}: {key} = {value!r} is not a number") from None
+
+
+@contextlib.contextmanager
+def reading(path: str | os.PathLike):
+    """The boundary around reading one FITS file: any error that is not ours (numpy's
+    ``cannot reshape`` on a truncated file, astropy's header errors, …) becomes one
+    :class:`CRBenchDataError` naming the file and, where astropy warned of it, the
+    truncation.  Warnings raised meanwhile are passed on unchanged."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        except CRBenchError:
+            raise
+        except Exception as exc:
+            trunc = [str(w.message) for w in caught if "truncated" in str(w.message)]
+            why = (f"the file is truncated ({trunc[0]})" if trunc
+                   else f"{type(exc).__name__}: {exc}")
+            raise CRBenchDataError(
+                f"{path}: cannot be read: {why}; fetch it again or check it with "
+                "`crbench data verify`") from exc
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def read_exposures(path: str | os.PathLike, *, name: str | None = None) -> list[Exposure]:
@@ -130,7 +172,11 @@ def read_exposures(path: str | os.PathLike, *, name: str | None = None) -> list[
     from astropy.io import fits
 
     path = Path(path)
-    stem = name or path.name.split(".fits")[0]
+    with reading(path):
+        return _read_exposures(fits, path, name or path.name.split(".fits")[0])
+
+
+def _read_exposures(fits, path: Path, stem: str) -> list[Exposure]:
     try:
         hdul = fits.open(path, memmap=False)
     except FileNotFoundError:

@@ -30,11 +30,13 @@ import numpy as np
 
 from pytest_crbench.errors import CRBenchDataError
 from pytest_crbench._util import native
-from pytest_crbench.datasets.fits import read_exposures, to_electrons
-from pytest_crbench.science.exposures import Exposure
+from pytest_crbench.datasets.fits import read_exposures, reading, to_electrons
+from pytest_crbench.science.exposures import DQ_SATURATED, Exposure
 
-#: DQ bit set on saturated pixels (HST convention: 256 = saturated).
-DQ_SATURATED = 256
+__all__ = ["STIS_SATURATION_E", "STIS_ILLUMINATED", "HRC_FULL_WELL_E", "HRC_ILLUMINATED",
+           "WFPC2_READ_NOISE_E", "WFPC2_SATURATION_FRACTION", "ADC_MAX_16", "require",
+           "robust_level", "read_stis_raw", "read_wfpc2_c0f", "read_acs_raw", "read_flt",
+           "LOADERS", "LOADER_NAMES", "detect_loader", "load_product"]
 
 #: STIS CCD saturation in electrons by commanded gain (STIS Instrument Handbook: at
 #: CCDGAIN=1 the A/D converter saturates near 33,000 DN; at CCDGAIN=4 the full well,
@@ -347,7 +349,7 @@ def read_acs_raw(path: str | os.PathLike, *, name: str | None = None) -> list[Ex
         gain = float(require(primary, "CCDGAIN", where=where0, why="DN → electrons",
                              positive=True))
         date_obs = str(require(primary, "DATE-OBS", where=where0)).strip()
-        from pytest_crbench.datasets.fits import _filter_name  # noqa: PLC0415 (shared helper)
+        from pytest_crbench.datasets.fits import filter_name
 
         out = []
         for ver, where, hdr, raw, n_imsets in imsets:
@@ -370,7 +372,7 @@ def read_acs_raw(path: str | os.PathLike, *, name: str | None = None) -> list[Ex
             out.append(Exposure(
                 name=stem if n_imsets == 1 else f"{stem}[{ver}]", sci=electrons, dq=dq,
                 err=None, exptime=exptime, instrument="ACS", detector="HRC",
-                filter=_filter_name(primary), date_obs=date_obs, gain=gain,
+                filter=filter_name(primary), date_obs=date_obs, gain=gain,
                 read_noise=float(read_noise), saturation=saturation,
                 chip=int(hdr.get("CCDCHIP", ver)), wcs_header=wcs, source=where,
                 meta={"bias_dn": bias, "bias_region": region, "overscan_noise_dn": noise_dn,
@@ -393,6 +395,8 @@ LOADERS = {
     "wfpc2_c0f": read_wfpc2_c0f,
     "acs_raw": read_acs_raw,
 }
+#: loader names a groups file may give: the loaders, and "auto" (:func:`detect_loader`)
+LOADER_NAMES = (*LOADERS, "auto")
 
 
 def detect_loader(path: str | os.PathLike) -> str:
@@ -428,4 +432,5 @@ def load_product(path: str | os.PathLike, *, loader: str = "auto", name: str | N
     except KeyError:
         raise CRBenchDataError(
             f"{path}: unknown loader {loader!r}; expected one of {', '.join(LOADERS)}") from None
-    return fn(path, name=name)
+    with reading(path):
+        return fn(path, name=name)

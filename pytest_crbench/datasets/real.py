@@ -20,6 +20,8 @@ from pathlib import Path
 from pytest_crbench.errors import CRBenchConfigError, CRBenchDataError
 from pytest_crbench.science.exposures import Dataset, Group
 
+__all__ = ["REAL_DATASETS", "dataset_files", "load_real_dataset"]
+
 
 def _package_datasets() -> dict[str, str]:
     try:
@@ -35,13 +37,6 @@ def _package_datasets() -> dict[str, str]:
 REAL_DATASETS: dict[str, str] = _package_datasets()
 
 
-def dataset_names(data_dir: Path | None = None) -> dict[str, str]:
-    """Package and user datasets (name → description)."""
-    from pytest_crbench.datasets.catalog import load_groups
-
-    return {n: d.description for n, d in load_groups(data_dir).datasets.items()}
-
-
 def dataset_files(name: str, *, data_dir: Path | None = None) -> list[str]:
     """Every file (loaded and extra) of dataset ``name``."""
     from pytest_crbench.datasets.catalog import load_groups
@@ -53,8 +48,8 @@ def dataset_files(name: str, *, data_dir: Path | None = None) -> list[str]:
     return groups.dataset_files(name)
 
 
-def load_real_dataset(name: str, *, data_dir: Path, offline: bool, progress: bool = True
-                      ) -> Dataset:
+def load_real_dataset(name: str, *, data_dir: Path, offline: bool, progress: bool = True,
+                      lock_timeout: float | None = None, notify=None) -> Dataset:
     """Fetch (or find in the cache) and load real dataset ``name``.
 
     Returns a :class:`Dataset` of groups of Exposures in electrons.  ``provenance`` holds
@@ -77,7 +72,7 @@ def load_real_dataset(name: str, *, data_dir: Path, offline: bool, progress: boo
     spec = groups.datasets[name]
     files = groups.dataset_files(name)
     paths = fetch(files, data_dir=data_dir, offline=offline, progress=progress,
-                  registry=registry, dataset=name)
+                  registry=registry, dataset=name, lock_timeout=lock_timeout, notify=notify)
     out_groups: list[Group] = []
     for gname in spec.groups:
         g = groups.groups[gname]

@@ -28,9 +28,9 @@ import numpy as np
 
 from pytest_crbench._util import parse_bool
 from pytest_crbench.errors import CRBenchDetectorError
-from pytest_crbench.detectors.base import Prediction
+from pytest_crbench.detectors.base import Prediction, parse_options
 
-__all__ = ["AstroscrappyDetector", "DEFAULTS", "make_detector", "parse_options",
+__all__ = ["AstroscrappyDetector", "DEFAULTS", "make_detector",
            "STRIP_PIXELS", "STRIP_ROWS", "STRIP_HALO"]
 
 #: Images with more pixels than this run in row strips (a 4096 x 4096 image does not).
@@ -80,21 +80,6 @@ def _coerce(key: str, value: Any) -> Any:
         raise CRBenchDetectorError(
             f"astroscrappy: {key} must be one of {', '.join(_CHOICES[key])}, got {out!r}")
     return out
-
-
-def parse_options(text: str) -> dict[str, Any]:
-    """Parse ``"key=value,key=value"`` (the part of a spec after ``astroscrappy:``)."""
-    opts: dict[str, Any] = {}
-    for item in (text or "").split(","):
-        item = item.strip()
-        if not item:
-            continue
-        if "=" not in item:
-            raise CRBenchDetectorError(
-                f"astroscrappy: option {item!r} is not key=value; valid keys: {', '.join(DEFAULTS)}")
-        key, value = (s.strip() for s in item.split("=", 1))
-        opts[key] = value
-    return opts
 
 
 class AstroscrappyDetector:
@@ -188,6 +173,6 @@ def make_detector(spec: str = "astroscrappy", **options: Any) -> AstroscrappyDet
         text = ""
     elif text.lower().startswith("astroscrappy:"):
         text = text.split(":", 1)[1]
-    params = parse_options(text)
+    params = parse_options(text, "astroscrappy", DEFAULTS)
     params.update(options)
     return AstroscrappyDetector(**params)

@@ -19,6 +19,8 @@ import numpy as np
 
 from pytest_crbench.errors import CRBenchDetectorError
 
+__all__ = ["Prediction", "Detector", "threshold_mask", "as_prediction"]
+
 
 @dataclass
 class Prediction:
@@ -41,14 +43,54 @@ class Detector(Protocol):
         ...
 
 
+def threshold_mask(probability, threshold: float) -> np.ndarray:
+    """The cosmic-ray mask of a probability map: pixels whose probability *exceeds*
+    ``threshold`` (strictly: deepCR's own rule, so our deepCR masks equal its ``clean``).
+    The one thresholding rule of the package, for deepCR and user detectors alike."""
+    return np.asarray(probability) > threshold
+
+
 def as_prediction(result: Any, *, threshold: float | None, shape: tuple[int, int],
-                  detector: str) -> Prediction:
+                  detector: str, where: str = "") -> Prediction:
     """Normalise a detector's return value to a :class:`Prediction` with a bool mask.
 
-    A float array is taken as a probability and thresholded at ``threshold`` (``>=``);
-    a bool or integer 0/1 array is taken as the mask.  Anything else, or a wrong shape,
-    raises :class:`CRBenchDetectorError` naming the detector.
+    A float array is taken as a probability and thresholded at ``threshold``
+    (:func:`threshold_mask`: probability > threshold);
+    a bool or integer 0/1 array is taken as the mask.  Anything else, a wrong shape, a
+    probability that is not a finite number in [0, 1] (NaN would read as "no cosmic
+    ray") or a cleaned image with NaN/inf raises :class:`CRBenchDetectorError` naming the
+    detector and ``where`` (the exposure).
     """
+    try:
+        return _as_prediction(result, threshold=threshold, shape=shape, detector=detector)
+    except CRBenchDetectorError as exc:
+        if where:
+            raise CRBenchDetectorError(f"{exc} (on {where})") from None
+        raise
+
+
+def _check_values(arr: np.ndarray, what: str, detector: str, *, unit: bool) -> None:
+    """``arr`` must be finite (and in [0, 1] if ``unit``)."""
+    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+        raise CRBenchDetectorError(
+            f"detector {detector!r} returned {what} of dtype {arr.dtype}; expected real numbers")
+    bad = ~np.isfinite(arr)
+    if unit:
+        with np.errstate(invalid="ignore"):
+            bad |= (arr < 0) | (arr > 1)
+    if bad.any():
+        first = tuple(int(v) for v in np.argwhere(bad)[0])
+        finite = arr[np.isfinite(arr)]
+        span = (f"finite values from {float(finite.min()):g} to {float(finite.max()):g}"
+                if finite.size else "no finite value")
+        raise CRBenchDetectorError(
+            f"detector {detector!r} returned {what} with {int(bad.sum())} of {arr.size} "
+            "value(s) " + ("not finite numbers in [0, 1]" if unit else "NaN or infinite")
+            + f" (first at y,x={first}: {float(arr[first]):g}; {span})")
+
+
+def _as_prediction(result: Any, *, threshold: float | None, shape: tuple[int, int],
+                   detector: str) -> Prediction:
     if isinstance(result, Prediction):
         pred = result
     elif isinstance(result, np.ndarray):
@@ -66,6 +108,10 @@ def as_prediction(result: Any, *, threshold: float | None, shape: tuple[int, int
             f"detector {detector!r} returned {type(result).__name__}; expected a Prediction, "
             "a bool mask or a float probability array"
         )
+    if pred.probability is not None:
+        prob = np.asarray(pred.probability)
+        if prob.shape == tuple(shape):
+            _check_values(prob, "a probability", detector, unit=True)
     if pred.mask is None:
         if pred.probability is None:
             raise CRBenchDetectorError(f"detector {detector!r} returned neither mask nor probability")
@@ -73,7 +119,7 @@ def as_prediction(result: Any, *, threshold: float | None, shape: tuple[int, int
             raise CRBenchDetectorError(
                 f"detector {detector!r} returned a probability but has no threshold"
             )
-        pred.mask = np.asarray(pred.probability) >= threshold
+        pred.mask = threshold_mask(pred.probability, threshold)
     mask = np.asarray(pred.mask)
     if mask.shape != tuple(shape):
         raise CRBenchDetectorError(
@@ -89,9 +135,32 @@ def as_prediction(result: Any, *, threshold: float | None, shape: tuple[int, int
     pred.mask = mask
     for attr in ("probability", "cleaned"):
         arr = getattr(pred, attr)
-        if arr is not None and np.asarray(arr).shape != tuple(shape):
+        if arr is None:
+            continue
+        arr = np.asarray(arr)
+        if arr.shape != tuple(shape):
             raise CRBenchDetectorError(
-                f"detector {detector!r} returned {attr} of shape {np.asarray(arr).shape}, "
+                f"detector {detector!r} returned {attr} of shape {arr.shape}, "
                 f"image is {tuple(shape)}"
             )
+        _check_values(arr, "a probability" if attr == "probability" else "a cleaned image",
+                      detector, unit=attr == "probability")
     return pred
+
+
+def parse_options(text: str, detector: str, valid) -> dict[str, str]:
+    """Parse the ``key=value,key=value`` options of a spec (what follows
+    ``<detector>:``) into strings; an item without ``=`` or an unknown key raises
+    :class:`CRBenchDetectorError` listing the ``valid`` keys."""
+    opts: dict[str, str] = {}
+    for item in (text or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key, eq, value = (s.strip() for s in item.partition("="))
+        if not eq or key not in valid:
+            raise CRBenchDetectorError(
+                f"{detector}: option {item!r} is not key=value with a known key; valid "
+                f"keys: {', '.join(valid)}")
+        opts[key] = value
+    return opts

@@ -76,7 +76,7 @@ import numpy as np
 
 from pytest_crbench._util import sha256_file
 from pytest_crbench.errors import CRBenchDetectorError
-from pytest_crbench.detectors.base import Prediction
+from pytest_crbench.detectors.base import Prediction, threshold_mask
 
 __all__ = [
     "DeepCRDetector",
@@ -123,11 +123,13 @@ class ModelSpec:
     registered: bool = True  # in deepCR's own learned_models dicts
     note: str = ""
     domain: tuple[str, ...] = ()  # (INSTRUME, DETECTOR) it was trained on; () = any
+    path: str | None = None  # a user's weight file (None: shipped with deepCR)
 
     def describe(self) -> str:
         ch = ",".join(str(c) for c in self.channels)
         norm = " norm=mean/std" if self.norm else ""
-        return f"{self.name} {self.arch}({ch}) scale={self.scale:g}{norm}"
+        name = f"file {os.path.basename(self.path)}" if self.path else self.name
+        return f"{name} {self.arch}({ch}) scale={self.scale:g}{norm}"
 
 
 _ACS_WFC = ("ACS", "WFC")
@@ -201,6 +203,8 @@ def _models_dir() -> str:
 
 
 def weights_path(spec: ModelSpec) -> str:
+    if spec.path is not None:
+        return spec.path
     path = os.path.join(_models_dir(), spec.kind, spec.name + ".pth")
     if not os.path.isfile(path):
         raise CRBenchDetectorError(f"deepCR weight file for {spec.kind} model {spec.name!r} "
@@ -321,18 +325,25 @@ class DeepCRDetector:
     """A deepCR mask model (optionally with an inpainting model) as a Detector.
 
     ``detect`` returns ``Prediction(mask=bool, probability=float32, cleaned=float32|None)``;
-    ``mask`` is ``probability > threshold`` (deepCR's strict comparison).
+    ``mask`` is :func:`~pytest_crbench.detectors.base.threshold_mask` (probability >
+    threshold, deepCR's strict comparison).
     """
 
-    def __init__(self, model: str = "ACS-WFC", *, threshold: float = 0.5, device: str = "cpu",
-                 inpaint: str | None = None, patch: int | None = None, engine: str = "tiles",
+    def __init__(self, model: str | ModelSpec = "ACS-WFC", *, threshold: float = 0.5,
+                 device: str = "cpu", inpaint: str | ModelSpec | None = None,
+                 patch: int | None = None, engine: str = "tiles",
                  inpaint_scale: float | None = None, batch: int | None = None,
                  precision: str = "fp32") -> None:
-        self.mask_spec = _lookup(MASK_MODELS, model, "mask")
+        # a ModelSpec comes from a user's weight file (detectors.weightfiles)
+        self.mask_spec = (model if isinstance(model, ModelSpec)
+                          else _lookup(MASK_MODELS, model, "mask"))
         self.model = self.mask_spec.name
         self.inpaint_spec: ModelSpec | None = None
         self.inpaint_model: str | None = None
-        if inpaint is not None:
+        if isinstance(inpaint, ModelSpec):
+            self.inpaint_spec = inpaint
+            self.inpaint_model = inpaint.name
+        elif inpaint is not None:
             if inpaint.lower() == MEDMASK:
                 self.inpaint_model = MEDMASK
             else:
@@ -351,6 +362,8 @@ class DeepCRDetector:
                     f"deepCR patch must be a multiple of 4 and >= 64, got {patch}")
         if engine not in ("tiles", "stock"):
             raise CRBenchDetectorError(f"deepCR engine must be 'tiles' or 'stock', got {engine!r}")
+        if engine == "stock" and (self.mask_spec.path or (self.inpaint_spec and self.inpaint_spec.path)):
+            raise CRBenchDetectorError("deepCR engine='stock' runs shipped models only, not weight files")
         self.engine = engine
         precision = str(precision or "fp32").lower()
         if precision not in PRECISIONS:
@@ -396,8 +409,7 @@ class DeepCRDetector:
         inpaint_part = ""
         if self.inpaint_spec is not None:
             s = self.inpaint_spec
-            ch = ",".join(str(c) for c in s.channels)
-            inpaint_part = (f" + inpaint {s.name} {s.arch}({ch}) scale={self.inpaint_scale:g} "
+            inpaint_part = (f" + inpaint {s.describe().split(' scale=')[0]} scale={self.inpaint_scale:g} "
                             f"sha256:{self.inpaint_sha256[:12]}")
         elif self.inpaint_model == MEDMASK:
             inpaint_part = " + inpaint medmask"
@@ -423,6 +435,8 @@ class DeepCRDetector:
             net = WrappedModel(_arch_class(spec.arch)(*spec.channels))
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
+            if not any(k.startswith("module.") for k in state):  # a bare network's
+                state = {"module." + k: v for k, v in state.items()}
             net.load_state_dict(state)
         except Exception as exc:
             raise CRBenchDetectorError(
@@ -470,7 +484,7 @@ class DeepCRDetector:
                         f"{_FP16_MAX:.0f}, the largest float16, which turns the "
                         "probabilities into NaN; use --crbench-precision bf16 or fp32")
             prob = self._run_tiled(self.mask_net, x[None])
-            mask = prob > self.threshold
+            mask = threshold_mask(prob, self.threshold)
             cleaned = None
             if self.inpaint_net is not None:
                 xs = img / np.float32(self.inpaint_scale)
@@ -553,7 +567,8 @@ class DeepCRDetector:
                                        segment=True, patch=self.patch, n_jobs=1)
                 cleaned = np.asarray(cleaned, dtype=np.float32)
         prob = np.asarray(prob, dtype=np.float32)
-        return Prediction(mask=prob > self.threshold, probability=prob, cleaned=cleaned)
+        return Prediction(mask=threshold_mask(prob, self.threshold), probability=prob,
+                          cleaned=cleaned)
 
 
 class _deterministic:

@@ -18,7 +18,8 @@ from pytest_crbench.pytest_plugin.state import bench_session
 
 __all__ = ["crbench_session", "crbench_detector_spec", "crbench_dataset_name",
            "crbench_detector", "crbench_prepared", "crbench_dataset", "crbench_exposure",
-           "crbench_group", "crbench_reference", "crbench_predictions", "crbench_scores"]
+           "crbench_group", "crbench_reference", "crbench_predictions", "crbench_scores",
+           "crbench_intervals"]
 
 
 def _bench(request):
@@ -94,6 +95,20 @@ def crbench_predictions(crbench_session, crbench_detector_spec, crbench_dataset_
 
 @pytest.fixture
 def crbench_scores(crbench_predictions):
-    """Pooled scores: ``{region: {metric: Score}}``."""
+    """Pooled scores: ``{region: {metric: Score}}`` — ``Score.value`` a float in [0, 1] or
+    None (``Score.reason`` then says why)."""
     return {region: crbench_predictions.scores(region).as_dict()
             for region in crbench_predictions.regions}
+
+
+@pytest.fixture
+def crbench_intervals(crbench_session, crbench_detector_spec, crbench_dataset_name):
+    """Bootstrap intervals of the pooled pixel scores: ``{region: {metric: Interval}}`` —
+    ``Interval.value`` the pooled score, ``Interval.low`` / ``.high`` the bounds at
+    ``--crbench-confidence`` (None where too few positives or groups; ``.reason`` says
+    why)."""
+    out: dict = {}
+    for si in crbench_session.intervals(crbench_detector_spec, crbench_dataset_name):
+        if si.kind == "pixels":
+            out.setdefault(si.part, {})[si.metric] = si.interval
+    return out

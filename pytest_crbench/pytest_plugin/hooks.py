@@ -14,8 +14,8 @@ from pytest_crbench.bench.settings import OPTIONS
 from pytest_crbench.pytest_plugin.state import SESSION_KEY, bench_session
 
 __all__ = ["pytest_addoption", "pytest_configure", "pytest_generate_tests",
-           "pytest_collection_modifyitems", "pytest_sessionfinish", "pytest_testnodedown",
-           "pytest_terminal_summary"]
+           "pytest_collection_modifyitems", "pytest_sessionfinish", "pytest_terminal_summary",
+           "RunWatcher"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -48,13 +48,22 @@ def _settings(config: pytest.Config):
 def pytest_configure(config: pytest.Config) -> None:
     if not config.getoption("crbench"):
         return
-    from pytest_crbench.errors import CRBenchError
+    from pytest_crbench.bench.preflight import preflight
     from pytest_crbench.bench.run import BenchSession
+    from pytest_crbench.detectors.specs import check_spec
+    from pytest_crbench.errors import CRBenchError
 
     try:
-        config.stash[SESSION_KEY] = BenchSession(_settings(config))
+        settings = _settings(config)
+        for spec in settings.model + ([settings.baseline] if settings.baseline else []):
+            check_spec(spec)  # one usage error now, not one failure per item
+        bench = BenchSession(settings, notify=_notifier(config))
+        preflight(bench)
     except CRBenchError as exc:
         raise pytest.UsageError(f"pytest-crbench: {exc}") from None
+    config.stash[SESSION_KEY] = bench
+    config.pluginmanager.register(RunWatcher(bench, worker=_is_xdist_worker(config)),
+                                  "crbench-run-watcher")
     # under pytest-xdist, keep each (detector, dataset) on one worker so it runs once
     if getattr(config.option, "dist", "no") == "load":
         config.option.dist = "loadgroup"
@@ -84,45 +93,110 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         item.add_marker(pytest.mark.xdist_group(
             f"crbench|{item.check.detector}|{item.check.dataset}"))
         items.append(item)
+    if bench.settings.benchmark:
+        from pytest_crbench.pytest_plugin.inference_benchmark import benchmark_items
+
+        items.extend(benchmark_items(session))
 
 
 def _is_xdist_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
+def _notifier(config: pytest.Config):
+    """A function writing one line to the terminal now, even while output is captured
+    (an item waiting for a cache lock says so at once).  pytest-xdist workers have no
+    terminal: their lines go to stderr."""
+    def notify(message: str) -> None:
+        import contextlib
+        import sys
+
+        reporter = config.pluginmanager.getplugin("terminalreporter")
+        if reporter is None or _is_xdist_worker(config):
+            print(message, file=sys.stderr, flush=True)
+            return
+        capman = config.pluginmanager.getplugin("capturemanager")
+        with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
+            reporter.write_line(message)
+
+    return notify
+
+
+class RunWatcher:
+    """How the session ends (see :mod:`pytest_crbench.bench.completion`), and under
+    pytest-xdist the results streamed from the workers with their test reports: the
+    controller holds every completed (detector, dataset) even if a worker crashes."""
+
+    def __init__(self, bench, *, worker: bool) -> None:
+        self.bench = bench
+        self.worker = worker
+        self.stopped: str | None = None
+        self.crashed: dict[str, str] = {}  # worker id -> what happened, one line
+
+    def pytest_keyboard_interrupt(self, excinfo) -> None:
+        value = excinfo.value
+        self.stopped = getattr(value, "msg", None) or str(value) or excinfo.typename
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        report = yield
+        if self.worker:
+            record = self.bench.results.new_record()
+            if record is not None:
+                import json
+
+                report.crbench_record = json.dumps(record)
+        return report
+
+    def pytest_runtest_logreport(self, report) -> None:
+        record = getattr(report, "crbench_record", None)
+        if record and not self.worker:
+            import json
+
+            self.bench.results.merge(json.loads(record))
+        longrepr = report.longrepr
+        if report.failed and isinstance(longrepr, str) and "crashed while running" in longrepr:
+            worker = getattr(getattr(report, "node", None), "gateway", None)
+            self.crashed[getattr(worker, "id", longrepr)] = longrepr
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node, error) -> None:
+        if error:
+            self.crashed.setdefault(node.gateway.id,
+                                    f"worker {node.gateway.id!r} went down: {error}")
+
+    def end(self, session: pytest.Session, exitstatus):
+        """The :class:`~pytest_crbench.bench.completion.RunEnd` of ``session``."""
+        from pytest_crbench.bench.completion import RunEnd
+
+        stopped = self.stopped or session.shouldstop or session.shouldfail or None
+        return RunEnd(int(exitstatus), stopped if isinstance(stopped, str) else None,
+                      list(self.crashed.values()))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
     bench = bench_session(session.config, required=False)
     if bench is None:
         return
     from pytest_crbench.reporting.outputs import write_masks, write_outputs
 
+    watcher = session.config.pluginmanager.get_plugin("crbench-run-watcher")
+    end = watcher.end(session, exitstatus)
     try:
-        bench.written = write_masks(bench)
-        if _is_xdist_worker(session.config):
-            import json
-
-            session.config.workeroutput["crbench"] = json.dumps(
-                bench.results.worker_record())
-        else:
-            bench.written += write_outputs(bench)
+        bench.written = write_masks(bench, end)
+        if not _is_xdist_worker(session.config):
+            bench.written += write_outputs(bench, end)
     finally:
         bench.close()
 
 
-@pytest.hookimpl(optionalhook=True)
-def pytest_testnodedown(node, error) -> None:
-    """pytest-xdist controller: gather a worker's evaluations."""
-    bench = bench_session(node.config, required=False)
-    record = getattr(node, "workeroutput", {}).get("crbench")
-    if bench is not None and record:
-        import json
-
-        bench.results.merge(json.loads(record))
-
-
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
     bench = bench_session(config, required=False)
-    if bench is None or not bench.results:
+    if bench is None:
+        return
+    if not bench.results:
+        for line in bench.written:  # e.g. "the run was interrupted: no output written"
+            terminalreporter.write_line(line)
         return
     from pytest_crbench.reporting.terminal import summary_lines
 

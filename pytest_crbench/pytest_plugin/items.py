@@ -5,11 +5,17 @@ downstream repository needs no test file): one :class:`CheckItem` per gate check
 
 * ``crbench::<det>::<dataset>::<region>::<metric>``: the pooled pixel score reaches its
   floor;
+* ``crbench::<det>::<dataset>::truth::<region>::<metric>``: the pooled pixel score
+  against the simulation truth reaches its floor — an item only where the floors file
+  names it (``[floors.<det>.<dataset>.truth.<region>]``);
 * ``crbench::<det>::<dataset>::photometry::<all|16-50|50-200|200-400>::<limit>``
   (``max_anomalous``, ``min_inside_97_103``, ``max_outside_90_110``): the photometric
   fraction respects its floor or ceiling;
 * ``crbench::<det>::<dataset>::stability::<f1|f2|rms>``: no group lies outside the
   3σ-equivalent prediction interval of the other groups (skipped with fewer than 3 groups);
+* ``crbench::<det>::<dataset>::<region>::<metric>::vs::<baseline>`` with
+  ``--crbench-baseline``: non-inferiority — fails when the whole paired bootstrap
+  interval of det − baseline lies below ``-max_drop`` (``--crbench-max-drop``);
 * ``crbench::<det>::<dataset>::smoke`` for smoke-only datasets (single exposures, no
   reference possible): the detector runs on every exposure and returns a valid mask.
 
@@ -56,7 +62,7 @@ class CheckItem(pytest.Item):
             raise self.check.failure(outcome.message)
 
     def repr_failure(self, excinfo, style=None):
-        if isinstance(excinfo.value, (FloorFailure, StabilityFailure, CRBenchError)):
+        if isinstance(excinfo.value, (self.check.failure, CRBenchError)):
             return f"{type(excinfo.value).__name__}: {excinfo.value}"
         return super().repr_failure(excinfo, style=style)
 

@@ -1,1 +1,3 @@
 """Presenting results: the terminal summary and the HTML/Markdown report."""
+
+__all__ = []

@@ -3,7 +3,10 @@
 :func:`write_report` writes ``report.html`` (every figure embedded as a base64 PNG: the
 page opens from disk with no server and no network), ``report.md`` (tables and numbers,
 linking the same figures) and ``figures/*.png`` into ``directory``, atomically (built in
-a temporary folder inside ``directory``, then moved into place).
+a temporary folder inside ``directory``, then moved into place).  The page skeleton and
+its style sheet are the template ``templates/report.html`` (``string.Template``); each
+report section is one function of :data:`SECTIONS`; the figures are drawn by
+:mod:`pytest_crbench.reporting.figures`.
 
 ``results`` is a plain dict; every key is optional (a missing section says so):
 
@@ -12,11 +15,16 @@ a temporary folder inside ``directory``, then moved into place).
 ``"table1"``: list of rows ``{"detector", "dataset", "region", "precision", "recall",
 "f1", "f2"}`` (fractions 0–1 or None; optional ``"tp"``, ``"fp"``, ``"fn"``); regions
 as named by :func:`pytest_crbench.science.regions.region_name` (``"full"``, ``"k3"`` …), shown
-in the order they first appear.  → the paper's Table 1 (rows regions, recall and
-precision per detector), one table per dataset.
+in the order they first appear; optional ``"against"``: ``"reference"`` (default) or
+``"truth"``.  → the paper's Table 1 (rows regions, recall and precision per detector),
+one table per dataset, then one against the simulation truth where there are such rows.
+
+``"audit"``: list of ``{"dataset", "region", "precision", "recall",
+"recall_significant", "n_exposures"}`` — the reference masks against the truth per
+region (:func:`pytest_crbench.science.truth.pooled_audit`).
 
 ``"photometry"``: ``{detector: {dataset: photometry_summary(...)}}``
-(:func:`pytest_crbench.science.photometry.photometry_summary`); when absent it is computed from
+(:func:`pytest_crbench.science.photometry_summary.photometry_summary`); when absent it is computed from
 ``"stars"`` (one entry per detector, dataset "all").
 
 ``"stars"``: ``{detector: photometry table}`` — a
@@ -34,9 +42,16 @@ the [0.97, 1.03] and [0.9, 1.1] bands.
 (:func:`pytest_crbench.science.stability.group_stability`).  → Figs. 7 (F1, F2) and 8 (RMS)
 against date, with the mean and mean ± 3σ lines; groups outside are named.
 
+``"bootstrap"`` and ``"intervals"``: the results JSON sections of the same names
+(:mod:`pytest_crbench.bench.intervals`) → the intervals in Table 1 and the photometry
+table, and the Table-1 plot of recall and precision against k with bands.
+``"comparison"``: ``{"baseline", "max_drop", "differences": [...]}`` as in the results
+JSON, and ``"star_rows"``: the JSON ``stars`` rows → the comparison section (Δ per region
+with paired intervals, McNemar table, candidate-vs-baseline flux-ratio scatter).
+
 ``"gallery"``: list of ``{"detector", "star_id", "exposure", "group", "x", "y",
 "radius", "ratio_cleaned", "ratio_original", "area", "stamps"}`` where ``stamps`` is
-:func:`gallery_stamps` output (five 2-D arrays); only ``detector`` and ``stamps`` are
+:func:`pytest_crbench.science.gallery.gallery_stamps` output (five 2-D arrays); only ``detector`` and ``stamps`` are
 required.  → the failure gallery: original, original − clean, clean, |clean − cleaned|,
 cleaned.
 """
@@ -45,36 +60,20 @@ from __future__ import annotations
 
 import base64
 import html
-import io
-import math
 import os
 import shutil
+import string
 import tempfile
-from datetime import datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
-
 from pytest_crbench.errors import CRBenchDataError
-from pytest_crbench.science.gallery import STAMP_KEYS, gallery_stamps  # noqa: F401  (re-exported)
+from pytest_crbench.reporting.figures import (fig_density, fig_flux_ratio, fig_gallery_entry,
+                                              fig_stability, png)
+from pytest_crbench.reporting.formatting import num, pct
 
-#: Titles of the five gallery stamps, in the order of STAMP_KEYS.
-STAMP_TITLES = ("original", "original − clean\n(true CRs)", "clean reference",
-                "|clean − cleaned|\n(detector errors)", "detector-cleaned")
-
-
-# --------------------------------------------------------------------------- formatting
-
-def _pct(v, digits=1) -> str:
-    return "—" if v is None or (isinstance(v, float) and not math.isfinite(v)) \
-        else f"{100 * v:.{digits}f}"
-
-
-def _num(v, fmt="{:.3g}") -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "—"
-    return fmt.format(v)
+__all__ = ["SECTIONS", "write_report"]
 
 
 def _region_label(region: str) -> str:
@@ -85,276 +84,15 @@ def _region_label(region: str) -> str:
     return html.escape(region)
 
 
-def _region_label_md(region: str) -> str:
-    return "full image" if region == "full" else (
-        f"> {region[1:]}×RMS" if region.startswith("k") else region)
-
-
-def _parse_date(s: str):
-    try:
-        return datetime.fromisoformat(str(s).replace("Z", ""))
-    except ValueError:
-        return None
-
-
-def _columns(stars):
-    from pytest_crbench.science.photometry import _columns as cols
-
-    return cols(stars)
-
-
-def _fit_label(fit) -> str:
-    if fit is None:
-        return "no fit"
-    r = "r undefined" if fit.r is None else f"r = {fit.r:.2f}"
-    p = "" if fit.p is None else f", p = {fit.p:.1g}"
-    return f"{r}{p}, n = {fit.n}"
-
-
-# --------------------------------------------------------------------------- figures
-
-def _new_figure(w, h):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(w, h), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    return buf.getvalue()
-
-
-def _grid(n: int, ncols: int = 3) -> tuple[int, int]:
-    ncols = min(ncols, max(n, 1))
-    return int(math.ceil(n / ncols)), ncols
-
-
-def fig_flux_ratio(stars_by_detector: Mapping[str, Any]):
-    """Fig. 3: F/F_clean against F_clean (log), per detector, with the accuracy bands."""
-    dets = [d for d, s in stars_by_detector.items() if len(_columns(s).get("flux_clean", []))]
-    if not dets:
-        return None
-    nr, nc = _grid(len(dets), 2)
-    fig = _new_figure(6.2 * nc, 4.4 * nr)
-    axes = np.atleast_1d(fig.subplots(nr, nc, squeeze=False)).ravel()
-    for ax, det in zip(axes, dets):
-        col = _columns(stars_by_detector[det])
-        f = np.asarray(col["flux_clean"], float)
-        rc = np.asarray(col["ratio_cleaned"], float)
-        ro = np.asarray(col["ratio_original"], float)
-        cont = np.asarray(col["contaminated"], bool)
-        ok = (f > 0) & np.isfinite(rc)
-        lo, hi = 0.8, 1.2
-        vals = np.concatenate([rc[ok], ro[ok & np.isfinite(ro)]])
-        if vals.size:
-            lo = max(min(lo, np.nanpercentile(vals, 1) - 0.02), 0.0)
-            hi = min(max(hi, np.nanpercentile(vals, 99) + 0.02), 3.0)
-        ax.axhspan(0.9, 1.1, color="#f3d9a4", alpha=0.6, lw=0, label="[0.9, 1.1]")
-        ax.axhspan(0.97, 1.03, color="#9fd49f", alpha=0.8, lw=0, label="[0.97, 1.03]")
-        ax.axhline(1.0, color="k", lw=0.6)
-
-        def scatter(r, sel, **kw):
-            rr = np.clip(r[sel], lo, hi)
-            clipped = (r[sel] < lo) | (r[sel] > hi)
-            ax.scatter(f[sel][~clipped], rr[~clipped], **kw)
-            if clipped.any():
-                kw2 = dict(kw, marker="^", label=None)
-                ax.scatter(f[sel][clipped], rr[clipped], **kw2)
-
-        sel_o = ok & np.isfinite(ro) & cont
-        scatter(ro, sel_o, s=10, c="0.45", marker="x", lw=0.8,
-                label=f"original / clean (contaminated, {int(sel_o.sum())})")
-        scatter(rc, ok & ~cont, s=9, c="#4a78c2", alpha=0.6,
-                label=f"cleaned / clean, not contaminated ({int((ok & ~cont).sum())})")
-        scatter(rc, ok & cont, s=14, c="#d62728",
-                label=f"cleaned / clean, contaminated ({int((ok & cont).sum())})")
-        ax.set_xscale("log")
-        ax.set_ylim(lo, hi)
-        ax.set_xlabel("clean-reference aperture flux F_clean (e⁻)")
-        ax.set_ylabel("flux ratio F / F_clean")
-        ax.set_title(f"{det}: {int(ok.sum())} star measurements")
-        ax.legend(fontsize=8, loc="best")
-        ax.grid(alpha=0.3)
-    for ax in axes[len(dets):]:
-        ax.set_visible(False)
-    return fig
-
-
-_BIN_COLOURS = ("black", "#d62728", "#1f77b4", "#2ca02c", "#9467bd")
-
-
-def fig_density(density_by_detector: Mapping[str, Mapping[str, Any]]):
-    """Fig. 6: contaminated and anomalous fractions against the CR pixel fraction."""
-    dets = list(density_by_detector)
-    if not dets:
-        return None
-    fig = _new_figure(12.5, 4.4 * len(dets))
-    axes = fig.subplots(len(dets), 2, squeeze=False)
-    for row, det in zip(axes, dets):
-        rel = density_by_detector[det]
-        panels = [("contaminated", ["contaminated"], "contaminated stars (%)"),
-                  ("anomalous", [q for q in rel if q.startswith("anomalous_")],
-                   "stars with an anomalous result (%)")]
-        for ax, (name, quants, ylabel) in zip(row, panels):
-            any_pts = False
-            for i, q in enumerate(quants):
-                e = rel.get(q)
-                if not e or not e["x"]:
-                    continue
-                any_pts = True
-                colour = _BIN_COLOURS[i % len(_BIN_COLOURS)] if name == "anomalous" \
-                    else "#d62728"
-                x = 100 * np.asarray(e["x"], float)
-                y = 100 * np.asarray(e["y"], float)
-                lab = "stars" if q == "contaminated" else \
-                    f"{q.removeprefix('anomalous_')} px stars"
-                ax.scatter(x, y, s=16, color=colour, alpha=0.8)
-                fit = e.get("fit")
-                if fit is not None:
-                    xs = np.linspace(0, max(x.max(), 1e-9) * 1.05, 50)
-                    ax.plot(xs, 100 * fit.predict(xs / 100), color=colour,
-                            label=f"{lab}: {_fit_label(fit)}")
-                else:
-                    ax.plot([], [], color=colour, label=f"{lab}: {e.get('reason')}")
-            ax.set_xlabel("cosmic-ray pixels in the image (%)")
-            ax.set_ylabel(ylabel)
-            ax.set_title(f"{det}: {'(a) contamination' if name == 'contaminated' else '(b) anomalous results per size'}")
-            ax.set_xlim(left=0)
-            ax.grid(alpha=0.3)
-            if any_pts:
-                ax.legend(fontsize=8, loc="best")
-            else:
-                ax.text(0.5, 0.5, "no exposure with stars", transform=ax.transAxes,
-                        ha="center")
-    return fig
-
-
-def _band_lines(ax, band, colour, label):
-    if band.get("mean") is not None:
-        ax.axhline(band["mean"], color=colour, lw=1.2, label=f"{label} mean")
-    if band.get("lower") is not None:
-        ax.axhline(band["lower"], color=colour, lw=0.9, ls="--", label=f"{label} mean ± 3σ")
-        ax.axhline(band["upper"], color=colour, lw=0.9, ls="--")
-
-
-def _dates(groups):
-    d = [_parse_date(g["date"]) for g in groups]
-    if all(v is not None for v in d) and d:
-        return d, True
-    return list(range(len(groups))), False
-
-
-def fig_stability(stability_by_detector: Mapping[str, Mapping[str, Any]], what: str):
-    """Fig. 7 (``what="f"``: F1 and F2) or Fig. 8 (``what="rms"``) against date."""
-    import matplotlib.dates  # noqa: F401  (registers the datetime converter)
-
-    dets = [d for d, s in stability_by_detector.items() if s.get("groups")]
-    if not dets:
-        return None
-    nr, nc = _grid(len(dets), 2)
-    fig = _new_figure(6.2 * nc, 4.0 * nr)
-    axes = np.atleast_1d(fig.subplots(nr, nc, squeeze=False)).ravel()
-    for ax, det in zip(axes, dets):
-        st = stability_by_detector[det]
-        groups = st["groups"]
-        xs, is_date = _dates(groups)
-        keys = (("f1", "F1", "#1f77b4"), ("f2", "F2", "#d62728")) if what == "f" else \
-            (("rms", "trimmed RMS of F_cleaned/F_clean", "#1f77b4"),)
-        for key, label, colour in keys:
-            vals = [g[key] for g in groups]
-            pts = [(x, 100 * v if what == "f" else v) for x, v in zip(xs, vals)
-                   if v is not None]
-            if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], "o", color=colour,
-                        label=label)
-            band = dict(st.get(key) or {})
-            if what == "f":
-                band = {k: (100 * v if isinstance(v, (int, float)) and k in
-                            ("mean", "lower", "upper") else v) for k, v in band.items()}
-            _band_lines(ax, band, colour, label)
-            for name in band.get("outliers", []):
-                for x, g in zip(xs, groups):
-                    if g["group"] == name and g[key] is not None:
-                        v = 100 * g[key] if what == "f" else g[key]
-                        ax.annotate(name, (x, v), textcoords="offset points",
-                                    xytext=(4, 4), fontsize=8, color=colour)
-        if not is_date:
-            ax.set_xticks(xs, [g["group"] for g in groups], rotation=45, fontsize=8)
-        ax.set_xlabel("observation date" if is_date else "group")
-        ax.set_ylabel("score on stars (%)" if what == "f" else "RMS of flux ratio − 1")
-        ax.set_title(f"{det}: {'F1 / F2 of cosmic rays on stars' if what == 'f' else 'photometric accuracy'}")
-        ax.legend(fontsize=8, loc="best")
-        ax.grid(alpha=0.3)
-        if is_date:
-            ax.tick_params(axis="x", labelrotation=30)
-    for ax in axes[len(dets):]:
-        ax.set_visible(False)
-    return fig
-
-
-def fig_gallery_entry(entry: Mapping[str, Any]):
-    """One gallery row: the five stamps with colour bars (e⁻) and the aperture drawn."""
-    from matplotlib.patches import Circle
-
-    stamps = entry["stamps"]
-    missing = [k for k in STAMP_KEYS if k not in stamps]
-    if missing:
-        raise CRBenchDataError(f"gallery entry {entry.get('star_id', '?')!r}: stamps "
-                               f"{missing} missing")
-    fig = _new_figure(15.5, 3.4)
-    axes = fig.subplots(1, 5)
-    clean = np.asarray(stamps["clean"], float)
-    finite = clean[np.isfinite(clean)]
-    vmin, vmax = (np.percentile(finite, 5), np.max(finite)) if finite.size else (0, 1)
-    if vmax <= vmin:
-        vmax = vmin + 1
-    from matplotlib.colors import AsinhNorm
-
-    lin = max((vmax - vmin) / 30.0, 1e-6)
-    for ax, key, title in zip(axes, STAMP_KEYS, STAMP_TITLES):
-        a = np.asarray(stamps[key], float)
-        if key == "original_minus_clean":
-            m = np.nanmax(np.abs(a)) if np.isfinite(a).any() else 1.0
-            im = ax.imshow(a, origin="lower", cmap="RdBu_r", vmin=-m or -1, vmax=m or 1)
-        elif key == "abs_clean_minus_cleaned":
-            # scale on the star (aperture + 2 px) so that far-away fills do not hide it
-            yy, xx = np.mgrid[:a.shape[0], :a.shape[1]]
-            c0 = (a.shape[0] - 1) / 2
-            near = np.hypot(yy - c0, xx - c0) <= float(entry.get("radius") or 3) + 2
-            vals = a[near & np.isfinite(a)]
-            m = float(vals.max()) if vals.size and vals.max() > 0 else (
-                np.nanmax(a) if np.isfinite(a).any() else 1.0)
-            im = ax.imshow(a, origin="lower", cmap="magma", vmin=0, vmax=m or 1)
-        else:
-            im = ax.imshow(a, origin="lower", cmap="gray",
-                           norm=AsinhNorm(linear_width=lin, vmin=vmin, vmax=vmax))
-        cb = fig.colorbar(im, ax=ax, shrink=0.8)
-        cb.set_label("e⁻", fontsize=8)
-        cb.ax.tick_params(labelsize=7)
-        ax.set_title(title, fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        half = (a.shape[0] - 1) / 2
-        if entry.get("radius"):
-            cx = half + (float(entry["x"]) - round(float(entry["x"]))) if "x" in entry else half
-            cy = half + (float(entry["y"]) - round(float(entry["y"]))) if "y" in entry else half
-            ax.add_patch(Circle((cx, cy), float(entry["radius"]), fill=False, ec="#2ca02c",
-                                lw=1.0))
-    return fig
-
-
 # --------------------------------------------------------------------------- sections
 
 def _table1(rows: list[Mapping[str, Any]]):
-    """{dataset: (regions, detectors, {(region, detector): row})}."""
-    out: dict[str, Any] = {}
+    """{(dataset, against): (regions, detectors, {(region, detector): row})}."""
+    out: dict[Any, Any] = {}
     for r in rows:
         ds = str(r.get("dataset", ""))
-        regions, dets, cells = out.setdefault(ds, ([], [], {}))
+        regions, dets, cells = out.setdefault((ds, r.get("against", "reference")),
+                                              ([], [], {}))
         reg, det = str(r["region"]), str(r["detector"])
         if reg not in regions:
             regions.append(reg)
@@ -367,7 +105,7 @@ def _table1(rows: list[Mapping[str, Any]]):
 def _photometry(results) -> dict[str, dict[str, Any]]:
     if results.get("photometry"):
         return results["photometry"]
-    from pytest_crbench.science.photometry import photometry_summary
+    from pytest_crbench.science.photometry_summary import photometry_summary
 
     return {det: {"all": photometry_summary(s)} for det, s in (results.get("stars") or {}).items()}
 
@@ -409,7 +147,7 @@ class _Page:
         if fig is None:
             self.para(f"No data for this figure ({caption}).")
             return
-        data = _png(fig)
+        data = png(fig)
         self.figures[name] = data
         b64 = base64.b64encode(data).decode("ascii")
         self.html.append(
@@ -441,31 +179,77 @@ def _strip(cell: str) -> str:
         .replace("|", "\\|")
 
 
-_CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0 auto;
-max-width:1320px;padding:16px 28px;color:#1d1d1f;line-height:1.45}
-h1{border-bottom:2px solid #444;padding-bottom:6px}
-h2{margin-top:2.2em;border-bottom:1px solid #bbb;padding-bottom:3px}
-table{border-collapse:collapse;margin:10px 0 18px;font-size:14px}
-th,td{border:1px solid #c8c8c8;padding:4px 9px;text-align:right}
-th{background:#eef1f5}td:first-child,th:first-child{text-align:left}
-caption{caption-side:top;text-align:left;font-weight:600;padding:4px 0}
-figure{margin:12px 0 26px}figure img{max-width:100%;border:1px solid #ddd}
-figcaption{font-size:13px;color:#555}
-.meta td{text-align:left}.warn{color:#a33}nav ul{columns:2}
-"""
+def _section_sweeps(page: _Page, results: Mapping[str, Any]) -> None:
+    """The threshold-sweep section: AUC / AP / TPR at the fixed FPRs, ROC and PR plots."""
+    records = results.get("sweeps") or []
+    from pytest_crbench.reporting.sweep_figures import fig_pr, fig_roc
+    from pytest_crbench.science.sweeps import FIXED_FPRS, ThresholdSweep
+
+    page.section("sweeps", "Threshold sweeps (ROC and precision–recall)")
+    if not records:
+        page.para("No detector of this run returns probabilities: no threshold sweep.")
+        return
+    f1, f2 = (f"{f:g}" for f in FIXED_FPRS)
+    by_ds: dict[str, dict[str, tuple]] = {}
+    rows = []
+    for rec in records:
+        sweep = ThresholdSweep.from_record(rec)
+        by_ds.setdefault(rec["dataset"], {})[rec["detector"]] = (sweep, rec.get("threshold"))
+        for region, s in rec["summary"].items():
+            at = s["at_fpr"]
+            rows.append([html.escape(rec["detector"]), html.escape(rec["dataset"]),
+                         _region_label(region), num(s["auc"], "{:.4f}"),
+                         num(s["average_precision"], "{:.4f}"),
+                         pct(at[f1]["tpr"]), pct(at[f1]["precision"]),
+                         pct(at[f2]["tpr"]), pct(at[f2]["precision"])])
+    page.table(["detector", "dataset", "region", "AUC", "AP",
+                f"TPR % at FPR {100 * FIXED_FPRS[0]:g} %", "precision %",
+                f"TPR % at FPR {100 * FIXED_FPRS[1]:g} %", "precision %"], rows,
+               caption="Threshold sweeps of the probability detectors (— = undefined)")
+    page.para("Every threshold of a fixed grid of 1,641 values is scored at once from "
+              "per-region histograms of the probabilities of reference cosmic-ray pixels "
+              "and of the other pixels. TPR at a fixed FPR interpolates TP and FP linearly "
+              "between the two grid thresholds that bracket it (the deepCR paper quotes "
+              "0.05 % and 0.5 %); dots mark each detector's own threshold.")
+    for i, (ds, sweeps) in enumerate(by_ds.items()):
+        page.figure(f"sweep_roc_{i:02d}.png", fig_roc(sweeps, ds),
+                    f"ROC curves per region on {ds} (log false-positive rate; dashed: "
+                    "FPR 0.05 % and 0.5 %)")
+        page.figure(f"sweep_pr_{i:02d}.png", fig_pr(sweeps, ds),
+                    f"Precision–recall curves per region on {ds}")
 
 
-def _build(results: Mapping[str, Any]) -> _Page:
-    page = _Page(str(results.get("title") or "pytest-crbench report"))
-    meta = results.get("meta") or {}
 
-    # Table 1 -------------------------------------------------------------------------
+def _intervals(results: Mapping[str, Any]) -> dict:
+    """(detector, dataset, kind, part, metric) → interval row of the results JSON."""
+    return {(r["detector"], r["dataset"], r["kind"], r["part"], r["metric"]): r
+            for r in results.get("intervals") or ()}
+
+
+def _with_interval(ivs: dict, value, *key) -> str:
+    """``value`` in % with its bootstrap interval (``[n/a]`` with the reason on hover)."""
+    iv = ivs.get(key)
+    if value is None or iv is None:
+        return pct(value)
+    if not iv.get("interval"):
+        return f'{pct(value)} <span title="{html.escape(iv.get("reason") or "")}">[n/a]</span>'
+    lo, hi = iv["interval"]
+    return f"{pct(value)} [{pct(lo)}, {pct(hi)}]"
+
+
+def _slug(text: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "dataset"
+
+
+def _section_table1(page: _Page, results: Mapping[str, Any]) -> None:
     page.section("table1", "Pixel scores per star region (Table 1)")
     t1 = _table1(results.get("table1") or [])
     if not t1:
         page.para("No pixel scores in these results.")
-    for ds, (regions, dets, cells) in t1.items():
+    ivs = _intervals(results)
+    for (ds, against), (regions, dets, cells) in t1.items():
         head = ("<tr><th rowspan=2>region</th>" + "".join(
             f"<th colspan=2>{html.escape(d)}</th>" for d in dets) + "</tr><tr>" +
             "<th>recall %</th><th>precision %</th>" * len(dets) + "</tr>")
@@ -475,21 +259,55 @@ def _build(results: Mapping[str, Any]) -> _Page:
             row = [_region_label(reg)]
             for d in dets:
                 c = cells.get((reg, d), {})
-                row += [_pct(c.get("recall")), _pct(c.get("precision"))]
+                row += [_with_interval(ivs, c.get(m), d, ds, "pixels", reg, m)
+                        if against == "reference" else pct(c.get(m))
+                        for m in ("recall", "precision")]
             rows.append(row)
+        what = ("against the reference" if against == "reference" else
+                "against the simulation truth (CRTRUTH)")
         page.table(header, rows, header_html=head,
-                   caption=f"Dataset {ds}: recall and precision (%) by region" if ds
-                   else "Recall and precision (%) by region")
+                   caption=(f"Dataset {ds}: " if ds else "")
+                   + f"recall and precision (%) by region, {what}")
     page.para("Regions: the whole image, and the connected star regions above k × the "
-              "background RMS of the clean reference (larger k = closer to star centres).")
+              "background RMS of the clean reference (larger k = closer to star centres). "
+              "The reference rule is named at the top of the page; against the truth a "
+              "pixel is a cosmic ray where its injected charge exceeds the truth "
+              "threshold, and fainter injected charge is left out of both classes.")
+    boot = results.get("bootstrap")
+    if ivs and boot:
+        from pytest_crbench.reporting.statistics_figures import fig_table1_bands
 
-    # Photometry ----------------------------------------------------------------------
+        page.para(f"Brackets: {100 * boot['confidence']:g} % percentile interval of a "
+                  f"two-stage bootstrap ({boot['unit']}; {boot['replicates']} replicates, "
+                  f"seed {boot['seed']}); [n/a]: too few positives or groups for an "
+                  "interval (hover for the reason).")
+        for ds in dict.fromkeys(ds for ds, _ in t1):
+            page.figure(f"table1_bands_{_slug(ds)}.png", fig_table1_bands(
+                list(ivs.values()), ds), f"Table 1 on {ds}: recall and precision against k "
+                "with their bootstrap intervals (bands; full image: squares with error bars)")
+    audit = results.get("audit") or []
+    if audit:
+        rows = [[html.escape(str(a["dataset"])), _region_label(str(a["region"])),
+                 pct(a.get("precision")), pct(a.get("recall")),
+                 pct(a.get("recall_significant")), str(a.get("n_exposures", ""))]
+                for a in audit]
+        page.table(["dataset", "region", "precision %", "recall %",
+                    "recall of significant charge %", "exposures"], rows,
+                   caption="Reference audit: the reference masks against the simulation "
+                           "truth (CRTRUTH), per region")
+
+
+def _section_photometry(page: _Page, results: Mapping[str, Any]) -> None:
     page.section("photometry", "Photometry (Fig. 3)")
     phot = _photometry(results)
     rows = []
+    ivs = _intervals(results)
     for det, ds, lab, b in _phot_rows(phot):
+        part = "all" if lab == "all sizes" else lab.removesuffix(" px")
         rows.append([html.escape(det), html.escape(ds), html.escape(lab), str(b["n"]),
-                     str(b["n_contaminated"])] + [_pct(b.get(k)) for k, _ in _PHOT_COLS])
+                     str(b["n_contaminated"])] + [
+            _with_interval(ivs, b.get(k), det, ds, "photometry", part, k)
+            for k, _ in _PHOT_COLS])
     if rows:
         page.table(["detector", "dataset", "star size", "stars", "contaminated"] +
                    [f"{t} %" for _, t in _PHOT_COLS], rows,
@@ -503,7 +321,63 @@ def _build(results: Mapping[str, Any]) -> _Page:
                 "Fig. 3 — flux ratio against clean flux per detector; green band "
                 "[0.97, 1.03], orange band [0.9, 1.1]; triangles: ratios beyond the axis")
 
-    # Density -------------------------------------------------------------------------
+
+def _section_comparison(page: _Page, results: Mapping[str, Any]) -> None:
+    """Δ per region with paired intervals, McNemar rows and the flux-ratio scatter (only
+    with a baseline)."""
+    comparison = results.get("comparison") or {}
+    if not comparison.get("differences"):
+        return
+    from pytest_crbench.reporting.statistics_figures import (fig_comparison_deltas,
+                                                             fig_ratio_scatter)
+
+    diffs = comparison["differences"]
+    star_rows = results.get("star_rows") or []
+    max_drop = float(comparison.get("max_drop") or 0.0)
+    page.section("comparison", f"Comparison with the baseline {comparison.get('baseline')}")
+    page.para("Candidate − baseline on the same exposures, with a paired bootstrap "
+              "interval (the same resampled groups and exposures for both detectors); "
+              "better / worse where the interval excludes 0.  A score fails the "
+              f"non-inferiority rule where its whole interval lies below −{max_drop:g}.")
+
+    def delta(d):
+        v, iv = d["delta"]["value"], d["delta"]["interval"]
+        if v is None:
+            return "—"
+        text = f"{100 * v:+.1f}"
+        return text + (f" [{100 * iv[0]:+.1f}, {100 * iv[1]:+.1f}]" if iv else "")
+
+    def verdict(d):
+        v = d["verdict"]
+        return f'<b class="warn">{v}</b>' if v == "worse" else html.escape(v)
+
+    rows = [[html.escape(d["candidate"]), html.escape(d["dataset"]), html.escape(d["kind"]),
+             html.escape(d["part"]), html.escape(d["metric"]), pct(d["candidate_value"]),
+             pct(d["baseline_value"]), delta(d), verdict(d)]
+            for d in diffs if d["kind"] in ("pixels", "photometry", "stability")]
+    page.table(["candidate", "dataset", "kind", "region / stars", "metric", "candidate %",
+                "baseline %", "Δ (pp) [interval]", "verdict"], rows,
+               caption="Paired differences (photometric fractions: lower anomalous and "
+                       "outside fractions are better)")
+    mc = [[html.escape(d["candidate"]), html.escape(d["dataset"]), html.escape(d["part"]),
+           str(d["pairs"]), f"{d['candidate_only']} / {d['baseline_only']}",
+           num(d["p_value"], "{:.2g}"), verdict(d)]
+          for d in diffs if d.get("p_value") is not None]
+    if mc:
+        page.table(["candidate", "dataset", "star size", "contaminated stars matched",
+                    "anomalous only for candidate / only for baseline", "McNemar p",
+                    "verdict"], mc, caption="Anomalous status per matched star (exact "
+                                            "McNemar test on the discordant pairs)")
+    page.figure("comparison_deltas.png", fig_comparison_deltas(diffs, max_drop),
+                "Candidate − baseline per region with paired bootstrap intervals; dashed: "
+                "the non-inferiority tolerance")
+    pairs = list(dict.fromkeys((d["candidate"], d["baseline"], d["dataset"]) for d in diffs))
+    page.figure("comparison_flux_ratio.png", fig_ratio_scatter(star_rows, pairs),
+                "Flux ratio F_cleaned/F_clean of each matched contaminated star: candidate "
+                "against baseline (diagonal: the same result; green: [0.97, 1.03])")
+
+
+def _section_density(page: _Page, results: Mapping[str, Any]) -> None:
     page.section("density", "Cosmic-ray density (Fig. 6)")
     dens = results.get("density") or {}
     rows = []
@@ -511,9 +385,9 @@ def _build(results: Mapping[str, Any]) -> _Page:
         for q, e in rel.items():
             fit = e.get("fit")
             rows.append([html.escape(det), html.escape(q), str(len(e.get("x", []))),
-                         _num(fit.slope if fit else None), _num(fit.intercept if fit else None),
-                         _num(fit.r if fit else None, "{:.3f}"),
-                         _num(fit.p if fit else None, "{:.2g}"),
+                         num(fit.slope if fit else None), num(fit.intercept if fit else None),
+                         num(fit.r if fit else None, "{:.3f}"),
+                         num(fit.p if fit else None, "{:.2g}"),
                          html.escape(e.get("reason") or "")])
     if rows:
         page.table(["detector", "y quantity (fraction)", "exposures", "slope",
@@ -527,7 +401,7 @@ def _build(results: Mapping[str, Any]) -> _Page:
     if limits:
         page.table(["detector", "quantity", "level %", "longest exposure (s)"],
                    [[html.escape(str(l["detector"])), html.escape(str(l["quantity"])),
-                     _pct(l["level"]),
+                     pct(l["level"]),
                      "no limit" if l.get("seconds") is None else f"{l['seconds']:.0f}"]
                     for l in limits],
                    caption="Longest exposure keeping the fitted fraction below the level")
@@ -535,19 +409,25 @@ def _build(results: Mapping[str, Any]) -> _Page:
                 "Fig. 6 — (a) contaminated stars and (b) anomalous results per star size "
                 "against the cosmic-ray pixel fraction, with least-squares lines")
 
-    # Stability -----------------------------------------------------------------------
-    page.section("stability", "Stability over time (Figs. 7 and 8)")
-    stab = results.get("stability") or {}
+
+def _stability_rows(stab: Mapping[str, Any]) -> list[list[str]]:
     rows = []
     for det, st in stab.items():
         for key, label in (("f1", "F1 %"), ("f2", "F2 %"), ("rms", "trimmed RMS")):
             b = st.get(key) or {}
-            conv = _pct if key != "rms" else (lambda v: _num(v, "{:.4f}"))
+            conv = pct if key != "rms" else (lambda v: num(v, "{:.4f}"))
             rows.append([html.escape(det), label, str(b.get("n", 0)), conv(b.get("mean")),
                          conv(b.get("std")), f"{conv(b.get('lower'))} … {conv(b.get('upper'))}",
                          ("<b>" + html.escape(", ".join(b["outliers"])) + "</b>")
                          if b.get("outliers") else ("none" if b.get("std") is not None
                                                     else html.escape(b.get("reason") or ""))])
+    return rows
+
+
+def _section_stability(page: _Page, results: Mapping[str, Any]) -> None:
+    page.section("stability", "Stability over time (Figs. 7 and 8)")
+    stab = results.get("stability") or {}
+    rows = _stability_rows(stab)
     if rows:
         page.table(["detector", "quantity", "groups", "mean", "σ", "mean ± 3σ",
                     "groups outside (vs. the other groups' interval)"], rows,
@@ -556,7 +436,7 @@ def _build(results: Mapping[str, Any]) -> _Page:
         for det, st in stab.items():
             for g in st.get("groups", []):
                 grow.append([html.escape(det), html.escape(g["group"]), html.escape(g["date"]),
-                             _pct(g["f1"]), _pct(g["f2"]), _num(g["rms"], "{:.4f}"),
+                             pct(g["f1"]), pct(g["f2"]), num(g["rms"], "{:.4f}"),
                              str(g["n_ratios"])])
         page.table(["detector", "group", "date", "F1 %", "F2 %", "trimmed RMS", "stars"],
                    grow, caption="Per group")
@@ -569,40 +449,59 @@ def _build(results: Mapping[str, Any]) -> _Page:
                 "Fig. 8 — RMS of the flux ratios (top and bottom 5 % trimmed) per group "
                 "against date; solid: mean, dashed: mean ± 3σ")
 
-    # Gallery -------------------------------------------------------------------------
+
+def _gallery_caption(entry: Mapping[str, Any]) -> str:
+    bits = [f"{entry.get('detector', '?')}", f"star {entry.get('star_id', '?')}"]
+    if entry.get("group"):
+        bits.append(f"group {entry['group']}")
+    if entry.get("exposure"):
+        bits.append(f"exposure {entry['exposure']}")
+    if entry.get("area") is not None:
+        bits.append(f"area {entry['area']} px")
+    if entry.get("ratio_cleaned") is not None:
+        bits.append(f"F_cleaned/F_clean = {entry['ratio_cleaned']:.3f}")
+    if entry.get("ratio_original") is not None:
+        bits.append(f"F_original/F_clean = {entry['ratio_original']:.3f}")
+    return " · ".join(bits)
+
+
+def _section_gallery(page: _Page, results: Mapping[str, Any]) -> None:
     page.section("gallery", "Failure gallery")
     gallery = results.get("gallery") or []
     if not gallery:
         page.para("No anomalous star to show.")
     for i, entry in enumerate(gallery):
-        bits = [f"{entry.get('detector', '?')}", f"star {entry.get('star_id', '?')}"]
-        if entry.get("group"):
-            bits.append(f"group {entry['group']}")
-        if entry.get("exposure"):
-            bits.append(f"exposure {entry['exposure']}")
-        if entry.get("area") is not None:
-            bits.append(f"area {entry['area']} px")
-        if entry.get("ratio_cleaned") is not None:
-            bits.append(f"F_cleaned/F_clean = {entry['ratio_cleaned']:.3f}")
-        if entry.get("ratio_original") is not None:
-            bits.append(f"F_original/F_clean = {entry['ratio_original']:.3f}")
-        page.figure(f"gallery_{i:02d}.png", fig_gallery_entry(entry), " · ".join(bits))
+        page.figure(f"gallery_{i:02d}.png", fig_gallery_entry(entry), _gallery_caption(entry))
 
-    # Assemble ------------------------------------------------------------------------
+
+#: the report's sections, in page order
+SECTIONS = (_section_table1, _section_sweeps, _section_photometry, _section_comparison,
+            _section_density,
+            _section_stability, _section_gallery)
+
+
+def _template() -> string.Template:
+    text = resources.files("pytest_crbench.reporting").joinpath(
+        "templates", "report.html").read_text(encoding="utf-8")
+    return string.Template(text)
+
+
+def _build(results: Mapping[str, Any]) -> tuple[str, str, dict[str, bytes]]:
+    """``(html, markdown, figures)`` of the report."""
+    page = _Page(str(results.get("title") or "pytest-crbench report"))
+    for section in SECTIONS:
+        section(page, results)
+    meta = results.get("meta") or {}
     head_meta = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
                         for k, v in meta.items())
     toc = "".join(f'<li><a href="#{a}">{html.escape(t)}</a></li>' for a, t in page.toc)
-    page.html = ([
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{html.escape(page.title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{html.escape(page.title)}</h1>",
-        f'<table class="meta">{head_meta}</table>' if head_meta else "",
-        f"<nav><ul>{toc}</ul></nav>"] + page.html + ["</body></html>"])
+    text = _template().substitute(
+        title=html.escape(page.title),
+        meta=f'<table class="meta">{head_meta}</table>' if head_meta else "",
+        toc=toc, body="\n".join(page.html))
     md_meta = [f"- **{k}**: {v}" for k, v in meta.items()]
-    page.md = [f"# {page.title}\n"] + ([("\n".join(md_meta) + "\n")] if md_meta else []) \
-        + page.md
-    return page
+    md = [f"# {page.title}\n"] + ([("\n".join(md_meta) + "\n")] if md_meta else []) + page.md
+    return text, "\n".join(md), page.figures
 
 
 def write_report(directory: str | os.PathLike, results: Mapping[str, Any], *,
@@ -621,13 +520,13 @@ def write_report(directory: str | os.PathLike, results: Mapping[str, Any], *,
     directory.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".report-", dir=directory))
     try:
-        page = _build(results)
+        text, md, figures = _build(results)
         figdir = tmp / "figures"
         figdir.mkdir()
-        for name, data in page.figures.items():
+        for name, data in figures.items():
             (figdir / name).write_bytes(data)
-        (tmp / html_name).write_text("\n".join(page.html), encoding="utf-8")
-        (tmp / md_name).write_text("\n".join(page.md), encoding="utf-8")
+        (tmp / html_name).write_text(text, encoding="utf-8")
+        (tmp / md_name).write_text(md, encoding="utf-8")
         dest_fig = directory / "figures"
         if dest_fig.exists():
             old = directory / f".figures-old-{os.getpid()}"

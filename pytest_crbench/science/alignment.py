@@ -25,6 +25,9 @@ import numpy as np
 from pytest_crbench.errors import CRBenchDataError
 from pytest_crbench.science.exposures import Exposure
 
+__all__ = ["MAP_STEP", "exposure_wcs", "pixel_map", "resample_array", "estimate_shift",
+           "resample_onto", "blot_back", "wcs_offset"]
+
 #: Step (pixels) of the coarse grid on which the WCS mapping is evaluated exactly.
 MAP_STEP = 32
 

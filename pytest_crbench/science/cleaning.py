@@ -30,6 +30,8 @@ import numpy as np
 
 from pytest_crbench.errors import CRBenchDataError
 
+__all__ = ["FILL_BOX", "fill_masked", "cleaned_image"]
+
 #: Side of the first fill box (pixels); it grows by 2 while a box has no usable pixel.
 FILL_BOX = 5
 

@@ -19,6 +19,10 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from pytest_crbench.errors import CRBenchDataError
+from pytest_crbench.science.photometry_summary import table_columns
+
+__all__ = ["FitResult", "linear_fit", "exposure_point", "cr_fraction_per_second",
+           "density_relation", "max_exposure_time"]
 
 
 @dataclass(frozen=True)
@@ -91,19 +95,13 @@ def linear_fit(x, y) -> FitResult:
                      x_min=float(x.min()), x_max=float(x.max()))
 
 
-def _stars_columns(stars) -> dict[str, np.ndarray]:
-    from pytest_crbench.science.photometry import _columns
-
-    return _columns(stars)
-
-
 def exposure_point(record: Mapping[str, Any], size_bins: Iterable[str]) -> dict[str, Any]:
     """The y-quantities of one exposure record (see :func:`density_relation`)."""
     for key in ("cr_fraction", "stars"):
         if key not in record:
             raise CRBenchDataError(
                 f"density record {record.get('exposure', '?')!r}: missing key {key!r}")
-    col = _stars_columns(record["stars"])
+    col = table_columns(record["stars"])
     n = len(col.get("contaminated", []))
     cont = np.asarray(col.get("contaminated", []), bool)
     anom = np.asarray(col.get("anomalous", []), bool)

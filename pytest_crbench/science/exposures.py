@@ -15,6 +15,9 @@ import numpy as np
 
 from pytest_crbench.errors import CRBenchDataError
 
+__all__ = ["DEFAULT_SATURATION", "Exposure", "GROUP_KINDS", "DQ_SATURATED", "Group",
+           "Dataset", "Reference"]
+
 #: Default saturation level in electrons (ACS/WFC full well, method.md section 1).
 DEFAULT_SATURATION = 70000.0
 
@@ -71,6 +74,10 @@ class Exposure:
             self.crtruth = np.asarray(self.crtruth, dtype=np.float32)
         if not np.isfinite(self.exptime) or self.exptime <= 0:
             raise CRBenchDataError(f"{where}: exposure time must be > 0 s, got {self.exptime!r}")
+        if not np.isfinite(self.saturation) or self.saturation <= 0:
+            raise CRBenchDataError(
+                f"{where}: saturation level (SATURATE) = {self.saturation!r} e- must be > 0: "
+                "every pixel would count as saturated and the whole exposure be ignored")
         bad = ~np.isfinite(self.sci)
         if bad.any():
             n = int(bad.sum())
@@ -97,6 +104,13 @@ class Exposure:
         return self.crtruth > 0
 
 
+#: How the exposures of a group relate: one pointing on one pixel grid, a CR-split pair,
+#: or a dither pattern aligned through each exposure's WCS.
+GROUP_KINDS = ("pointing", "crsplit", "dithered")
+#: The HST data-quality bit of saturated pixels (full well, including bleed trails).
+DQ_SATURATED = 256
+
+
 @dataclass
 class Group:
     """The exposures of one chip of one field (one pointing or one dither pattern).
@@ -113,9 +127,9 @@ class Group:
     def __post_init__(self) -> None:
         if not self.exposures:
             raise CRBenchDataError(f"group {self.name!r} has no exposures")
-        if self.kind not in ("pointing", "crsplit", "dithered"):
+        if self.kind not in GROUP_KINDS:
             raise CRBenchDataError(
-                f"group {self.name!r}: kind must be 'pointing', 'crsplit' or 'dithered', "
+                f"group {self.name!r}: kind must be one of {', '.join(GROUP_KINDS)}, "
                 f"got {self.kind!r}"
             )
         if self.kind != "dithered":
@@ -129,6 +143,56 @@ class Group:
                     )
         if not self.date_obs:
             self.date_obs = min((e.date_obs for e in self.exposures if e.date_obs), default="")
+
+
+#: An exposure whose signal level per second differs from the rest of its group by more
+#: than this factor is refused (a wrong BUNIT, EXPTIME or a corrupted scaling: it would
+#: bias the median reference of every other exposure of the group).
+LEVEL_FACTOR = 100.0
+
+
+def signal_level(exp: Exposure) -> float:
+    """A robust signal level in e-/s: the 90th percentile of |SCI| over good pixels (on a
+    sparse grid; positive even on a sky-subtracted image), divided by the exposure time."""
+    step = max(1, int(np.sqrt(exp.sci.size / 65536)))
+    sample = np.abs(exp.sci[::step, ::step][exp.dq[::step, ::step] == 0])
+    return float(np.percentile(sample, 90)) / exp.exptime if sample.size else float("nan")
+
+
+def check_levels(group: "Group") -> None:
+    """Refuse a group (before its reference is built) holding an exposure that is zero
+    everywhere (an empty or failed readout) or whose level lies :data:`LEVEL_FACTOR` ×
+    off the other exposures'."""
+    for exp in group.exposures:
+        if not exp.sci.any():
+            raise CRBenchDataError(
+                f"group {group.name!r}: exposure {exp.source or exp.name}: SCI is zero "
+                "everywhere (an empty or failed readout): it would bias the reference of "
+                "the other exposures; leave it out of the group")
+    if len(group.exposures) < 2:
+        return
+    levels = np.array([signal_level(e) for e in group.exposures])
+    ok = np.isfinite(levels) & (levels > 0)
+    if ok.sum() < 2:
+        return
+    names = [e.source or e.name for e in group.exposures]
+    if len(group.exposures) == 2:
+        factor = float(max(levels) / min(levels))
+        if factor > LEVEL_FACTOR:
+            raise CRBenchDataError(
+                f"group {group.name!r}: exposures {names[0]} ({levels[0]:.3g} e-/s) and "
+                f"{names[1]} ({levels[1]:.3g} e-/s) differ in signal level by {factor:.3g}x; "
+                "one would bias the reference of the other. Check their BUNIT and EXPTIME")
+        return
+    ref = float(np.median(levels[ok]))
+    factors = np.where(ok, np.maximum(levels / ref, ref / np.where(ok, levels, 1)), 0)
+    worst = int(np.argmax(factors))
+    if factors[worst] > LEVEL_FACTOR:
+        raise CRBenchDataError(
+            f"group {group.name!r}: exposure {names[worst]} has a signal level of "
+            f"{levels[worst]:.3g} e-/s, {factors[worst]:.3g}x off the median of its group "
+            f"({ref:.3g} e-/s); it would bias the reference of the other exposures. Check "
+            "its BUNIT and EXPTIME, or leave it out of the group")
 
 
 @dataclass

@@ -1,8 +1,11 @@
-"""The failure gallery of method.md section 4: five stamps around a badly cleaned star.
+"""The failure gallery of method.md section 4: the worst stars and their five stamps.
 
-Per star: the original exposure, original − clean (the true cosmic rays), the clean
-reference, |clean − cleaned| (the detector's errors) and the detector-cleaned image,
-all cut on the same pixel grid around the star.
+The worst stars are the anomalous ones whose flux ratio F_cleaned/F_clean is farthest
+from 1 in the sense of :func:`ratio_deviation`, |log ratio| (a star that lost half its
+light counts as badly as one that doubled; a non-finite ratio counts as the worst).
+Per star five stamps: the original exposure, original − clean (the true cosmic rays),
+the clean reference, |clean − cleaned| (the detector's errors) and the detector-cleaned
+image, all cut on the same pixel grid around the star.
 """
 
 from __future__ import annotations
@@ -11,11 +14,32 @@ import numpy as np
 
 from pytest_crbench.errors import CRBenchDataError
 
-__all__ = ["STAMP_KEYS", "gallery_stamps"]
+__all__ = ["STAMP_KEYS", "ratio_deviation", "worst_stars", "gallery_stamps"]
 
 #: Keys of the five gallery stamps, in display order.
 STAMP_KEYS = ("original", "original_minus_clean", "clean", "abs_clean_minus_cleaned",
               "cleaned")
+
+
+def ratio_deviation(ratio) -> np.ndarray:
+    """How far flux ratios are from 1: |log ratio| (ratios clipped at 1e-6), inf where
+    the ratio is not finite.  The one definition of "worst" for the gallery."""
+    ratio = np.asarray(ratio, dtype=float)
+    with np.errstate(invalid="ignore"):
+        dev = np.abs(np.log(np.clip(ratio, 1e-6, None)))
+    return np.where(np.isfinite(ratio), dev, np.inf)
+
+
+def worst_stars(stars: np.ndarray, n: int = 8) -> np.ndarray:
+    """The ``n`` anomalous stars of a photometry table with the largest
+    :func:`ratio_deviation` (worst first; ties keep table order)."""
+    stars = np.asarray(stars)
+    if len(stars) == 0:
+        return stars
+    dev = ratio_deviation(stars["ratio_cleaned"])
+    sel = np.nonzero(stars["anomalous"])[0]
+    order = sel[np.argsort(-dev[sel], kind="stable")]
+    return stars[order[:n]]
 
 
 def gallery_stamps(original: np.ndarray, clean: np.ndarray, cleaned: np.ndarray,

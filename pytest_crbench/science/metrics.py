@@ -115,5 +115,12 @@ class ScoreSet:
         return row
 
 
+def score(pred: np.ndarray, truth: np.ndarray, ignore: np.ndarray | None = None,
+          region: np.ndarray | None = None) -> ScoreSet:
+    """The four scores (with their counts) of mask ``pred`` against ``truth`` inside
+    ``region``, ignored pixels excluded: ``ScoreSet.of(confusion(...))``."""
+    return ScoreSet.of(confusion(pred, truth, ignore, region))
+
+
 __all__ = ["METRICS", "Counts", "confusion", "Score", "ScoreSet", "precision", "recall",
-           "fbeta", "scores"]
+           "fbeta", "scores", "score"]

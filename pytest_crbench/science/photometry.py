@@ -34,7 +34,8 @@ This is section 4 of ``docs/method.md`` (the paper's photometric analysis):
    F_clean| > 3 σ_F; ratios F_cleaned/F_clean and F_original/F_clean.  Size bins on the
    segment area: 16 < area ≤ 50, 50 < area ≤ 200, 200 < area ≤ 400 (labels ``"16-50"``,
    ``"50-200"``, ``"200-400"``; larger stars get ``">400"``).
-7. **Summary** (:func:`photometry_summary`): the paper's fractions are over
+7. **Summary** (:func:`pytest_crbench.science.photometry_summary.photometry_summary`,
+   in its own module): the paper's fractions are over
    *contaminated* stars (“among stars affected by cosmic rays, 10 % outside [0.9, 1.1],
    55 % inside [0.97, 1.03]”); the same fractions over *all* stars carry ``_of_all``.
 """
@@ -43,12 +44,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from pytest_crbench.errors import CRBenchConfigError, CRBenchDataError
 from pytest_crbench._util import native
+from pytest_crbench.science.background import background
+
+__all__ = ["STAR_DTYPE", "PHOT_DTYPE", "PhotometryConfig", "find_stars", "match_stars",
+           "find_group_stars", "measure_stars"]
 
 #: Fields of a star list (output of :func:`find_stars`).
 STAR_DTYPE = np.dtype([
@@ -87,7 +92,7 @@ class PhotometryConfig:
     contaminated_sigma: float = 3.0
     anomalous_sigma: float = 3.0
     size_bins: tuple[tuple[int, int], ...] = ((16, 50), (50, 200), (200, 400))
-    #: sep.Background box (px); None = min(64, max(16, shorter side // 4))
+    #: background mesh (px); None = the shared rule of science.background.background_box
     background_box: int | None = None
 
     def __post_init__(self) -> None:
@@ -122,11 +127,6 @@ class PhotometryConfig:
         if self.edge_margin is not None:
             return int(self.edge_margin)
         return int(min(128, min(shape) // 8))
-
-    def box(self, shape: Sequence[int]) -> int:
-        if self.background_box is not None:
-            return int(self.background_box)
-        return int(min(64, max(16, min(shape) // 4)))
 
     def radius(self, area, a=None) -> np.ndarray:
         """Aperture radius (px) of stars of segment ``area`` (and semi-major axis ``a``)."""
@@ -185,16 +185,10 @@ def _ignore(ignore, shape, name: str) -> np.ndarray:
 
 
 def _background(data: np.ndarray, ign: np.ndarray, config: PhotometryConfig, name: str):
-    sep = _sep()
     if ign.all():
         raise CRBenchDataError(
             f"{name}: every pixel is ignored (DQ != 0 or saturated); no star can be measured")
-    box = config.box(data.shape)
-    try:
-        bkg = sep.Background(data, mask=ign.astype(np.uint8), bw=box, bh=box)
-    except Exception as exc:  # sep raises plain Exceptions
-        raise CRBenchDataError(f"{name}: sep could not estimate the background ({exc})") from None
-    return bkg
+    return background(data, ign, box=config.background_box, name=name)
 
 
 def _touches_ignored(ign: np.ndarray, x, y, r) -> np.ndarray:
@@ -227,13 +221,13 @@ def find_stars(clean: np.ndarray, ignore: np.ndarray | None = None,
     data = _prepare(clean, name, "the clean reference")
     ign = _ignore(ignore, data.shape, name)
     bkg = _background(data, ign, config, name)
-    rms = np.ascontiguousarray(bkg.rms())
-    if not bkg.globalrms > 0:
+    rms = np.ascontiguousarray(bkg.rms_map)
+    if not bkg.rms > 0:
         raise CRBenchDataError(
-            f"{name}: the background RMS of the clean reference is {bkg.globalrms!r}; a "
+            f"{name}: the background RMS of the clean reference is {bkg.rms!r}; a "
             "noise-free image has no detection threshold")
-    rms[~(rms > 0)] = bkg.globalrms
-    sub = data - bkg.back()
+    rms[~(rms > 0)] = bkg.rms
+    sub = data - bkg.level
     sep.set_extract_pixstack(max(300_000, data.size))
     sep.set_sub_object_limit(4096)
     try:
@@ -450,10 +444,9 @@ def measure_stars(original: np.ndarray, clean: np.ndarray, cleaned: np.ndarray,
                                    f"original has shape {orig.shape}")
     ign = _ignore(ignore, orig.shape, exposure)
     bkg = _background(ref, ign, config, exposure)
-    back = bkg.back()
+    back = bkg.level
     if err is None:
-        var = bkg.rms().astype(np.float64) ** 2 + np.clip(
-            ref.astype(np.float64) - back, 0, None)
+        var = bkg.rms_map ** 2 + np.clip(ref - back, 0, None)
         errimg = np.sqrt(var)
     else:
         errimg = _prepare(err, exposure, "the error image")
@@ -494,117 +487,3 @@ def measure_stars(original: np.ndarray, clean: np.ndarray, cleaned: np.ndarray,
         out["contaminated"] = np.abs(fluxes["original"] - fc) > config.contaminated_sigma * ferr
         out["anomalous"] = np.abs(fluxes["cleaned"] - fc) > config.anomalous_sigma * ferr
     return out[keep]
-
-
-# --------------------------------------------------------------------------- summary
-
-def _columns(stars) -> dict[str, np.ndarray]:
-    """Columns of a structured array, or of a list of dicts (rows)."""
-    if isinstance(stars, np.ndarray) and stars.dtype.names:
-        return {k: stars[k] for k in stars.dtype.names}
-    rows = list(stars)
-    if not rows:
-        return {}
-    return {k: np.array([row[k] for row in rows]) for k in rows[0]}
-
-
-def stars_to_rows(stars: np.ndarray) -> list[dict[str, Any]]:
-    """A photometry table as a list of plain dicts (JSON-ready: numpy scalars → Python)."""
-    names = stars.dtype.names or ()
-    return [{k: (None if isinstance(v := row[k].item(), float) and not math.isfinite(v)
-                 else v) for k in names} for row in stars]
-
-
-def _block(col: dict[str, np.ndarray], sel: np.ndarray) -> dict[str, Any]:
-    n = int(sel.sum())
-    cont = col["contaminated"].astype(bool) & sel
-    anom = col["anomalous"].astype(bool) & sel
-    ratio = col["ratio_cleaned"].astype(float)
-    finite = np.isfinite(ratio)
-    inside = (ratio >= 0.97) & (ratio <= 1.03) & finite
-    outside = ((ratio < 0.9) | (ratio > 1.1)) & finite
-    nc = int(cont.sum())
-    nc_r = int((cont & finite).sum())
-    na_r = int((sel & finite).sum())
-    reasons: dict[str, str] = {}
-
-    def frac(num, den, key, why):
-        if den == 0:
-            reasons[key] = why
-            return None
-        return float(num) / float(den)
-
-    no_stars = "no star measured" if n == 0 else ""
-    no_cont = no_stars or "no contaminated star"
-    out = {
-        "n": n, "n_contaminated": nc, "n_anomalous": int(anom.sum()),
-        "n_anomalous_contaminated": int((anom & cont).sum()),
-        "contaminated": frac(nc, n, "contaminated", no_stars),
-        "anomalous": frac(int((anom & cont).sum()), nc, "anomalous", no_cont),
-        "anomalous_of_all": frac(int(anom.sum()), n, "anomalous_of_all", no_stars),
-        "inside_97_103": frac(int((inside & cont).sum()), nc_r, "inside_97_103",
-                              no_cont if nc == 0 else "no finite flux ratio"),
-        "outside_90_110": frac(int((outside & cont).sum()), nc_r, "outside_90_110",
-                               no_cont if nc == 0 else "no finite flux ratio"),
-        "inside_97_103_of_all": frac(int((inside & sel).sum()), na_r, "inside_97_103_of_all",
-                                     no_stars or "no finite flux ratio"),
-        "outside_90_110_of_all": frac(int((outside & sel).sum()), na_r,
-                                      "outside_90_110_of_all",
-                                      no_stars or "no finite flux ratio"),
-    }
-    out["reasons"] = reasons
-    return out
-
-
-def photometry_summary(stars, config: PhotometryConfig | None = None) -> dict[str, Any]:
-    """Photometric gate figures of a photometry table, overall and per size bin.
-
-    ``stars``: a :data:`PHOT_DTYPE` array (or a list of its rows as dicts).  Returns::
-
-        {"population": <text>, "overall": BLOCK, "by_size": {"16-50": BLOCK, ...}}
-
-    where a BLOCK holds counts ``n``, ``n_contaminated``, ``n_anomalous``,
-    ``n_anomalous_contaminated`` and the fractions
-
-    * ``contaminated``: contaminated stars / all stars;
-    * ``anomalous``, ``inside_97_103``, ``outside_90_110``: over **contaminated** stars
-      (the paper's population; the two ratio fractions over contaminated stars with a
-      finite ratio);
-    * ``anomalous_of_all``, ``inside_97_103_of_all``, ``outside_90_110_of_all``: the same
-      over all stars.
-
-    An undefined fraction (empty population) is ``None`` and ``BLOCK["reasons"][key]``
-    says why — never 0.
-    """
-    config = config or PhotometryConfig()
-    col = _columns(stars)
-    if not col:
-        col = {k: np.zeros(0, dtype=PHOT_DTYPE[k]) for k in PHOT_DTYPE.names}
-    n = len(col["contaminated"])
-    labels = config.bin_labels()
-    by_size = {lab: _block(col, np.asarray(col["size_bin"]) == lab) for lab in labels}
-    return {
-        "population": ("contaminated/anomalous_of_all/*_of_all: over all measured stars; "
-                       "anomalous, inside_97_103, outside_90_110: over contaminated stars "
-                       "(|F_original - F_clean| > 3 sigma_F), as in the paper"),
-        "overall": _block(col, np.ones(n, dtype=bool)),
-        "by_size": by_size,
-    }
-
-
-def worst_stars(stars: np.ndarray, n: int = 8) -> np.ndarray:
-    """The ``n`` anomalous stars whose cleaned/clean ratio is farthest from 1 (worst first)."""
-    stars = np.asarray(stars)
-    if len(stars) == 0:
-        return stars
-    ratio = stars["ratio_cleaned"].astype(float)
-    dev = np.where(np.isfinite(ratio), np.abs(np.log(np.clip(ratio, 1e-6, None))), np.inf)
-    sel = np.nonzero(stars["anomalous"])[0]
-    order = sel[np.argsort(-dev[sel], kind="stable")]
-    return stars[order[:n]]
-
-
-def concatenate(tables: Iterable[np.ndarray]) -> np.ndarray:
-    """Concatenate photometry tables (an empty table when there are none)."""
-    tables = [np.asarray(t, dtype=PHOT_DTYPE) for t in tables]
-    return np.concatenate(tables) if tables else np.zeros(0, dtype=PHOT_DTYPE)

@@ -2,74 +2,109 @@
 
 For every exposure *i* of a group:
 
-1. **Model.** Each exposure is turned into a rate (e-/s); bad pixels (DQ != 0) are left
-   out.  For three or more exposures the model of *i* is the per-pixel median rate of the
-   group times *i*'s exposure time (the "blotted median").  For a pair, the median of two
-   values would carry either exposure's cosmic rays, so the model of *i* is the *other*
-   exposure scaled by the exposure-time ratio (the classic CR-split comparison).
-   Dithered groups are first resampled onto *i*'s pixel grid through their WCS
-   (:func:`pytest_crbench.science.alignment.resample_onto`).
-2. **Noise.** σ² = read noise² + max(model, 0) (Poisson, e-) + the model's own variance.
-3. **Flags.** A pixel is a cosmic ray where exposure − model > ``snr_high`` σ (5); its
-   8 neighbours are added where exposure − model > ``snr_low`` σ (1.5) — the two
-   thresholds of AstroDrizzle's driz_cr.
-4. **Clean image** = the model where flagged, the exposure elsewhere.
-5. **Ignore** = DQ != 0 ∪ a ``sat_box`` × ``sat_box`` (7×7) box around every pixel at or
+1. **Model** (:func:`blotted_model`).  Each exposure is turned into a rate (e-/s); bad
+   pixels (DQ != 0) are left out.  For three or more exposures the model of *i* is the
+   per-pixel median rate of the group times *i*'s exposure time (the "blotted median").
+   For a pair, the median of two values would carry either exposure's cosmic rays, so the
+   model of *i* is the *other* exposure scaled by the exposure-time ratio (the classic
+   CR-split comparison).  Dithered groups are first resampled onto *i*'s pixel grid
+   through their WCS (:func:`pytest_crbench.science.alignment.resample_onto`).
+2. **Flags**, by one of two rules (:data:`REFERENCE_RULES`):
+
+   * ``astrodrizzle`` (default; the paper's): AstroDrizzle's ``driz_cr``
+     (:mod:`pytest_crbench.science.drizcr`): |exposure − model| > scale₁·deriv(model) +
+     snr₁·noise, then the 3×3 neighbours of those pixels where |exposure − model| >
+     scale₂·deriv + snr₂·noise, then ``grow``/``ctegrow``; noise = sqrt(|model| + rn²)
+     (electrons, the sky kept in the model).  For a pair only positive excess counts:
+     a negative one is the other exposure's own cosmic ray.
+   * ``noise``: the derivative term left out, a one-sided excess and a noise that also
+     carries the model's own variance: exposure − model > snr₁ σ, and its 3×3 neighbours
+     where exposure − model > snr₂ σ, σ² = rn² + max(model, 0) + var(model).
+
+   ``snr`` = (5, 1.5) are the paper's "5 and 1.5 RMS"; ``scale`` = (1.2, 0.7) is
+   AstroDrizzle's default, which the paper did not change.
+3. **Clean image** = the model where flagged, the exposure elsewhere.
+4. **Ignore** = DQ != 0 ∪ a ``sat_box`` × ``sat_box`` (7×7) box around every pixel at or
    above the saturation level ∪ pixels the model cannot cover (no other good exposure).
+
+:func:`reference_for` computes one exposure's reference in strips of rows (each read
+with the rows of context the flag growth and the saturation box need), so its float
+temporaries are those of one strip: the result equals :func:`build_reference`'s, bit for
+bit, whatever the strip size.  The other exposures of the group may be
+:class:`~pytest_crbench.datasets.fits.LazyExposure` (read row by row).  The medians use
+:func:`nanmedian0` (equal to ``np.nanmedian``, bit for bit, and faster on short stacks).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from pytest_crbench.errors import CRBenchDataError
-from pytest_crbench.science.metrics import Counts, confusion, precision, recall
-from pytest_crbench.science.exposures import Group, Reference
+from pytest_crbench.errors import CRBenchConfigError, CRBenchDataError
+from pytest_crbench.science.drizcr import DrizCRParams, cte_direction, driz_cr_mask, two_pass_mask
+from pytest_crbench.science.exposures import Exposure, Group, Reference, check_levels
+
+__all__ = ["REFERENCE_RULES", "ReferenceConfig", "blotted_model", "blotted_models",
+           "noise_rule_mask", "reference_mask", "build_reference", "nanmedian0",
+           "reference_for", "STRIP_ROWS"]
+
+#: The reference rules: AstroDrizzle's driz_cr (the paper's) and the noise-only rule.
+REFERENCE_RULES = ("astrodrizzle", "noise")
 
 
 @dataclass(frozen=True)
 class ReferenceConfig:
-    snr_high: float = 5.0
-    snr_low: float = 1.5
+    """How reference masks are built: the rule, its parameters, the saturation boxes.
+
+    ``snr`` is used by both rules; ``scale``, ``grow`` and ``ctegrow`` by
+    ``astrodrizzle`` only (see :class:`~pytest_crbench.science.drizcr.DrizCRParams`).
+    """
+
+    rule: str = "astrodrizzle"
+    snr: tuple[float, float] = (5.0, 1.5)
+    scale: tuple[float, float] = (1.2, 0.7)
+    grow: int = 1
+    ctegrow: int = 0
     saturation: float | None = None  # None: each exposure's own level (default 70,000 e-)
     sat_box: int = 7
 
     def __post_init__(self) -> None:
-        if not 0 < self.snr_low <= self.snr_high:
-            raise CRBenchDataError(
-                f"reference thresholds must satisfy 0 < snr_low <= snr_high, got "
-                f"{self.snr_low} and {self.snr_high}"
-            )
+        if self.rule not in REFERENCE_RULES:
+            raise CRBenchConfigError(
+                f"reference: expected one of {', '.join(REFERENCE_RULES)}, got {self.rule!r}")
+        params = DrizCRParams(self.snr, self.scale, self.grow, self.ctegrow)
+        for name in ("snr", "scale", "grow", "ctegrow"):
+            object.__setattr__(self, name, getattr(params, name))
         if self.sat_box < 1 or self.sat_box % 2 == 0:
             raise CRBenchDataError(f"sat_box must be an odd number >= 1, got {self.sat_box}")
+
+    @property
+    def drizcr(self) -> DrizCRParams:
+        return DrizCRParams(self.snr, self.scale, self.grow, self.ctegrow)
+
+    def provenance(self) -> dict[str, Any]:
+        """The rule and the parameters it uses (what makes two references comparable)."""
+        out: dict[str, Any] = {"rule": self.rule, "snr": list(self.snr)}
+        if self.rule == "astrodrizzle":
+            out.update(scale=list(self.scale), grow=self.grow, ctegrow=self.ctegrow)
+        out.update(saturation=self.saturation, sat_box=self.sat_box)
+        return out
+
+    def describe(self) -> str:
+        """One line for headers: ``astrodrizzle (snr 5/1.5, scale 1.2/0.7, grow 1)``."""
+        snr = "/".join(f"{v:g}" for v in self.snr)
+        if self.rule == "noise":
+            return f"noise (snr {snr})"
+        scale = "/".join(f"{v:g}" for v in self.scale)
+        tail = f", ctegrow {self.ctegrow}" if self.ctegrow else ""
+        return f"astrodrizzle (snr {snr}, scale {scale}, grow {self.grow}{tail})"
 
 
 #: Rows per strip of :func:`reference_for`: the float temporaries of a strip of a 9216-px
 #: wide chip stay below ~50 MB whatever the chip height.
 STRIP_ROWS = 512
-#: Rows read beyond each strip edge: the 3x3 growth of the CR flags and the saturation
-#: box need ``sat_box // 2`` (3) rows of context.
-_HALO_MIN = 4
-
-
-def _others_on_grid(group: Group, i: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Images and bad-pixel masks of every exposure on exposure *i*'s grid; row 0 is *i*.
-
-    Pixel-aligned groups return views of the exposures themselves (no copy); dithered
-    groups are resampled through their WCS
-    (:func:`pytest_crbench.science.alignment.resample_onto`, NaN = no data).
-    """
-    exps = group.exposures
-    if group.kind == "dithered":
-        from pytest_crbench.science.alignment import resample_onto
-
-        others = resample_onto(exps, i, mask_bad=True)
-        return ([exps[i].sci] + [others[m] for m in range(others.shape[0])],
-                [exps[i].bad_pixels] + [~np.isfinite(o) for o in others])
-    order = [i] + [j for j in range(len(exps)) if j != i]
-    return [exps[j].sci for j in order], [exps[j].dq for j in order]
 
 
 def nanmedian0(stack: np.ndarray) -> np.ndarray:
@@ -88,123 +123,201 @@ def nanmedian0(stack: np.ndarray) -> np.ndarray:
         return np.where(n > 0, (lo + hi) / stack.dtype.type(2), np.nan).astype(stack.dtype)
 
 
-def reference_for(group: Group, i: int, config: ReferenceConfig | None = None, *,
-                  strip_rows: int = STRIP_ROWS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Clean image (float32), CR mask and ignore mask of exposure *i* of ``group``.
+def _stack_on_grid(group: Group, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rates (n, H, W) of every exposure on exposure *i*'s grid (NaN = no data), their
+    exposure times and read noises; row 0 is exposure *i* itself."""
+    exps = group.exposures
+    order = [i] + [j for j in range(len(exps)) if j != i]
+    if group.kind == "dithered":
+        from pytest_crbench.science.alignment import resample_onto
 
-    Computed in strips of ``strip_rows`` rows (each read with a few rows of context for
-    the 3x3 flag growth and the saturation box), so the float temporaries are those of
-    one strip, never of the whole chip: the result does not depend on ``strip_rows``.
-    """
+        others = resample_onto(exps, i, mask_bad=True)  # others on i's grid, NaN = no data
+        images = [exps[i].sci] + [others[m] for m in range(others.shape[0])]
+        bad = [exps[i].bad_pixels] + [~np.isfinite(o) for o in others]
+    else:
+        images = [exps[j].sci for j in order]
+        bad = [exps[j].bad_pixels for j in order]
+    times = np.array([exps[j].exptime for j in order], np.float64)
+    noise = np.array([exps[j].read_noise for j in order], np.float64)
+    rates = np.stack([np.where(b, np.nan, img / t) for img, b, t in zip(images, bad, times)])
+    return rates.astype(np.float32), times, noise
+
+
+def _median_model(rates: np.ndarray, times: np.ndarray, rn: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-pixel median rate of a stack, the variance of that median (rate²) and the
+    number of good values per pixel."""
+    model_rate = nanmedian0(rates)
+    n_good = np.sum(np.isfinite(rates), axis=0)
+    # variance of a median of m values ≈ (π/2) σ²/m, σ² from the mean exposure
+    mean_var = np.mean((rn[:, None, None] ** 2 + np.maximum(
+        np.nan_to_num(rates) * times[:, None, None], 0)) / times[:, None, None] ** 2, axis=0)
+    return model_rate, (np.pi / 2) * mean_var / np.maximum(n_good, 1), n_good
+
+
+def _finish_model(exp: Exposure, model_rate: np.ndarray, var_rate: np.ndarray,
+                  usable: np.ndarray, sci: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    t = exp.exptime
+    sci = exp.sci if sci is None else sci
+    model = np.where(usable, model_rate, np.nan) * t
+    covered = np.isfinite(model)
+    return np.where(covered, model, sci), np.nan_to_num(var_rate) * t * t, covered
+
+
+def blotted_model(group: Group, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The model of exposure *i* (e-, on its grid), the model's own variance (e-²) and
+    where the model is defined (``covered``); elsewhere the model is the exposure."""
+    exp = group.exposures[i]
+    rates, times, rn = _stack_on_grid(group, i)
+    if len(group.exposures) == 2:
+        var_rate = (rn[1] ** 2 + np.maximum(rates[1] * times[1], 0)) / times[1] ** 2
+        return _finish_model(exp, rates[1], var_rate, np.isfinite(rates[1]))
+    model_rate, var_rate, _ = _median_model(rates, times, rn)
+    # a median with no other good value cannot reject a cosmic ray
+    n_other = np.sum(np.isfinite(rates[1:]), axis=0)
+    return _finish_model(exp, model_rate, var_rate, n_other >= 1)
+
+
+def blotted_models(group: Group):
+    """:func:`blotted_model` of every exposure, in order.  For a same-pointing group of
+    three or more the median is the same for every exposure: it is computed once."""
+    n = len(group.exposures)
+    if group.kind == "dithered" or n == 2:
+        for i in range(n):
+            yield blotted_model(group, i)
+        return
+    rates, times, rn = _stack_on_grid(group, 0)  # rows in exposure order
+    model_rate, var_rate, n_good = _median_model(rates, times, rn)
+    for i, exp in enumerate(group.exposures):
+        n_other = n_good - np.isfinite(rates[i])
+        yield _finish_model(exp, model_rate, var_rate, n_other >= 1)
+
+
+def noise_rule_mask(excess: np.ndarray, sigma: np.ndarray, snr: tuple[float, float]) -> np.ndarray:
+    """The ``noise`` rule: excess > snr₁ σ, and its 3×3 neighbours where excess > snr₂ σ."""
+    return two_pass_mask(excess, snr[0] * sigma, snr[1] * sigma)
+
+
+def reference_mask(exp: Exposure, model: np.ndarray, model_var: np.ndarray,
+                   config: ReferenceConfig, *, pair: bool = False) -> np.ndarray:
+    """Cosmic-ray flags of ``exp`` against its ``model`` by ``config.rule``."""
+    return _flags(exp, exp.sci, model, model_var, config, pair=pair)
+
+
+def _flags(exp: Exposure, sci: np.ndarray, model: np.ndarray, model_var: np.ndarray,
+           config: ReferenceConfig, *, pair: bool = False) -> np.ndarray:
+    """:func:`reference_mask` of ``sci`` (all of ``exp.sci``, or a strip of it)."""
+    if config.rule == "noise":
+        sigma = np.sqrt(exp.read_noise ** 2 + np.maximum(model, 0) + model_var)
+        return noise_rule_mask(sci - model, sigma, config.snr)
+    cte_dir = cte_direction(exp.instrument, exp.detector, exp.chip) if config.ctegrow else 0
+    if config.ctegrow and cte_dir == 0:
+        raise CRBenchConfigError(
+            f"{exp.source or exp.name}: reference_ctegrow = {config.ctegrow} needs the "
+            f"readout direction, which is not known for {exp.instrument}/{exp.detector}; "
+            "set reference_ctegrow = 0")
+    mask = driz_cr_mask(sci, model.astype(np.float32), gain=1.0,
+                        read_noise=float(exp.read_noise), params=config.drizcr, cte_dir=cte_dir)
+    if pair:
+        mask &= sci > model
+    return mask
+
+
+def _finish_reference(exp: Exposure, sci: np.ndarray, bad: np.ndarray, model: np.ndarray,
+                      model_var: np.ndarray, covered: np.ndarray, config: ReferenceConfig,
+                      *, pair: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Clean image, CR mask and ignore mask of ``sci`` (an exposure or a strip of it)."""
     from scipy import ndimage
 
-    config = config or ReferenceConfig()
-    exps = group.exposures
-    n = len(exps)
+    crmask = _flags(exp, sci, model, model_var, config, pair=pair) & covered
+    sat_level = config.saturation if config.saturation is not None else exp.saturation
+    saturated = sci >= sat_level
+    if config.sat_box > 1 and saturated.any():
+        box = np.ones((config.sat_box, config.sat_box), bool)
+        saturated = ndimage.binary_dilation(saturated, structure=box)
+    ignore = bad | saturated | ~covered
+    clean = np.where(crmask, model, sci).astype(np.float32)
+    return clean, crmask & ~ignore, ignore
+
+
+def _check_group(group: Group) -> None:
+    n = len(group.exposures)
     if n < 2:
         raise CRBenchDataError(
             f"group {group.name!r} has {n} exposure; a reference needs at least 2 exposures "
             "of the same field"
         )
-    images, bads = _others_on_grid(group, i)
-    order = [i] + [j for j in range(n) if j != i]
+    # check_levels reads every exposure whole: a group with lazily read exposures (the
+    # strip-wise path of very large chips) is checked where it is loaded whole
+    if all(isinstance(e.sci, np.ndarray) for e in group.exposures):
+        check_levels(group)
+
+
+def reference_for(group: Group, i: int, config: ReferenceConfig | None = None, *,
+                  strip_rows: int = STRIP_ROWS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Clean image (float32), CR mask and ignore mask of exposure *i* of ``group``: the
+    same arrays as ``build_reference(group, config)`` gives for *i*, computed in strips
+    of ``strip_rows`` rows (with the rows of context the rule needs), so the float
+    temporaries are those of one strip; the result does not depend on ``strip_rows``."""
+    config = config or ReferenceConfig()
+    _check_group(group)
+    exps = group.exposures
+    n = len(exps)
+    exp = exps[i]
+    if group.kind == "dithered":
+        from pytest_crbench.science.alignment import resample_onto
+
+        others = resample_onto(exps, i, mask_bad=True)
+        images = [exp.sci] + [others[m] for m in range(others.shape[0])]
+        bads = [exp.dq] + [~np.isfinite(o) for o in others]
+        order, row = [i] + [j for j in range(n) if j != i], 0
+    elif n == 2:
+        order, row = [i, 1 - i], 0
+        images, bads = [exps[j].sci for j in order], [exps[j].dq for j in order]
+    else:  # exposure order, as blotted_models (the same sums, bit for bit)
+        order, row = list(range(n)), i
+        images, bads = [e.sci for e in exps], [e.dq for e in exps]
     times = np.array([exps[j].exptime for j in order], np.float64)
     rn = np.array([exps[j].read_noise for j in order], np.float64)
-    exp = exps[i]
-    t = times[0]
-    sat_level = config.saturation if config.saturation is not None else exp.saturation
     H = exp.shape[0]
-    halo = max(_HALO_MIN, config.sat_box // 2 + 1)
+    # rows of context: derivative + 3x3 second pass (2), box growth, CTE tail, saturation box
+    halo = 4 + config.grow + config.ctegrow + config.sat_box // 2
     clean = np.empty(exp.shape, np.float32)
     crmask = np.empty(exp.shape, bool)
     ignore = np.empty(exp.shape, bool)
-    grow = np.ones((3, 3), bool)
-    box = np.ones((config.sat_box, config.sat_box), bool)
-    for r0 in range(0, H, max(1, int(strip_rows))):
-        r1 = min(H, r0 + strip_rows)
+    step = max(1, int(strip_rows))
+    for r0 in range(0, H, step):
+        r1 = min(H, r0 + step)
         a0, a1 = max(0, r0 - halo), min(H, r1 + halo)
         keep = slice(r0 - a0, r1 - a0)
-        rates = np.stack([np.where(b[a0:a1] != 0, np.nan, img[a0:a1] / tk)
-                          for img, b, tk in zip(images, bads, times)]).astype(np.float32)
+        bad_rows = [np.asarray(b[a0:a1]) != 0 for b in bads]  # DQ != 0, or no data
+        rates = np.stack([np.where(b, np.nan, np.asarray(img[a0:a1]) / t)
+                          for img, b, t in zip(images, bad_rows, times)]).astype(np.float32)
         sci = exp.sci[a0:a1]
         if n == 2:
-            model_rate = rates[1]
-            model_var = (rn[1] ** 2 + np.maximum(rates[1] * times[1], 0)) / times[1] ** 2
+            var_rate = (rn[1] ** 2 + np.maximum(rates[1] * times[1], 0)) / times[1] ** 2
+            model = _finish_model(exp, rates[1], var_rate, np.isfinite(rates[1]), sci)
         else:
-            model_rate = nanmedian0(rates)
-            n_good = np.sum(np.isfinite(rates), axis=0)
-            # variance of a median of m values ≈ (π/2) σ²/m, σ² from the mean exposure
-            mean_var = np.mean((rn[:, None, None] ** 2 + np.maximum(
-                np.nan_to_num(rates) * times[:, None, None], 0)) / times[:, None, None] ** 2,
-                axis=0)
-            model_var = (np.pi / 2) * mean_var / np.maximum(n_good, 1)
-            # a median of fewer than 2 other good values cannot reject a cosmic ray
-            n_other = np.sum(np.isfinite(rates[1:]), axis=0)
-            model_rate = np.where(n_other >= 1, model_rate, np.nan)
+            model_rate, var_rate, n_good = _median_model(rates, times, rn)
+            n_other = n_good - np.isfinite(rates[row])
+            model = _finish_model(exp, model_rate, var_rate, n_other >= 1, sci)
         del rates
-        model = model_rate * t
-        covered = np.isfinite(model)
-        model = np.where(covered, model, sci)
-        var = rn[0] ** 2 + np.maximum(model, 0) + np.nan_to_num(model_var) * t * t
-        sigma = np.sqrt(var)
-        diff = sci - model
-        core = (diff > config.snr_high * sigma) & covered
-        grown = ndimage.binary_dilation(core, structure=grow) & (diff > config.snr_low * sigma)
-        cr = (core | grown) & covered
-        saturated = sci >= sat_level
-        if config.sat_box > 1 and saturated.any():
-            saturated = ndimage.binary_dilation(saturated, structure=box)
-        ign = exp.bad_pixels[a0:a1] | saturated | ~covered
-        clean[r0:r1] = np.where(cr, model, sci)[keep]
-        crmask[r0:r1] = (cr & ~ign)[keep]
-        ignore[r0:r1] = ign[keep]
+        c, m, g = _finish_reference(exp, sci, bad_rows[row], *model, config, pair=n == 2)
+        clean[r0:r1], crmask[r0:r1], ignore[r0:r1] = c[keep], m[keep], g[keep]
     return clean, crmask, ignore
 
 
 def build_reference(group: Group, config: ReferenceConfig | None = None) -> Reference:
     """Reference clean image, CR mask and ignore mask for every exposure of ``group``."""
+    config = config or ReferenceConfig()
+    _check_group(group)
+    n = len(group.exposures)
     cleans, masks, ignores = [], [], []
-    for i in range(len(group.exposures)):
-        clean, crmask, ignore = reference_for(group, i, config)
+    for exp, (model, model_var, covered) in zip(group.exposures, blotted_models(group)):
+        clean, crmask, ignore = _finish_reference(exp, exp.sci, exp.bad_pixels, model,
+                                                  model_var, covered, config, pair=n == 2)
         cleans.append(clean)
         masks.append(crmask)
         ignores.append(ignore)
     return Reference(group=group.name, clean=cleans, crmask=masks, ignore=ignores)
-
-
-def audit_reference(group: Group, reference: Reference) -> list[dict]:
-    """Precision and recall of the reference CR mask against the simulation truth.
-
-    One row per exposure that carries ``CRTRUTH`` (:func:`audit_exposure`); exposures
-    without truth are left out (real data).
-    """
-    rows = [audit_exposure(group.name, exp, mask, ignore)
-            for exp, mask, ignore in zip(group.exposures, reference.crmask, reference.ignore)]
-    return [r for r in rows if r is not None]
-
-
-def audit_exposure(group: str, exp, mask: np.ndarray, ignore: np.ndarray) -> dict | None:
-    """One exposure's audit row, or None without ``CRTRUTH``: counts and scores against
-    every pixel with injected charge, and the recall of pixels whose injected charge
-    exceeds 5σ of the pixel noise ("significant": the ones any method can see).  Ignored
-    pixels are excluded."""
-    if exp.crtruth is None:
-        return None
-    truth = exp.crtruth > 0
-    c = confusion(mask, truth, ignore)
-    noise = np.sqrt(exp.read_noise ** 2 + np.maximum(exp.sci - exp.crtruth, 0))
-    significant = exp.crtruth > 5 * noise
-    cs = confusion(mask, significant, ignore)
-    return {
-        "group": group, "exposure": exp.name, **c.as_dict(),
-        "precision": precision(c).value, "recall": recall(c).value,
-        "recall_significant": recall(cs).value,
-        "truth_fraction": float(truth.mean()),
-    }
-
-
-def pooled_audit(rows: list[dict]) -> dict:
-    """Pooled precision/recall of audit rows (sum of counts)."""
-    total = sum((Counts(r["tp"], r["fp"], r["fn"]) for r in rows), Counts())
-    return {**total.as_dict(), "precision": precision(total).value,
-            "recall": recall(total).value, "n_exposures": len(rows)}

@@ -1,7 +1,8 @@
 """Star regions of a clean image (method.md section 3).
 
 The background and its RMS come from SEP on the clean reference image (ignored pixels
-masked).  ``region_k`` is the set of connected pixel groups whose background-subtracted
+masked; :func:`pytest_crbench.science.background.background`, the estimate star finding
+uses too).  ``region_k`` is the set of connected pixel groups whose background-subtracted
 value exceeds ``k × RMS``; groups smaller than ``min_area`` pixels (isolated noise peaks)
 are dropped.  Because each group at a higher ``k`` lies inside a group at a lower ``k``
 that is at least as large, the regions are nested: region_160 ⊆ … ⊆ region_3.
@@ -9,9 +10,12 @@ that is at least as large, the regions are nested: region_160 ⊆ … ⊆ region
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
+
+from pytest_crbench.science.background import Background, background
+
+__all__ = ["DEFAULT_KS", "DEFAULT_MIN_AREA", "region_name", "region_names", "region_map",
+           "regions_from_map"]
 
 #: The paper's thresholds.
 DEFAULT_KS = (3, 5, 10, 20, 40, 80, 160)
@@ -29,28 +33,6 @@ def region_name(k: float | None) -> str:
 def region_names(ks) -> list[str]:
     """The scored regions of thresholds ``ks``: ``["full", "k3", "k5", …]`` (k ascending)."""
     return ["full"] + [region_name(k) for k in sorted(ks)]
-
-
-@dataclass
-class Background:
-    """SEP background model of an image: level map and global RMS (e-)."""
-
-    level: np.ndarray
-    rms: float
-
-
-def background(clean: np.ndarray, ignore: np.ndarray | None = None, *,
-               box: int = 64) -> Background:
-    """SEP background of ``clean`` with ``ignore`` masked; box shrinks for small images."""
-    import sep
-
-    from pytest_crbench._util import native
-
-    data = native(clean, np.float32)  # SEP works in float: the same model as from float64
-    mask = None if ignore is None else np.ascontiguousarray(ignore, dtype=bool)
-    box = int(max(8, min(box, min(data.shape) // 4)))
-    bkg = sep.Background(data, mask=mask, bw=box, bh=box, fw=3, fh=3)
-    return Background(level=bkg.back(), rms=float(bkg.globalrms))
 
 
 def region_map(clean: np.ndarray, ignore: np.ndarray | None = None,

@@ -35,6 +35,8 @@ import numpy as np
 from pytest_crbench.errors import CRBenchDataError
 from pytest_crbench.science.metrics import Counts, fbeta
 
+__all__ = ["trimmed_rms", "group_stability"]
+
 
 def trimmed_rms(ratios, trim: float = 0.05, center: float | None = 1.0) -> float | None:
     """RMS of ``ratios`` about ``center`` after dropping the lowest and highest ``trim``.

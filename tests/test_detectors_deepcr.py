@@ -1,84 +1,34 @@
-"""Detector adapters (deepCR, astroscrappy) and detector resolution, with real models.
-
-Scenes are small synthetic ACS/WFC-like images: flat sky of 100 e- with Poisson and
-read noise, a few sharp Gaussian stars, and injected cosmic-ray hits of 1000-5000 e-
-over 1-4 pixels whose positions are the truth.
-"""
+"""deepCR adapter with the real bundled models: scores on a synthetic scene, pinned
+versions (weights + architecture + scale), tiling, inpainting, devices."""
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
 import os
-import subprocess
-import sys
-import textwrap
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import ndimage as ndi
 
-from pytest_crbench.detectors.base import Detector, Prediction, as_prediction
-from pytest_crbench.errors import CRBenchDetectorError
-from pytest_crbench.science.exposures import Exposure
+from detector_scene import make_scene, scene_with_exposure, scores
 
 pytest.importorskip("deepCR")
 torch = pytest.importorskip("torch")
 
-from pytest_crbench.detectors import specs as registry  # noqa: E402
-from pytest_crbench.detectors.astroscrappy import AstroscrappyDetector, make_detector  # noqa: E402
 from pytest_crbench.detectors.deepcr import (  # noqa: E402
     INPAINT_MODELS,
     MASK_MODELS,
     DeepCRDetector,
 )
-from pytest_crbench.detectors.specs import (  # noqa: E402
-    available_detectors,
-    detector_id,
-    load_detector,
-)
-
-USERDET = Path(__file__).parent / "userdet"
-
-
-def make_scene(n=256, seed=1, ncr=40, stars=8):
-    """(image, noiseless sky+stars, truth mask) with ``ncr`` CR hits of 1-4 pixels."""
-    rng = np.random.default_rng(seed)
-    model = np.full((n, n), 100.0)
-    yy, xx = np.mgrid[:n, :n]
-    for _ in range(stars):
-        y0, x0 = rng.uniform(10, n - 10, 2)
-        flux, s = rng.uniform(2e3, 2e4), 0.9
-        model += flux / (2 * np.pi * s * s) * np.exp(-((yy - y0) ** 2 + (xx - x0) ** 2) / (2 * s * s))
-    img = rng.poisson(model).astype(float) + rng.normal(0, 5, (n, n))
-    truth = np.zeros((n, n), bool)
-    for _ in range(ncr):
-        y, x = rng.integers(4, n - 4, 2)
-        k = rng.integers(1, 5)
-        dy, dx = [(0, 1), (1, 0), (1, 1)][rng.integers(3)]
-        for i in range(k):
-            img[y + i * dy, x + i * dx] += rng.uniform(1000, 5000)
-            truth[y + i * dy, x + i * dx] = True
-    return img.astype(np.float32), model.astype(np.float32), truth
+from pytest_crbench.detectors.base import Detector, Prediction, as_prediction  # noqa: E402
+from pytest_crbench.detectors.specs import detector_id, load_detector  # noqa: E402
+from pytest_crbench.errors import CRBenchDetectorError  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def scene():
-    img, model, truth = make_scene()
-    exp = Exposure(name="synth", sci=img, dq=np.zeros(img.shape, np.int32), exptime=500.0,
-                   read_noise=5.0, saturation=70000.0)
-    return img, model, truth, exp
-
-
-def scores(mask, truth):
-    """(recall, precision); a predicted pixel within 1 px of a CR pixel counts as correct
-    (deepCR flags the wings of a hit, as real charge diffusion would need)."""
-    near = ndi.binary_dilation(truth, structure=np.ones((3, 3), bool))
-    recall = (mask & truth).sum() / truth.sum()
-    precision = (mask & near).sum() / max(int(mask.sum()), 1)
-    return recall, precision
+    return scene_with_exposure()
 
 
 def _sha12(kind, name):
@@ -276,49 +226,10 @@ def test_gpu_matches_cpu(scene):
     assert scores(g.mask, truth)[0] >= 0.9
 
 
-# ---------------------------------------------------------------------- astroscrappy
-
-def test_astroscrappy_finds_crs(scene):
-    img, model, truth, exp = scene
-    det = make_detector()
-    assert isinstance(det, Detector) and det.threshold is None
-    pred = det.detect(img, np.zeros(img.shape, bool), exp)
-    recall, precision = scores(pred.mask, truth)
-    assert recall >= 0.8 and precision >= 0.5, (recall, precision)
-    hit = truth & pred.mask
-    assert np.median(np.abs(pred.cleaned[hit] - model[hit])) < 30
-
-
-def test_astroscrappy_respects_inmask(scene):
-    img, _, truth, exp = scene
-    ignore = np.zeros(img.shape, bool)
-    ignore[:, : img.shape[1] // 2] = True
-    pred = make_detector().detect(img, ignore, exp)
-    assert not (pred.mask & ignore).any()
-    assert (pred.mask & truth & ~ignore).sum() >= 0.8 * (truth & ~ignore).sum()
-
-
-def test_astroscrappy_version_and_parameters():
-    import astroscrappy
-
-    det = make_detector()
-    for part in (astroscrappy.__version__, "sigclip=4.5", "sigfrac=0.3", "objlim=5.0", "niter=4",
-                 "sepmed=True", "cleantype=meanmask", "fsmode=median", "gain=1"):
-        assert part in det.version
-    tuned = make_detector("astroscrappy:sigclip=6,sepmed=false", objlim=4)
-    assert tuned.params["sigclip"] == 6.0 and tuned.params["sepmed"] is False
-    assert tuned.params["objlim"] == 4.0
-    assert tuned.version != det.version and "sigclip=6.0" in tuned.version
-    with pytest.raises(CRBenchDetectorError, match="unknown parameter"):
-        AstroscrappyDetector(sigma=3)
-    with pytest.raises(CRBenchDetectorError, match="cleantype"):
-        make_detector("cleantype=best")
-
-
 # ------------------------------------------------------------------------ resolution
 
-def test_load_detector_builtin_specs(scene):
-    img, *_ = scene
+
+def test_load_detector_deepcr_specs():
     det = load_detector("deepcr:ACS-WFC-F606W-2-4", threshold=0.4)
     assert isinstance(det, DeepCRDetector) and det.threshold == 0.4
     assert detector_id(det) == "deepcr:ACS-WFC-F606W-2-4"
@@ -327,104 +238,3 @@ def test_load_detector_builtin_specs(scene):
     both = load_detector("deepcr:ACS-WFC+ACS-WFC-F606W-2-32")
     assert both.inpaint_model == "ACS-WFC-F606W-2-32"
     assert detector_id(both) == "deepcr:ACS-WFC+ACS-WFC-F606W-2-32"
-    a = load_detector("astroscrappy:sigclip=5")
-    assert isinstance(a, AstroscrappyDetector) and a.params["sigclip"] == 5.0
-    assert detector_id(a) == "astroscrappy:sigclip=5"
-
-
-def test_available_detectors_lists_every_model():
-    names = available_detectors()
-    assert all(f"deepcr:{m}" in names for m in MASK_MODELS)
-    assert "astroscrappy" in names
-
-
-def test_unknown_deepcr_model_lists_valid_ones():
-    with pytest.raises(CRBenchDetectorError) as err:
-        load_detector("deepcr:HST-NOPE")
-    assert "HST-NOPE" in str(err.value)
-    assert all(m in str(err.value) for m in MASK_MODELS)
-
-
-def test_unknown_spec_lists_accepted_forms():
-    with pytest.raises(CRBenchDetectorError) as err:
-        load_detector("no such thing")
-    msg = str(err.value)
-    assert "deepcr:<mask model>" in msg and "package.module:factory" in msg
-    assert "pytest_crbench.detectors" in msg
-
-
-def test_bad_import_path_names_module_and_error():
-    with pytest.raises(CRBenchDetectorError) as err:
-        load_detector("no_such_pkg_xyz.sub:factory")
-    assert "no_such_pkg_xyz.sub" in str(err.value) and "ModuleNotFoundError" in str(err.value)
-    with pytest.raises(CRBenchDetectorError, match="no attribute 'missing'"):
-        load_detector("pytest_crbench.detectors.deepcr:missing")
-
-
-def test_user_detector_by_import_path(monkeypatch, scene):
-    img, _, truth, exp = scene
-    monkeypatch.syspath_prepend(str(USERDET))
-    det = load_detector("mydetector:make", threshold=0.3, device="cpu")
-    assert det.threshold == 0.3 and det.device == "cpu"
-    assert detector_id(det) == "mydetector:make"
-    pred = as_prediction(det.detect(img, np.zeros(img.shape, bool), exp),
-                         threshold=det.threshold, shape=img.shape, detector=detector_id(det))
-    assert scores(pred.mask, truth)[0] >= 0.8
-    plain = load_detector("mydetector:make_plain", threshold=0.7)
-    assert plain.threshold == 0.7  # set on the object: the factory takes no threshold
-
-
-def test_factory_returning_a_non_detector(monkeypatch):
-    monkeypatch.syspath_prepend(str(USERDET))
-    with pytest.raises(CRBenchDetectorError) as err:
-        load_detector("mydetector:make_broken")
-    msg = str(err.value)
-    assert "threshold" in msg and "detect" in msg and "mydetector:make_broken" in msg
-    assert "name" not in msg.split("missing", 1)[1].split("(")[0]
-    with pytest.raises(CRBenchDetectorError, match="RuntimeError: weights not found"):
-        load_detector("mydetector:make_failing")
-
-
-def test_entry_point_discovery(tmp_path, monkeypatch):
-    dist = tmp_path / "crbench_fake_detector-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: crbench-fake-detector\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text(
-        "[pytest_crbench.detectors]\nmydet = mydetector:make_from_spec\n"
-        "brokendet = mydetector_does_not_exist:make\n")
-    monkeypatch.syspath_prepend(str(USERDET))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    names = available_detectors()
-    assert "mydet" in names and "brokendet" in names
-    det = load_detector("mydet:nsigma=6", threshold=0.25)
-    assert det.nsigma == 6.0 and det.threshold == 0.25
-    assert detector_id(det) == "mydet:nsigma=6"
-    assert load_detector("mydet").nsigma == 8.0
-    with pytest.raises(CRBenchDetectorError, match="entry point 'brokendet'"):
-        load_detector("brokendet")
-
-
-def test_astroscrappy_entry_point_is_declared():
-    from importlib.metadata import entry_points
-
-    eps = {ep.name: ep for ep in entry_points(group=registry.ENTRY_POINT_GROUP)}
-    if "astroscrappy" not in eps:
-        pytest.skip("package metadata predates the entry point (reinstall pytest-crbench)")
-    factory = eps["astroscrappy"].load()
-    assert factory is make_detector
-    assert isinstance(factory(""), AstroscrappyDetector)
-
-
-def test_registry_import_does_not_import_torch():
-    code = textwrap.dedent("""
-        import sys
-        import pytest_crbench.detectors.specs as r
-        import pytest_crbench.detectors.deepcr, pytest_crbench.detectors.astroscrappy
-        names = r.available_detectors()
-        assert "deepcr:ACS-WFC" in names, names
-        bad = [m for m in ("torch", "deepCR", "learned_models") if m in sys.modules]
-        assert not bad, bad
-        print("ok")
-    """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and "ok" in out.stdout, out.stderr
