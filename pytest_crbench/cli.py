@@ -1,5 +1,10 @@
-"""``crbench`` command line: ``crbench data list|fetch|verify|add|seed`` and ``crbench compare``.
+"""``crbench`` command line: ``crbench evaluate``, ``crbench data list|fetch|verify|add|seed``
+and ``crbench compare``.
 
+    crbench evaluate --model deepcr:ACS-WFC --dataset sim-full --scheduler tcp://host:8786 \
+        --json results.json                 the benchmark outside pytest (batch jobs on a
+                                            cluster): the same evaluation, the same JSON,
+                                            report and floors as ``pytest --crbench``
     crbench compare BASE.json CANDIDATE.json
                                             paired comparison of two saved runs
                                             (see :mod:`pytest_crbench.compare_runs`)
@@ -17,9 +22,15 @@ pyproject.toml, else ``$CRBENCH_DATA_DIR``, else the platform cache), ``--offlin
 ``--lock-timeout SECONDS`` (how long to wait for a cache lock another process holds).
 ``add`` validates everything (names, hashes, that each file loads, the group) before it
 writes anything; a read-only cache can be listed and verified.
-Exit status: 0 success, 1 a data problem (missing, corrupted, refused), 2 usage error;
+Exit status: 0 success, 1 a data problem (missing, corrupted, refused) or, for
+``evaluate``, a floor not met or a detector that failed, 2 usage error;
 ``crbench compare``: 0 no significant regression, 1 a significant regression, 2 the files
 cannot be compared (or a usage error).
+
+``crbench evaluate`` takes every pytest-crbench option as ``--<name>`` (``--model``,
+``--dataset``, ``--scheduler``, ``--json`` …, the flags of ``pytest --crbench`` without
+their ``crbench-`` prefix); options not given come from ``[tool.crbench]`` of
+``--project`` (default: ./pyproject.toml), then the defaults.
 """
 
 from __future__ import annotations
@@ -30,7 +41,7 @@ import sys
 import time
 from pathlib import Path
 
-from pytest_crbench.errors import CRBenchError
+from pytest_crbench.errors import CRBenchConfigError, CRBenchError
 
 __all__ = ["build_parser", "main"]
 
@@ -315,11 +326,70 @@ def cmd_add(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    """Evaluate every configured detector on every configured dataset, run the gate
+    checks of ``pytest --crbench`` (same checks, same outputs) and write the outputs."""
+    from pytest_crbench.bench.preflight import preflight
+    from pytest_crbench.bench.run import BenchSession
+    from pytest_crbench.bench.settings import OPTIONS, read_tool_table, resolve
+    from pytest_crbench.detectors.specs import check_spec
+    from pytest_crbench.reporting.outputs import write_masks, write_outputs
+    from pytest_crbench.reporting.terminal import summary_lines
+
+    project = Path(args.project) if args.project else Path.cwd() / "pyproject.toml"
+    if args.project and not project.is_file():
+        raise CRBenchConfigError(f"--project {project}: no such file")
+    tool = read_tool_table(project)
+    flags = {o.name: getattr(args, o.name) for o in OPTIONS}
+    settings = resolve(flags, tool, {}, tool_file=project if tool else None)
+    for spec in settings.model + ([settings.baseline] if settings.baseline else []):
+        check_spec(spec)  # the start-up checks of pytest --crbench
+    bench = BenchSession(settings)
+    failed, broken = [], {}
+    try:
+        preflight(bench)
+        for check in bench.checks:
+            pair = (check.detector, check.dataset)
+            if pair in broken:
+                continue
+            try:
+                outcome = bench.check(check)
+            except CRBenchError as exc:
+                broken[pair] = exc
+                failed.append(f"{check.detector} on {check.dataset}: {exc}")
+                continue
+            if not outcome.passed and not outcome.skip:
+                failed.append(outcome.message or f"{check}: failed")
+        for line in summary_lines(bench):
+            print(line)
+        for line in write_masks(bench) + write_outputs(bench):
+            print(line)
+    finally:
+        bench.close()
+    for line in failed:
+        print(f"FAILED {line}", file=sys.stderr)
+    print(f"{len(bench.outcomes)} checks, {len(failed)} failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from pytest_crbench.bench.settings import OPTIONS
     from pytest_crbench.science.exposures import GROUP_KINDS
 
     parser = argparse.ArgumentParser(prog="crbench", description="pytest-crbench tools")
     sub = parser.add_subparsers(dest="command", required=True)
+    ev = sub.add_parser("evaluate", help="run the benchmark outside pytest (batch jobs)",
+                        description=cmd_evaluate.__doc__)
+    ev.add_argument("--project", metavar="PATH", help="pyproject.toml whose [tool.crbench] "
+                    "supplies the options not given here (default: ./pyproject.toml)")
+    for opt in OPTIONS:
+        kwargs = dict(dest=opt.name, default=None, help=opt.help)
+        if opt.convert.__name__ == "_bool":
+            kwargs.update(action="store_const", const=True)
+        else:
+            kwargs.update(action="append" if opt.repeat else "store", metavar=opt.metavar)
+        ev.add_argument("--" + opt.name.replace("_", "-"), **kwargs)
+    ev.set_defaults(func=cmd_evaluate)
     data = sub.add_parser("data", help="manage the real-data cache",
                           description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     dsub = data.add_subparsers(dest="action", required=True)

@@ -43,7 +43,7 @@ from pytest_crbench.bench.records import (DensityAnalysis, DensityQuantity, Expo
 from pytest_crbench.errors import CRBenchDataError, CRBenchError
 from pytest_crbench.science.photometry import PhotometryConfig
 
-__all__ = ["StarCatalog", "find_catalog", "ExposurePhotometry", "Analysis", "analyse",
+__all__ = ["StarCatalog", "find_catalog", "add_group_stars", "finish_catalog", "ExposurePhotometry", "Analysis", "analyse",
            "GALLERY_SIZE", "STAMP_HALF"]
 
 #: gallery stamps kept per (detector, dataset): the worst anomalous stars
@@ -69,7 +69,7 @@ class StarCatalog:
 def find_catalog(prepared: PreparedDataset, config: PhotometryConfig | None = None
                  ) -> StarCatalog:
     """Find and match the stars of each group on its clean references."""
-    from pytest_crbench.science.photometry import find_group_stars
+    from pytest_crbench.science.photometry import find_stars, star_list_name
 
     config = config or PhotometryConfig()
     by_group: dict[str, list[PreparedExposure]] = {}
@@ -77,20 +77,42 @@ def find_catalog(prepared: PreparedDataset, config: PhotometryConfig | None = No
         by_group.setdefault(pe.group.name, []).append(pe)
     catalog = StarCatalog({}, config)
     for name, pes in by_group.items():
-        group = pes[0].group
-        headers = [pe.exposure.wcs_header for pe in pes] if group.kind == "dithered" else None
-        try:
-            lists = find_group_stars([pe.clean for pe in pes], [pe.ignore for pe in pes],
-                                     config, group=name,
-                                     names=[pe.exposure.name for pe in pes],
-                                     wcs_headers=headers)
-        except CRBenchDataError as exc:
-            catalog.notes.append(f"group {name!r} left out of the photometry: {exc}")
-            continue
-        for pe, stars in zip(pes, lists):
-            catalog.stars[(name, pe.exposure.name)] = stars
+        lists = []
+        for pe in pes:
+            try:
+                lists.append(find_stars(pe.clean, pe.ignore, config,
+                                        name=star_list_name(name, pe.exposure.name)))
+            except CRBenchDataError as exc:
+                lists.append(exc)
+                break  # as find_group_stars: the first exposure without stars decides
+        add_group_stars(catalog, pes[0].group, [pe.exposure for pe in pes], lists)
+    return finish_catalog(catalog, prepared.dataset.name)
+
+
+def add_group_stars(catalog: StarCatalog, group, exposures, lists: list) -> None:
+    """Match one group's star lists (:func:`find_stars` results, or the error of the
+    first exposure without stars) into ``catalog``, or note why the group is left out.
+    The one place where a serial and a distributed run assemble the catalog."""
+    from pytest_crbench.science.photometry import harmonise_group_stars
+
+    names = [e.name for e in exposures]
+    headers = [e.wcs_header for e in exposures] if group.kind == "dithered" else None
+    try:
+        for item in lists:
+            if isinstance(item, BaseException):
+                raise item
+        harmonised = harmonise_group_stars(lists, catalog.config, group=group.name,
+                                           names=names, wcs_headers=headers)
+    except CRBenchDataError as exc:
+        catalog.notes.append(f"group {group.name!r} left out of the photometry: {exc}")
+        return
+    for nm, stars in zip(names, harmonised):
+        catalog.stars[(group.name, nm)] = stars
+
+
+def finish_catalog(catalog: StarCatalog, dataset: str) -> StarCatalog:
     if not catalog.stars:
-        catalog.error = (f"dataset {prepared.dataset.name!r}: no star found in any group, so "
+        catalog.error = (f"dataset {dataset!r}: no star found in any group, so "
                          "no photometry: " + "; ".join(catalog.notes))
     return catalog
 
@@ -112,16 +134,20 @@ class ExposurePhotometry:
         self.cleaned_by_detector = 0
 
     def __call__(self, pe: PreparedExposure, pred) -> None:
+        self.add(self.measure(pe, pred, self.catalog.get(pe)))
+
+    def measure(self, pe: PreparedExposure, pred, stars: np.ndarray | None) -> dict[str, Any]:
+        """Photometry of one exposure and its gallery candidates: a small record (no
+        image), computed where the exposure lies (a Dask worker in distributed runs)."""
         from pytest_crbench.science.cleaning import cleaned_image
         from pytest_crbench.science.photometry import PHOT_DTYPE, measure_stars
 
-        stars = self.catalog.get(pe)
         record = {"group": pe.group.name, "exposure": pe.exposure.name,
                   "exptime": float(pe.exposure.exptime), "cr_fraction": pe.cr_fraction,
                   "date": pe.group.date_obs, "stars": np.zeros(0, dtype=PHOT_DTYPE)}
-        self.records.append(record)
+        out = {"record": record, "gallery": [], "note": None, "cleaned": False}
         if stars is None or len(stars) == 0:
-            return
+            return out
         try:
             cleaned = cleaned_image(pe.exposure.sci, pred.mask, pred.cleaned, pe.ignore,
                                     method=self.fill_method)
@@ -129,33 +155,53 @@ class ExposurePhotometry:
                                   pe.ignore, stars, self.catalog.config,
                                   exposure=pe.exposure.name)
         except CRBenchError as exc:
-            self.notes.append(f"exposure {pe.exposure.name!r}: photometry failed: {exc}")
-            return
-        self.cleaned_by_detector += pred.cleaned is not None
+            out["note"] = f"exposure {pe.exposure.name!r}: photometry failed: {exc}"
+            return out
+        out["cleaned"] = pred.cleaned is not None
         record["stars"] = table
-        self._gallery(pe, cleaned, table)
+        out["gallery"] = self._gallery(pe, cleaned, table, [])
+        return out
 
-    def _gallery(self, pe: PreparedExposure, cleaned: np.ndarray, table: np.ndarray) -> None:
-        """Keep the ``gallery_size`` worst stars seen so far (worst first), with stamps."""
+    def add(self, outcome: dict[str, Any]) -> None:
+        """Merge one :meth:`measure` result (in exposure order)."""
+        self.records.append(outcome["record"])
+        if outcome["note"]:
+            self.notes.append(outcome["note"])
+        self.cleaned_by_detector += bool(outcome["cleaned"])
+        for entry in outcome["gallery"]:
+            self._keep(self.gallery, entry)
+
+    def _keep(self, gallery: list, entry: dict) -> bool:
+        """Insert ``entry`` if it is among the ``gallery_size`` worst; False when full
+        and not worse than the last (ties keep the earlier entry)."""
+        if len(gallery) >= self.gallery_size and entry["_dev"] <= gallery[-1]["_dev"]:
+            return False
+        gallery.append(entry)
+        gallery.sort(key=lambda e: -e["_dev"])
+        del gallery[self.gallery_size:]
+        return True
+
+    def _gallery(self, pe: PreparedExposure, cleaned: np.ndarray, table: np.ndarray,
+                 gallery: list) -> list:
+        """The ``gallery_size`` worst stars of this exposure (worst first), with stamps."""
         from pytest_crbench.science.gallery import gallery_stamps, ratio_deviation, worst_stars
 
         if self.gallery_size <= 0:
-            return
+            return gallery
         for row in worst_stars(table, self.gallery_size):
             dev = float(ratio_deviation(row["ratio_cleaned"]))
-            if len(self.gallery) >= self.gallery_size and dev <= self.gallery[-1]["_dev"]:
+            if len(gallery) >= self.gallery_size and dev <= gallery[-1]["_dev"]:
                 break  # rows come worst first, by the same deviation: none later qualifies
             stamps = gallery_stamps(pe.exposure.sci, pe.clean, cleaned, float(row["x"]),
                                     float(row["y"]), half=self.stamp_half)
-            self.gallery.append({
+            self._keep(gallery, {
                 "_dev": dev, "group": pe.group.name, "exposure": pe.exposure.name,
                 "star_id": int(row["star_id"]), "x": float(row["x"]), "y": float(row["y"]),
                 "radius": float(row["radius"]), "area": int(row["area"]),
                 "ratio_cleaned": _finite(row["ratio_cleaned"]),
                 "ratio_original": _finite(row["ratio_original"]),
                 "stamps": {k: v.tolist() for k, v in stamps.items()}})
-            self.gallery.sort(key=lambda e: -e["_dev"])
-            del self.gallery[self.gallery_size:]
+        return gallery
 
 
 def _finite(v) -> float | None:
@@ -235,7 +281,7 @@ def _stability(ev: Evaluation, prepared: PreparedDataset,
 
     region = region_name(min(prepared.ks))
     groups: dict[str, dict[str, Any]] = {}
-    dates = {pe.group.name: pe.group.date_obs for pe in prepared.exposures}
+    dates = {rec["group"]: rec["date"] for rec in records}
     for er in ev.exposures:
         g = groups.setdefault(er.group, {"group": er.group, "date": dates.get(er.group, ""),
                                          "tp": 0, "fp": 0, "fn": 0, "ratios": []})

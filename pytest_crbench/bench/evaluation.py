@@ -20,15 +20,16 @@ from pytest_crbench.bench.records import AuditRow, DatasetSummary
 from pytest_crbench.errors import CRBenchDetectorError, CRBenchError
 from pytest_crbench.science.metrics import Counts, ScoreSet, confusion
 from pytest_crbench.science.exposures import Dataset, Exposure, Group
-from pytest_crbench.science.reference import ReferenceConfig, build_reference
+from pytest_crbench.science.reference import ReferenceConfig, build_reference, reference_for
 from pytest_crbench.science.truth import (
-    DEFAULT_TRUTH_SNR, TruthClasses, audit_reference, truth_classes)
+    DEFAULT_TRUTH_SNR, TruthClasses, audit_counts, truth_classes)
 from pytest_crbench.science.background import background
 from pytest_crbench.science.regions import region_map, region_names, regions_from_map
 from pytest_crbench.science.sweeps import ThresholdSweep
 
-__all__ = ["PreparedExposure", "PreparedDataset", "prepare", "ExposureResult",
-           "Evaluation", "run_detector", "evaluate"]
+__all__ = ["PreparedExposure", "PreparedDataset", "prepare", "prepare_exposure",
+           "ExposureResult", "Evaluation", "run_detector", "evaluate", "score_exposure",
+           "exposure_sweep", "MOSTLY_IGNORED"]
 
 
 @dataclass
@@ -86,6 +87,53 @@ class PreparedDataset:
 MOSTLY_IGNORED = 0.5
 
 
+def _finish_exposure(group: Group, exp: Exposure, clean: np.ndarray, crmask: np.ndarray,
+                     ignore: np.ndarray, ks, truth_snr: float
+                     ) -> tuple[PreparedExposure, dict, str | None]:
+    """Region map, truth classes and note of one exposure whose reference is known."""
+    note = None
+    frac = float(ignore.mean())
+    if frac > MOSTLY_IGNORED:
+        note = (f"{exp.source or exp.name}: {100 * frac:.0f} % of the pixels are ignored "
+                f"(DQ != 0, or near a pixel above the saturation level "
+                f"{exp.saturation:g} e-): its scores rest on the other "
+                f"{100 * (1 - frac):.0f} %")
+    if ignore.all():  # nothing to score here (the note above says so): no region
+        rmap, rms = np.zeros(clean.shape, np.int16), float("nan")
+    else:
+        bkg = background(clean, ignore)
+        rmap, rms = region_map(clean, ignore, ks, bkg=bkg), bkg.rms
+    pe = PreparedExposure(group, exp, clean, crmask, ignore, rmap, rms,
+                          truth_classes(exp, truth_snr))
+    return pe, regions_from_map(rmap, ks), note
+
+
+def _audit_rows(pe: PreparedExposure, regions: dict) -> list[dict]:
+    """The per-region reference-audit rows of one exposure (as
+    :func:`~pytest_crbench.science.truth.audit_reference`); none without truth."""
+    if pe.truth is None:
+        return []
+    return [{"group": pe.group.name, "exposure": pe.exposure.name, "region": name,
+             "truth": pe.truth.label(),
+             **audit_counts(pe.crmask, pe.ignore, pe.truth, pe.exposure.crtruth,
+                            region).as_dict()}
+            for name, region in regions.items()]
+
+
+def prepare_exposure(group: Group, i: int, ks, ref_config: ReferenceConfig | None = None,
+                     truth_snr: float = DEFAULT_TRUTH_SNR
+                     ) -> tuple[PreparedExposure, list[dict], str | None]:
+    """Reference (strip-wise, :func:`~pytest_crbench.science.reference.reference_for`),
+    star-region map, truth classes, per-region reference-audit rows (empty without
+    truth) and the note of a mostly ignored exposure (or None) of exposure ``i`` of
+    ``group``: what every detector shares, computed once per exposure.  The same
+    records as :func:`prepare` gives for that exposure (a distributed run uses this)."""
+    exp = group.exposures[i]
+    clean, crmask, ignore = reference_for(group, i, ref_config or ReferenceConfig())
+    pe, regions, note = _finish_exposure(group, exp, clean, crmask, ignore, ks, truth_snr)
+    return pe, _audit_rows(pe, regions), note
+
+
 def prepare(dataset: Dataset, ks, ref_config: ReferenceConfig | None = None,
             truth_snr: float = DEFAULT_TRUTH_SNR) -> PreparedDataset:
     """References (by ``ref_config``'s rule), region maps, truth classes and the
@@ -100,24 +148,13 @@ def prepare(dataset: Dataset, ks, ref_config: ReferenceConfig | None = None,
     prepared, audit, notes = [], [], []
     for group in dataset.groups:
         ref = build_reference(group, ref_config)
-        regions = []
         for exp, clean, crmask, ignore in zip(group.exposures, ref.clean, ref.crmask, ref.ignore):
-            frac = float(ignore.mean())
-            if frac > MOSTLY_IGNORED:
-                notes.append(
-                    f"{exp.source or exp.name}: {100 * frac:.0f} % of the pixels are ignored "
-                    f"(DQ != 0, or near a pixel above the saturation level "
-                    f"{exp.saturation:g} e-): its scores rest on the other "
-                    f"{100 * (1 - frac):.0f} %")
-            if ignore.all():  # nothing to score here (the note above says so): no region
-                rmap, rms = np.zeros(clean.shape, np.int16), float("nan")
-            else:
-                bkg = background(clean, ignore)
-                rmap, rms = region_map(clean, ignore, ks, bkg=bkg), bkg.rms
-            regions.append(regions_from_map(rmap, ks))
-            prepared.append(PreparedExposure(group, exp, clean, crmask, ignore, rmap, rms,
-                                             truth_classes(exp, truth_snr)))
-        audit.extend(audit_reference(group, ref, regions, truth_snr))
+            pe, regions, note = _finish_exposure(group, exp, clean, crmask, ignore, ks,
+                                                 truth_snr)
+            prepared.append(pe)
+            audit.extend(_audit_rows(pe, regions))
+            if note is not None:
+                notes.append(note)
     return PreparedDataset(dataset, sorted(ks), prepared, audit, time.perf_counter() - t0,
                            notes=notes, reference=ref_config, truth_snr=truth_snr)
 
@@ -275,26 +312,50 @@ def evaluate(detector, prepared: PreparedDataset, *, spec: str | None = None,
                         threshold=getattr(detector, "threshold", None),
                         truth=prepared.truth_label)
     for pe in prepared.exposures:
-        t0 = time.perf_counter()
-        pred = run_detector(detector, pe.exposure, pe.ignore, spec=spec)
-        seconds = time.perf_counter() - t0
-        regions = regions_from_map(pe.rmap, prepared.ks)
-        counts = {name: confusion(pred.mask, pe.crmask, pe.ignore, region)
-                  for name, region in regions.items()}
-        truth_counts = excluded = None
-        if pe.truth is not None:
-            left_out = pe.ignore | pe.truth.excluded
-            truth_counts = {name: confusion(pred.mask, pe.truth.crmask, left_out, region)
-                            for name, region in regions.items()}
-            excluded = {name: int(np.count_nonzero(pe.truth.excluded & ~pe.ignore & region))
-                        for name, region in regions.items()}
-        result.exposures.append(ExposureResult(pe.group.name, pe.exposure.name, counts,
-                                               pred.mask, seconds, pe.cr_fraction,
-                                               truth_counts, excluded))
-        if pred.probability is not None:  # threshold sweep: counts only, in the same pass
-            if result.sweep is None:
-                result.sweep = ThresholdSweep(prepared.ks)
-            result.sweep.add(pred.probability, pe.crmask, pe.ignore, pe.rmap)
+        er, pred = score_exposure(detector, pe, prepared.ks, spec=spec)
+        result.exposures.append(er)
+        sweep = exposure_sweep(pred, pe, prepared.ks)
+        if sweep is not None:  # threshold sweep: counts only, in the same pass
+            result.sweep = sweep if result.sweep is None else result.sweep + sweep
         if on_exposure is not None:
             on_exposure(pe, pred)
     return result
+
+
+def score_exposure(detector, pe: PreparedExposure, ks, *, spec: str | None = None
+                   ) -> tuple[ExposureResult, Prediction]:
+    """Run ``detector`` on one prepared exposure and count TP/FP/FN in every region.
+
+    The one per-exposure step of a serial and of a distributed run; the seconds are
+    the detector's alone (GPU-synchronised when the detector can wait for its device).
+    """
+    from pytest_crbench.bench.timing import synced_timer
+
+    t0 = synced_timer()
+    pred = run_detector(detector, pe.exposure, pe.ignore, spec=spec)
+    sync = getattr(detector, "synchronize", None)
+    if sync is not None:
+        sync()
+    seconds = synced_timer() - t0
+    regions = regions_from_map(pe.rmap, ks)
+    counts = {name: confusion(pred.mask, pe.crmask, pe.ignore, region)
+              for name, region in regions.items()}
+    truth_counts = excluded = None
+    if pe.truth is not None:
+        left_out = pe.ignore | pe.truth.excluded
+        truth_counts = {name: confusion(pred.mask, pe.truth.crmask, left_out, region)
+                        for name, region in regions.items()}
+        excluded = {name: int(np.count_nonzero(pe.truth.excluded & ~pe.ignore & region))
+                    for name, region in regions.items()}
+    return ExposureResult(pe.group.name, pe.exposure.name, counts, pred.mask, seconds,
+                          pe.cr_fraction, truth_counts, excluded), pred
+
+
+def exposure_sweep(pred: Prediction, pe: PreparedExposure, ks) -> ThresholdSweep | None:
+    """The threshold-sweep counts of one exposure (None for a detector without
+    probabilities); :func:`evaluate` and a distributed run add them in exposure order."""
+    if pred.probability is None:
+        return None
+    sweep = ThresholdSweep(sorted(ks))
+    sweep.add(pred.probability, pe.crmask, pe.ignore, pe.rmap)
+    return sweep

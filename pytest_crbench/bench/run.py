@@ -55,6 +55,8 @@ class BenchSession:
     _runs: Memo = field(default_factory=Memo, repr=False)
     _smoke: Memo = field(default_factory=Memo, repr=False)
     _checks: list[Check] | None = field(default=None, repr=False)
+    _distributed: Memo = field(default_factory=Memo, repr=False)
+    _engine: Any = field(default=None, repr=False)
     _comparisons: Memo = field(default_factory=Memo, repr=False)
     _intervals: Memo = field(default_factory=Memo, repr=False)
     made_with: dict[str, dict] = field(default_factory=dict)
@@ -82,7 +84,8 @@ class BenchSession:
         from pytest_crbench.detectors.specs import load_detector
 
         return self._detectors.get(spec, lambda: load_detector(
-            spec, threshold=self.settings.threshold, device=self.settings.device))
+            spec, threshold=self.settings.threshold, device=self.settings.device,
+            precision=self.settings.precision))
 
     def dataset(self, name: str):
         """The loaded :class:`~pytest_crbench.science.exposures.Dataset` (built or fetched once)."""
@@ -108,11 +111,54 @@ class BenchSession:
 
         return self._catalogs.get(dataset, lambda: find_catalog(self.prepared(dataset)))
 
+    # -- the Dask engine of --crbench-scheduler ------------------------------------------
+    def engine(self):
+        """The :class:`~pytest_crbench.bench.distributed.DaskEngine` (started on first use)."""
+        if self._engine is None:
+            from pytest_crbench.bench.distributed import DaskEngine
+
+            self._engine = DaskEngine(self.settings.scheduler)
+        return self._engine
+
+    def close(self) -> None:
+        """Shut down the Dask client (and a LocalCluster this run started)."""
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.close()
+
+    def _distributed_run(self, dataset: str):
+        """Every configured detector on ``dataset`` on the cluster, in one pass that
+        shares the references (:mod:`pytest_crbench.bench.distributed`)."""
+        from pytest_crbench.bench.distributed import WorkerOptions
+
+        def make():
+            result = self.engine().evaluate(
+                dataset, list(self.settings.model), WorkerOptions.from_settings(self.settings),
+                anomalous_level=self.settings.anomalous_level)
+            self.results.summaries[dataset] = result.summary
+            return result
+
+        return self._distributed.get(dataset, make)
+
     def run(self, spec: str, dataset: str) -> DetectorRun:
         """Pixel scores, photometry, density and stability of ``spec`` on ``dataset``,
-        computed in one pass over the exposures (the cleaned images are never kept)."""
+        computed in one pass over the exposures (the cleaned images are never kept);
+        with ``--crbench-scheduler`` on a Dask cluster, every configured detector at
+        once, with the same results."""
         from pytest_crbench.bench.analysis import ExposurePhotometry, analyse
         from pytest_crbench.datasets.loading import domain_note
+
+        if self.settings.scheduler is not None and spec in self.settings.model:
+            def make_distributed():
+                result = self._distributed_run(dataset)
+                if spec in result.errors:
+                    raise result.errors[spec]
+                ev, analysis = result.evaluations[spec], result.analyses[spec]
+                self.results.add_note(spec, dataset, result.notes.get(spec))
+                self.results.add_run(ev, analysis)
+                return DetectorRun(ev, analysis)
+
+            return self._runs.get((spec, dataset), make_distributed)
 
         def make():
             detector, prepared = self.detector(spec), self.prepared(dataset)

@@ -25,6 +25,7 @@ __all__ = ["DEFAULT_MODELS", "DEFAULT_DATASETS", "DEVICES", "FILL_METHODS", "Opt
 DEFAULT_MODELS = ("deepcr:ACS-WFC", "astroscrappy")
 DEFAULT_DATASETS = ("sim",)
 DEVICES = ("cpu", "cuda", "auto")
+PRECISIONS = ("fp32", "bf16", "fp16")
 REFERENCE_RULES = ("astrodrizzle", "noise")  # = science.reference.REFERENCE_RULES (tested)
 FILL_METHODS = ("median", "idw")
 
@@ -138,6 +139,32 @@ def _device(value: Any, what: str) -> str:
     return v
 
 
+def _precision(value: Any, what: str) -> str:
+    v = str(value).strip().lower()
+    if v not in PRECISIONS:
+        raise CRBenchConfigError(
+            f"{what}: expected one of {', '.join(PRECISIONS)}, got {value!r}")
+    return v
+
+
+def _scheduler(value: Any, what: str) -> str | None:
+    """``local:N`` (a LocalCluster of N worker processes) or a scheduler address."""
+    if value is None or value == "":
+        return None
+    v = str(value).strip()
+    if v.startswith("local:"):
+        n = v[len("local:"):]
+        if not n.isdigit() or not 1 <= int(n) <= 256:
+            raise CRBenchConfigError(
+                f"{what}: local:N needs N workers from 1 to 256, got {value!r}")
+        return f"local:{int(n)}"
+    if "://" in v and v.split("://", 1)[1]:
+        return v
+    raise CRBenchConfigError(
+        f"{what}: expected local:N or a Dask scheduler address such as "
+        f"tcp://host:8786, got {value!r}")
+
+
 def _fill_method(value: Any, what: str) -> str:
     v = str(value).strip().lower()
     if v not in FILL_METHODS:
@@ -242,6 +269,14 @@ OPTIONS: tuple[Option, ...] = (
            metavar="P"),
     Option("device", "where neural detectors run: cpu, cuda or auto (default: cpu)", "cpu",
            _device, metavar="DEVICE"),
+    Option("precision", "arithmetic of neural detectors: fp32 (exact), bf16 or fp16 "
+           "(torch.autocast; mask agreement with fp32 is measured in benchmarks/; fp16 "
+           "refuses images beyond the float16 range) (default: fp32)", "fp32", _precision,
+           metavar="P"),
+    Option("scheduler", "evaluate on a Dask cluster: local:N starts a LocalCluster of N "
+           "worker processes, tcp://host:port joins a running scheduler; the per-exposure "
+           "work runs on the workers and only small records come back (default: in this "
+           "process)", None, _scheduler, metavar="ADDRESS"),
     Option("floors", "TOML file of score floors to assert", None, _str, path=True,
            metavar="PATH"),
     Option("generate_floors", "write a floors TOML from this run to PATH: floors are the "
@@ -316,6 +351,8 @@ class Settings:
     truth_snr: float
     threshold: float | None
     device: str
+    precision: str
+    scheduler: str | None
     floors: Path | None
     generate_floors: Path | None
     floors_confidence: float

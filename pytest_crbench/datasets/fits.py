@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import dataclass
 import warnings
 from pathlib import Path
 from typing import Iterable
@@ -232,6 +233,65 @@ def _read_exposures(fits, path: Path, stem: str) -> list[Exposure]:
                 wcs_header=wcs if "CRVAL1" in wcs else None, source=where,
             ))
     return exposures
+
+
+class RowReader:
+    """Rows of one image extension of a FITS file, read when sliced (``reader[a:b]``,
+    native byte order, ``dtype``): nothing of the image is kept in memory."""
+
+    def __init__(self, path: str | os.PathLike, extname: str, ver: int = 1, *,
+                 dtype=np.float32) -> None:
+        from astropy.io import fits
+
+        self.path, self.ext, self.dtype = Path(path), (extname, ver), np.dtype(dtype)
+        with fits.open(self.path, memmap=False) as hdul:
+            header = hdul[self.ext].header
+            self.shape = (int(header["NAXIS2"]), int(header["NAXIS1"]))
+
+    def __getitem__(self, rows) -> np.ndarray:
+        from astropy.io import fits
+
+        with fits.open(self.path, memmap=False) as hdul:
+            return native(hdul[self.ext].section[rows], self.dtype)
+
+
+@dataclass
+class LazyExposure:
+    """An exposure whose SCI and DQ stay in their (single-chip, electron) file: what the
+    strip-wise reference of *another* exposure of the group reads (:class:`RowReader`)."""
+
+    name: str
+    sci: RowReader
+    dq: RowReader
+    exptime: float
+    read_noise: float
+    instrument: str = "UNKNOWN"
+    detector: str = "UNKNOWN"
+    date_obs: str = ""
+    wcs_header: dict | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.sci.shape
+
+
+def lazy_exposure(path: str | os.PathLike, *, name: str) -> LazyExposure:
+    """The first chip of ``path`` (SCI in electrons, as the simulated presets write it)
+    as a :class:`LazyExposure`: only the headers are read."""
+    from astropy.io import fits
+
+    with fits.open(path, memmap=False) as hdul:
+        sci = hdul["SCI", 1].header
+        if str(sci.get("BUNIT", "")).upper() not in ("ELECTRONS", "ELECTRON", "E-"):
+            raise CRBenchDataError(f"{path}[SCI,1]: a lazily read exposure must be in "
+                                   f"electrons, BUNIT is {sci.get('BUNIT')!r}")
+        facts = header_facts(hdul[0].header, sci, where=f"{path}[SCI,1]")
+    return LazyExposure(
+        name=name, sci=RowReader(path, "SCI"), dq=RowReader(path, "DQ", dtype=np.int32),
+        exptime=facts["exptime"],
+        read_noise=facts["read_noise"] if facts["read_noise"] is not None else 5.0,
+        instrument=facts["instrument"], detector=facts["detector"],
+        date_obs=facts["date_obs"])
 
 
 def write_exposures(path: str | os.PathLike, exposures: Iterable[Exposure],

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import erf
 
-__all__ = ["CR_FRACTION_PER_1000S", "CR_PIXEL_FLOOR", "CR_MEAN_PIXELS", "decimal_year",
+__all__ = ["deposit_sparse", "CR_FRACTION_PER_1000S", "CR_PIXEL_FLOOR", "CR_MEAN_PIXELS", "decimal_year",
            "cr_fraction_per_1000s", "cr_event_rate", "CosmicRays", "sample_cr_events",
            "deposit_cosmic_rays", "simulate_cosmic_rays"]
 
@@ -106,13 +106,32 @@ def deposit_cosmic_rays(shape: tuple[int, int], events: dict) -> CosmicRays:
     fell inside the image; ``events["charge"]`` is replaced by that charge and
     ``events["npix"]`` records the affected pixels.
     """
+    pix, charge, ev = _deposit(shape, events)
+    crtruth = np.bincount(pix, weights=charge, minlength=shape[0] * shape[1]).reshape(shape)
+    return CosmicRays(crtruth.astype(np.float32), ev)
+
+
+def deposit_sparse(shape: tuple[int, int], events: dict
+                   ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """:func:`deposit_cosmic_rays` without the image: flat pixel indices (sorted) and
+    their charges (e-, one entry per event and pixel), and the updated event table.
+    Chips too large for a full-frame image (:mod:`pytest_crbench.datasets.csst`) add
+    them strip by strip."""
+    pix, charge, ev = _deposit(shape, events)
+    order = np.argsort(pix, kind="stable")
+    return pix[order], charge[order], ev
+
+
+def _deposit(shape: tuple[int, int], events: dict
+             ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """The pixels (flat indices, in event order) and charges of :func:`deposit_cosmic_rays`."""
     ny, nx = shape
     npix_img = ny * nx
     ev = {k: np.asarray(v, dtype=float).copy() for k, v in events.items()}
     n = ev["x"].size
     if n == 0:
         ev["npix"] = np.zeros(0, int)
-        return CosmicRays(np.zeros(shape, np.float32), ev)
+        return np.zeros(0, np.int64), np.zeros(0), ev
     # --- points along each track (symmetrical about the centre) -------------------------
     k_pts = np.maximum(1, np.ceil(ev["length"] / 0.5).astype(int) + 1)
     eid = np.repeat(np.arange(n), k_pts)
@@ -155,10 +174,9 @@ def deposit_cosmic_rays(shape: tuple[int, int], events: dict) -> CosmicRays:
     kept = np.bincount(e_k, weights=c_k, minlength=n)
     scale = np.divide(in_image, kept, out=np.zeros(n), where=kept > 0)
     c_k = c_k * scale[e_k]
-    crtruth = np.bincount(pix_k, weights=c_k, minlength=npix_img).reshape(shape)
     ev["charge"] = in_image
     ev["npix"] = np.bincount(e_k, minlength=n)
-    return CosmicRays(crtruth.astype(np.float32), ev)
+    return pix_k, c_k, ev
 
 
 def simulate_cosmic_rays(shape: tuple[int, int], exptime: float, *, date: str,

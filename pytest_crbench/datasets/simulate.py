@@ -64,6 +64,9 @@ class SimSpec:
     groups: tuple[GroupSpec, ...]
     seed: int = 20230501
     description: str = ""
+    #: simulated camera written strip by strip (:mod:`pytest_crbench.datasets.csst`);
+    #: "" = the ACS/WFC simulator of this module, whole chips in memory
+    camera: str = ""
 
     @property
     def n_groups(self) -> int:
@@ -111,6 +114,12 @@ PRESETS: dict[str, SimSpec] = {
         (GroupSpec("2012-06-20", (400.0, 1000.0, 2000.0)),
          GroupSpec("2019-08-11", (600.0, 1500.0, 3000.0))), seed=20230503,
         description="2 groups x 3 exposures of 128x128, for fast tests",
+    ),
+    "sim-csst": SimSpec(
+        "sim-csst", (9232, 9216), (GroupSpec("2027-06-01", (150.0, 150.0, 150.0)),),
+        seed=20270601, camera="csst",
+        description="1 group x 3 exposures of one CSST main-survey chip (9216x9232, 150 s), "
+                    "generated strip by strip",
     ),
 }
 
@@ -401,7 +410,13 @@ def _is_current(folder: Path, spec: SimSpec) -> bool:
 def _build(spec: SimSpec, dest: Path) -> None:
     """Simulate ``spec`` and write it into the (empty) folder ``dest``, manifest last."""
     groups = []
-    for i, g in enumerate(spec.groups):
+    if spec.camera:
+        if spec.camera not in CAMERA_BUILDERS:
+            raise CRBenchConfigError(
+                f"preset {spec.name!r} needs the {spec.camera!r} camera simulator; import "
+                f"pytest_crbench.datasets.{spec.camera} (the dataset lookup does)")
+        groups = CAMERA_BUILDERS[spec.camera](spec, dest)
+    for i, g in enumerate(spec.groups if not spec.camera else ()):
         group = simulate_group(spec.shape, g.exptimes, g.date,
                                seed=np.random.SeedSequence([spec.seed, i]),
                                name=_group_name(spec, i))
@@ -427,6 +442,11 @@ def _build(spec: SimSpec, dest: Path) -> None:
         "groups": groups,
     }
     (dest / MANIFEST).write_text(json.dumps(manifest, indent=1))
+
+
+#: Writers of the presets whose ``SimSpec.camera`` is set, by camera name: the modules
+#: that simulate those cameras register themselves here (:mod:`pytest_crbench.datasets.csst`).
+CAMERA_BUILDERS: dict[str, Any] = {}
 
 
 def ensure_simulated(name: str, data_dir: Path, *, lock_timeout: float | None = None,
@@ -475,43 +495,89 @@ def ensure_simulated(name: str, data_dir: Path, *, lock_timeout: float | None = 
         return folder
 
 
-def load_simulated(name: str, data_dir: Path, *, lock_timeout: float | None = None,
-                   notify=None) -> Dataset:
-    """:func:`ensure_simulated`, then read every file back (hashes verified) into a Dataset."""
+def _current_manifest(name: str, data_dir: Path, *, lock_timeout: float | None = None,
+                      notify=None) -> tuple[Path, dict]:
     folder = ensure_simulated(name, data_dir, lock_timeout=lock_timeout, notify=notify)
     manifest = _read_manifest(folder)
     if manifest is None:
         raise CRBenchDataError(f"{folder / MANIFEST}: missing or unreadable manifest")
-    groups, files = [], {}
-    for g in manifest["groups"]:
-        exposures = []
-        for e in g["exposures"]:
-            path = folder / e["file"]
-            if not path.is_file():
-                raise CRBenchDataError(f"{path}: listed in {MANIFEST} but missing")
-            digest = sha256_file(path)
-            if digest != e["sha256"]:
-                raise CRBenchDataError(
-                    f"{path}: sha256 {digest} does not match the manifest ({e['sha256']}); "
-                    f"delete {folder} to rebuild the simulated dataset")
-            chips = read_exposures(path, name=e["name"])
-            for exp in chips:
-                exp.meta.update(e.get("meta", {}))
-            exposures.extend(chips)
-            files[e["file"]] = digest
-        groups.append(Group(name=g["name"], exposures=exposures, kind=g["kind"],
-                            date_obs=g.get("date_obs", "")))
-    return Dataset(name=name, groups=groups, version=manifest["simulator_version"],
-                   provenance={
-                       "source": "simulated", "preset": split_dataset_spec(name)[0],
-                       "seed": manifest["seed"],
-                       "simulator_version": manifest["simulator_version"],
-                       "path": str(folder), "files": files,
-                   })
+    return folder, manifest
+
+
+def _provenance(name: str, folder: Path, manifest: dict) -> dict:
+    return {"source": "simulated", "preset": split_dataset_spec(name)[0],
+            "seed": manifest["seed"],
+            "simulator_version": manifest["simulator_version"], "path": str(folder),
+            "files": {e["file"]: e["sha256"] for g in manifest["groups"]
+                      for e in g["exposures"]}}
+
+
+def _load_group(folder: Path, g: dict, focus: int | None = None) -> Group:
+    from pytest_crbench.datasets.fits import lazy_exposure
+
+    exposures = []
+    for j, e in enumerate(g["exposures"]):
+        path = folder / e["file"]
+        if not path.is_file():
+            raise CRBenchDataError(f"{path}: listed in {MANIFEST} but missing")
+        digest = sha256_file(path)
+        if digest != e["sha256"]:
+            raise CRBenchDataError(
+                f"{path}: sha256 {digest} does not match the manifest ({e['sha256']}); "
+                f"delete {folder} to rebuild the simulated dataset")
+        if focus is not None and j != focus:
+            exposures.append(lazy_exposure(path, name=e["name"]))
+            continue
+        chips = read_exposures(path, name=e["name"])
+        for exp in chips:
+            exp.meta.update(e.get("meta", {}))
+        exposures.extend(chips)
+    return Group(name=g["name"], exposures=exposures, kind=g["kind"],
+                 date_obs=g.get("date_obs", ""))
+
+
+def load_simulated(name: str, data_dir: Path, *, lock_timeout: float | None = None,
+                   notify=None) -> Dataset:
+    """:func:`ensure_simulated`, then read every file back (hashes verified) into a Dataset."""
+    folder, manifest = _current_manifest(name, data_dir, lock_timeout=lock_timeout,
+                                         notify=notify)
+    return Dataset(name=name, groups=[_load_group(folder, g) for g in manifest["groups"]],
+                   version=manifest["simulator_version"],
+                   provenance=_provenance(name, folder, manifest))
+
+
+def simulated_layout(name: str, data_dir: Path, *, lock_timeout: float | None = None,
+                     notify=None) -> tuple[Dataset, list[dict]]:
+    """Preset ``name`` without pixels: ``(dataset, groups)``, the dataset with no groups
+    and :func:`load_simulated`'s provenance, and per group its name, kind, date and
+    exposure names (only the manifest is read)."""
+    folder, manifest = _current_manifest(name, data_dir, lock_timeout=lock_timeout,
+                                         notify=notify)
+    layout = [{"name": g["name"], "kind": g["kind"], "date_obs": g.get("date_obs", ""),
+               "exposures": [e["name"] for e in g["exposures"]],
+               "shape": manifest.get("shape")} for g in manifest["groups"]]
+    return Dataset(name=name, groups=[], version=manifest["simulator_version"],
+                   provenance=_provenance(name, folder, manifest)), layout
+
+
+def load_simulated_group(name: str, data_dir: Path, index: int, *,
+                         focus: int | None = None, lock_timeout: float | None = None,
+                         notify=None) -> Group:
+    """Group ``index`` of preset ``name`` alone (its files read and verified).
+
+    With ``focus`` only exposure ``focus`` is read into memory; the others are
+    :class:`~pytest_crbench.datasets.fits.LazyExposure` s whose rows are read when the
+    strip-wise reference of the focus exposure needs them (bounded memory for CSST-size
+    chips).
+    """
+    folder, manifest = _current_manifest(name, data_dir, lock_timeout=lock_timeout,
+                                         notify=notify)
+    return _load_group(folder, manifest["groups"][index], focus)
 
 
 __all__ = [
     "SIMULATOR_VERSION", "PRESETS", "SimSpec", "GroupSpec", "expose", "simulate_group",
     "simulate_dithered_group", "tan_wcs_header", "simulate_dataset", "ensure_simulated",
     "preset_spec", "split_dataset_spec", "is_simulated", "folder_name", "load_simulated",
+    "simulated_layout", "load_simulated_group", "CAMERA_BUILDERS",
 ]

@@ -37,12 +37,25 @@ This adapter therefore runs each inpainting network at its own scale (100; overr
 
 Inference (``engine="tiles"``, the default): the network runs in eval mode under
 ``torch.inference_mode()``, in channels-last memory layout (about 2x faster on CPU), on
-tiles of ``patch`` × ``patch`` pixels (default 512 on CPU, 2048 on CUDA), each read with a
+tiles of ``patch`` × ``patch`` pixels (default 256 on CPU, 2048 on CUDA), each read with a
 32-pixel halo that is cut off again.  Tile origins sit on the network's pooling grid,
 so the tiled result equals the whole-image result (to float rounding) — unlike stock
 ``clean()``, whose non-overlapping tiles change the output along tile seams — while peak
-memory stays that of one tile.  ``engine="stock"`` calls ``deepCR.clean`` (segmented,
-``n_jobs=1``) inside ``torch.inference_mode()``; it exists for comparison.
+memory stays that of one batch of tiles.  Tiles of equal shape run ``batch`` at a time
+(default 1 on CPU, 4 on CUDA).  ``precision="bf16"``/``"fp16"`` runs the network under
+``torch.autocast`` (the probabilities are returned as float32; the mask agreement with
+fp32 is measured in ``benchmarks/test_archive.py``); the default ``"fp32"`` is exact.
+``engine="stock"`` calls ``deepCR.clean`` (segmented, ``n_jobs=1``) inside
+``torch.inference_mode()``; it exists for comparison.
+
+CPU memory allocator: every tile allocates and frees activation buffers of tens of MB;
+glibc hands such blocks back to the kernel at once and page-faults them in again for
+the next tile, so system time dominated deepCR's CPU time (pitfalls.md).  The first
+CPU detector of a process therefore raises glibc's mmap and trim thresholds
+(:func:`tune_malloc`, skipped where ``MALLOC_MMAP_THRESHOLD_`` or
+``MALLOC_TRIM_THRESHOLD_`` is set, or the C library is not glibc).  With 256-pixel tiles
+(288-pixel reads, ~10 MB per activation: below the 32 MB mmap ceiling) a 2048 × 2048
+image took 4.7 s against 8.4 s untuned here (4 minor page faults in 25).
 
 Ignored pixels: deepCR has no mask input.  The image is passed as is (bad and saturated
 pixels included, as a deepCR user would); the scores exclude ignored pixels anyway.
@@ -74,14 +87,23 @@ __all__ = [
     "inpaint_model_names",
     "weights_path",
     "weights_sha256",
+    "tune_malloc",
+    "PRECISIONS",
 ]
 
 #: Default tile sizes.  On 2 CPU cores, small tiles stay in cache: a 2048x2048 image
 #: took 3.5 s with patch 256, 4.5 s with 512, 5.3 s with 1024 (stock clean: 10.6 s);
-#: peak memory grows with the tile (+0.34 / +0.54 / +0.96 GB).  On a GPU, few large
-#: tiles are best.
-DEFAULT_PATCH_CPU = 512
+#: peak memory grows with the tile (+0.34 / +0.54 / +0.96 GB).  With the allocator tuned
+#: (:func:`tune_malloc`) 256 stays best: 4.7 s against 13-16 s for 384 and 512, whose
+#: activations exceed glibc's 32 MB mmap ceiling.  On a GPU, few large tiles are best.
+DEFAULT_PATCH_CPU = 256
 DEFAULT_PATCH_GPU = 2048
+#: Tiles per forward pass by default (equal-shaped tiles are batched).
+DEFAULT_BATCH_CPU = 1
+DEFAULT_BATCH_GPU = 4
+#: ``precision`` values: the dtype the network runs in (autocast); fp32 is exact.
+PRECISIONS = ("fp32", "bf16", "fp16")
+_FP16_MAX = 65504.0
 
 #: Receptive-field margin kept around each tile (a multiple of 4, the pooling grid of
 #: the deepest network, UNet3, whose receptive radius is about 26 pixels).
@@ -265,6 +287,40 @@ def _resolve_device(torch, device: str) -> str:
     )
 
 
+_MALLOC_TUNED = False
+#: glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def tune_malloc() -> bool:
+    """Raise glibc's mmap threshold to its 32 MB ceiling and its trim threshold to 256 MB,
+    once per process, so per-tile buffers are reused instead of being returned to the
+    kernel and faulted in again.  Returns whether the allocator is tuned.
+
+    Process-wide and irreversible (it only changes when freed memory goes back to the
+    kernel); not applied where the user set ``MALLOC_MMAP_THRESHOLD_`` or
+    ``MALLOC_TRIM_THRESHOLD_`` (their choice wins) or where libc is not glibc.
+    """
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED:
+        return True
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
+        return False
+    import ctypes
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        ok = (libc.mallopt(_M_MMAP_THRESHOLD, 32 * 1024 * 1024) == 1
+              and libc.mallopt(_M_TRIM_THRESHOLD, 256 * 1024 * 1024) == 1)
+    except (OSError, AttributeError):  # pragma: no cover - not glibc after all
+        return False
+    _MALLOC_TUNED = ok
+    return ok
+
+
 class DeepCRDetector:
     """A deepCR mask model (optionally with an inpainting model) as a Detector.
 
@@ -276,7 +332,8 @@ class DeepCRDetector:
     def __init__(self, model: str | ModelSpec = "ACS-WFC", *, threshold: float = 0.5,
                  device: str = "cpu", inpaint: str | ModelSpec | None = None,
                  patch: int | None = None, engine: str = "tiles",
-                 inpaint_scale: float | None = None) -> None:
+                 inpaint_scale: float | None = None, batch: int | None = None,
+                 precision: str = "fp32") -> None:
         # a ModelSpec comes from a user's weight file (detectors.weightfiles)
         self.mask_spec = (model if isinstance(model, ModelSpec)
                           else _lookup(MASK_MODELS, model, "mask"))
@@ -308,6 +365,15 @@ class DeepCRDetector:
         if engine == "stock" and (self.mask_spec.path or (self.inpaint_spec and self.inpaint_spec.path)):
             raise CRBenchDetectorError("deepCR engine='stock' runs shipped models only, not weight files")
         self.engine = engine
+        precision = str(precision or "fp32").lower()
+        if precision not in PRECISIONS:
+            raise CRBenchDetectorError(
+                f"deepCR precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if precision != "fp32" and engine == "stock":
+            raise CRBenchDetectorError("deepCR precision other than fp32 needs engine='tiles'")
+        self.precision = precision
+        if batch is not None and int(batch) < 1:
+            raise CRBenchDetectorError(f"deepCR batch must be >= 1, got {batch}")
         if inpaint_scale is not None and self.inpaint_spec is None:
             raise CRBenchDetectorError("deepCR inpaint_scale given without an inpainting model")
         self.inpaint_scale = (float(inpaint_scale) if inpaint_scale is not None
@@ -323,6 +389,11 @@ class DeepCRDetector:
             else:
                 patch = DEFAULT_PATCH_GPU if self.device.startswith("cuda") else DEFAULT_PATCH_CPU
         self.patch = patch
+        on_gpu = self.device.startswith("cuda")
+        self.batch = int(batch) if batch is not None else (
+            DEFAULT_BATCH_GPU if on_gpu else DEFAULT_BATCH_CPU)
+        if not on_gpu:
+            tune_malloc()
 
         self._mask_path = weights_path(self.mask_spec)
         self.mask_sha256 = weights_sha256(self._mask_path)
@@ -344,6 +415,8 @@ class DeepCRDetector:
             inpaint_part = " + inpaint medmask"
         if engine == "stock":
             inpaint_part += " engine=stock"
+        if precision != "fp32":
+            inpaint_part += f" precision={precision}"
         self.version = f"{self.mask_spec.describe()} sha256:{self.mask_sha256[:12]}{inpaint_part}"
         #: the (instrument, detector) the mask model was trained on: data from elsewhere
         #: are reported as out of the model's domain
@@ -384,7 +457,8 @@ class DeepCRDetector:
 
     def __repr__(self) -> str:
         return (f"DeepCRDetector({self.model!r}, threshold={self.threshold}, device={self.device!r}, "
-                f"inpaint={self.inpaint_model!r}, patch={self.patch}, engine={self.engine!r})")
+                f"inpaint={self.inpaint_model!r}, patch={self.patch}, batch={self.batch}, "
+                f"engine={self.engine!r}, precision={self.precision!r})")
 
     # -- inference -------------------------------------------------------------------
     def detect(self, image: np.ndarray, ignore: np.ndarray | None = None,
@@ -401,6 +475,14 @@ class DeepCRDetector:
             if self.mask_spec.norm:  # as deepCR.clean: whole-image mean and std
                 mean, std = x.mean(), x.std()
                 x = (x - mean) / std
+            if self.precision == "fp16":
+                peak = float(np.abs(x).max(initial=0.0))
+                if peak > _FP16_MAX:
+                    raise CRBenchDetectorError(
+                        f"{self.name}: precision fp16 cannot hold this image: the network "
+                        f"input reaches {peak:.0f} (scale {self.mask_spec.scale:g}) > "
+                        f"{_FP16_MAX:.0f}, the largest float16, which turns the "
+                        "probabilities into NaN; use --crbench-precision bf16 or fp32")
             prob = self._run_tiled(self.mask_net, x[None])
             mask = threshold_mask(prob, self.threshold)
             cleaned = None
@@ -422,7 +504,8 @@ class DeepCRDetector:
 
         The array is zero-padded at the top/left to a multiple of 4 (as deepCR does).
         Tiles of ``patch`` pixels, read with a ``HALO`` margin, start on multiples of 4,
-        so each output pixel equals the whole-image output.
+        so each output pixel equals the whole-image output.  Tiles of one read shape
+        (all interior tiles share one) go through the network ``batch`` at a time.
         """
         torch = self._torch
         c, h, w = x.shape
@@ -432,18 +515,34 @@ class DeepCRDetector:
         H, W = x.shape[1:]
         out = np.empty((H, W), dtype=np.float32)
         p = self.patch
+        by_shape: dict[tuple[int, int], list[tuple[int, ...]]] = {}
         for y0 in range(0, H, p):
             y1 = min(y0 + p, H)
             a0, a1 = max(0, y0 - HALO), min(H, y1 + HALO)
             for x0 in range(0, W, p):
                 x1 = min(x0 + p, W)
                 b0, b1 = max(0, x0 - HALO), min(W, x1 + HALO)
-                t = torch.from_numpy(np.ascontiguousarray(x[:, a0:a1, b0:b1]))[None]
-                if self.device != "cpu":
-                    t = t.to(self.device, non_blocking=True)
+                by_shape.setdefault((a1 - a0, b1 - b0), []).append((y0, y1, a0, x0, x1, b0))
+        on_gpu = self.device != "cpu"
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        device_type = "cuda" if on_gpu else "cpu"
+        for (th, tw), tiles in by_shape.items():
+            for k in range(0, len(tiles), self.batch):
+                chunk = tiles[k:k + self.batch]
+                t = torch.from_numpy(np.stack([x[:, a0:a0 + th, b0:b0 + tw]
+                                               for _, _, a0, _, _, b0 in chunk]))
+                if on_gpu:
+                    t = t.pin_memory().to(self.device, non_blocking=True)
                 t = t.contiguous(memory_format=torch.channels_last)
-                r = net(t)[0, 0, y0 - a0:y1 - a0, x0 - b0:x1 - b0]
-                out[y0:y1, x0:x1] = r.cpu().numpy() if self.device != "cpu" else r.numpy()
+                if dtype is None:
+                    r = net(t)
+                else:
+                    with torch.autocast(device_type=device_type, dtype=dtype):
+                        r = net(t)
+                r = r[:, 0].float()
+                r = r.cpu().numpy() if on_gpu else r.numpy()
+                for j, (y0, y1, a0, x0, x1, b0) in enumerate(chunk):
+                    out[y0:y1, x0:x1] = r[j, y0 - a0:y1 - a0, x0 - b0:x1 - b0]
         return out[py:, px:]
 
     def _detect_stock(self, img: np.ndarray) -> Prediction:

@@ -266,7 +266,8 @@ def check_spec(spec: str) -> None:
         raise _unknown(spec)
 
 
-def load_detector(spec: str, *, threshold: float | None = None, device: str = "cpu") -> Detector:
+def load_detector(spec: str, *, threshold: float | None = None, device: str = "cpu",
+                  precision: str = "fp32") -> Detector:
     """Build the detector a spec string names (see the module docstring for the forms)."""
     if not isinstance(spec, str) or not spec.strip():
         raise _unknown(str(spec), " (empty)")
@@ -279,7 +280,7 @@ def load_detector(spec: str, *, threshold: float | None = None, device: str = "c
 
         kwargs = _deepcr_arguments(spec, rest)
         det = DeepCRDetector(threshold=0.5 if threshold is None else threshold,
-                             device=device, **kwargs)
+                             device=device, precision=precision, **kwargs)
         canonical = det.name + "".join(f",{k}={v}" for k, v in _deepcr_options(spec, rest)[1])
     elif low in BUILTIN_FACTORIES:
         factory = _import_factory(BUILTIN_FACTORIES[low])

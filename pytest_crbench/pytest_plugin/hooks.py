@@ -182,9 +182,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
 
     watcher = session.config.pluginmanager.get_plugin("crbench-run-watcher")
     end = watcher.end(session, exitstatus)
-    bench.written = write_masks(bench, end)
-    if not _is_xdist_worker(session.config):
-        bench.written += write_outputs(bench, end)
+    try:
+        bench.written = write_masks(bench, end)
+        if not _is_xdist_worker(session.config):
+            bench.written += write_outputs(bench, end)
+    finally:
+        bench.close()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:

@@ -71,7 +71,6 @@ def fill_masked(image: np.ndarray, mask: np.ndarray, ignore: np.ndarray | None =
             "the masked pixels from"
         )
     ny, nx = image.shape
-    source = np.where(unusable, np.nan, image.astype(np.float64))
     ys, xs = np.nonzero(mask)
     half = box // 2
     if method == "idw":
@@ -81,16 +80,29 @@ def fill_masked(image: np.ndarray, mask: np.ndarray, ignore: np.ndarray | None =
         dy, dx = np.meshgrid(offs, offs, indexing="ij")
         d2 = (dy ** 2 + dx ** 2).astype(float)
         kernel = np.where(d2 > 0, 1.0 / np.maximum(d2, 1.0), 0.0)
-        usable = ~unusable
-        num = ndimage.convolve(np.where(usable, image, 0.0).astype(np.float64), kernel,
-                               mode="constant")
-        den = ndimage.convolve(usable.astype(np.float64), kernel, mode="constant")
-        has = den[ys, xs] > 0
-        out[ys[has], xs[has]] = num[ys[has], xs[has]] / den[ys[has], xs[has]]
+        has = np.zeros(ys.size, bool)
+        # in row strips (with `half` rows of context): float64 temporaries of one strip
+        for r0 in range(0, ny, _STRIP_ROWS):
+            r1 = min(ny, r0 + _STRIP_ROWS)
+            lo, hi = np.searchsorted(ys, [r0, r1])
+            if lo == hi:
+                continue
+            a0, a1 = max(0, r0 - half), min(ny, r1 + half)
+            usable = ~unusable[a0:a1]
+            num = ndimage.convolve(np.where(usable, image[a0:a1], 0.0).astype(np.float64),
+                                   kernel, mode="constant")
+            den = ndimage.convolve(usable.astype(np.float64), kernel, mode="constant")
+            yy, xx = ys[lo:hi] - a0, xs[lo:hi]
+            ok = den[yy, xx] > 0
+            out[ys[lo:hi][ok], xx[ok]] = num[yy[ok], xx[ok]] / den[yy[ok], xx[ok]]
+            has[lo:hi] = ok
         ys, xs = ys[~has], xs[~has]  # the rest: median with a growing box, below
         half += 1
     elif method != "median":
         raise ValueError(f"fill method must be 'median' or 'idw', got {method!r}")
+    if not ys.size:
+        return out
+    source = np.where(unusable, np.nan, image.astype(np.float64))
     max_half = max(ny, nx)
     while ys.size:
         # Pad with NaN so that boxes clip at the image edges.
@@ -108,6 +120,10 @@ def fill_masked(image: np.ndarray, mask: np.ndarray, ignore: np.ndarray | None =
             break
         half += 1
     return out
+
+
+#: Rows per strip of the inverse-distance fill.
+_STRIP_ROWS = 512
 
 
 def cleaned_image(image: np.ndarray, prediction_mask: np.ndarray,

@@ -164,7 +164,9 @@ def _sep():
 
 
 def _prepare(image, name: str, what: str) -> np.ndarray:
-    arr = native(np.asarray(image), np.float64)
+    # float32: SEP converts every pixel to float (its PIXTYPE) anyway, so the fluxes are
+    # those of a float64 copy, at half the memory (an 85-Mpix chip: 0.34 GB per image)
+    arr = native(np.asarray(image), np.float32)
     if arr.ndim != 2:
         raise CRBenchDataError(f"{name}: {what} must be a 2-D image, got shape {arr.shape}")
     if not np.isfinite(arr).all():
@@ -372,8 +374,24 @@ def find_group_stars(cleans: Sequence[np.ndarray], ignores: Sequence[np.ndarray 
     """
     config = config or PhotometryConfig()
     names = list(names) if names is not None else [f"exposure {i}" for i in range(len(cleans))]
-    lists = [find_stars(c, i, config, name=f"group {group!r}, exposure {nm!r}")
+    lists = [find_stars(c, i, config, name=star_list_name(group, nm))
              for c, i, nm in zip(cleans, ignores, names)]
+    return harmonise_group_stars(lists, config, group=group, names=names,
+                                 wcs_headers=wcs_headers)
+
+
+def star_list_name(group: str, exposure: str) -> str:
+    """How :func:`find_group_stars` names one exposure in its error messages."""
+    return f"group {group!r}, exposure {exposure!r}"
+
+
+def harmonise_group_stars(lists: Sequence[np.ndarray], config: PhotometryConfig | None = None,
+                          *, group: str = "group", names: Sequence[str] | None = None,
+                          wcs_headers: Sequence[dict | None] | None = None) -> list[np.ndarray]:
+    """The matching half of :func:`find_group_stars`, on the exposures' :func:`find_stars`
+    lists (small: a distributed run finds each list where its reference image lies)."""
+    config = config or PhotometryConfig()
+    names = list(names) if names is not None else [f"exposure {i}" for i in range(len(lists))]
     ids = match_stars(lists, wcs_headers, config, group=group, names=names)
     use_sky = (wcs_headers is not None and len(wcs_headers) == len(lists)
                and all(h for h in wcs_headers))

@@ -50,13 +50,17 @@ def region_map(clean: np.ndarray, ignore: np.ndarray | None = None,
     if any(not k.is_integer() for k in ks) or max(ks, default=0) > np.iinfo(np.int16).max:
         raise ValueError(f"region thresholds k must be integers up to 32767, got {ks}")
     bkg = bkg or background(clean, ignore)
-    excess = np.asarray(clean, np.float64) - bkg.level
-    if ignore is not None:
-        excess = np.where(ignore, -np.inf, excess)
-    out = np.zeros(excess.shape, np.int16)
+    clean = np.asarray(clean)
+    out = np.zeros(clean.shape, np.int16)
     structure = np.ones((3, 3), bool)
     for k in ks:
-        above = excess > k * bkg.rms
+        # in row strips: the float64 excess of one strip at a time
+        above = np.empty(clean.shape, bool)
+        for r0 in range(0, clean.shape[0], 1024):
+            s = slice(r0, r0 + 1024)
+            above[s] = (np.asarray(clean[s], np.float64) - bkg.level[s]) > k * bkg.rms
+            if ignore is not None:
+                above[s] &= ~np.asarray(ignore[s], bool)
         labels, n = ndimage.label(above, structure=structure)
         if n == 0:
             continue
