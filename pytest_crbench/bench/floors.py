@@ -238,7 +238,9 @@ def check_floors_match(floors: dict, path: Path, *, detectors, datasets, regions
     """Every floor must name something the run checks, else the gate is silently off.
 
     A floor is refused (one :class:`CRBenchConfigError` naming the floors file and every
-    offending table, with a did-you-mean) when its detector is not configured, its
+    offending table, with a did-you-mean) when its detector is neither configured nor a
+    valid detector spec (a typo; a valid spec that this run does not configure is allowed,
+    as one floors file may gate several jobs: the shipped file has ten detectors), its
     dataset is unknown or smoke-only (never scored), or its region is not one of the
     run's ``regions`` (``full`` and the ``--crbench-k`` list).  A known dataset that this
     run does not evaluate is allowed: one floors file may serve several jobs (the
@@ -254,10 +256,10 @@ def check_floors_match(floors: dict, path: Path, *, detectors, datasets, regions
     problems: dict[str, str] = {}
     for key in floors:
         table = f"[floors.{_key(key.detector)}.{_key(key.dataset)}"
-        if key.detector not in detectors:
+        if key.detector not in detectors and not _valid_spec(key.detector):
             problems.setdefault(table + "]", f"detector {key.detector!r} is not configured "
-                                f"(--crbench-model: {', '.join(detectors)})"
-                                + hint(key.detector, detectors))
+                                f"(--crbench-model: {', '.join(detectors)}) and is no "
+                                "detector spec" + hint(key.detector, detectors))
         elif key.dataset not in datasets:
             problems.setdefault(table + "]", f"unknown dataset {key.dataset!r}"
                                 + hint(key.dataset, datasets))
@@ -274,6 +276,18 @@ def check_floors_match(floors: dict, path: Path, *, detectors, datasets, regions
         raise CRBenchConfigError(
             f"floors file {path}: {len(problems)} table(s) match nothing this run checks, "
             "so their floors would never be asserted:\n" + "\n".join(lines))
+
+
+def _valid_spec(spec: str) -> bool:
+    """Whether ``spec`` names a detector (checked without loading any model)."""
+    from pytest_crbench.detectors.specs import check_spec
+    from pytest_crbench.errors import CRBenchError
+
+    try:
+        check_spec(spec)
+    except CRBenchError:
+        return False
+    return True
 
 
 def lookup(floors: dict, check, baseline: str | None = None):
