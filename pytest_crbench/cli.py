@@ -383,12 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--project", metavar="PATH", help="pyproject.toml whose [tool.crbench] "
                     "supplies the options not given here (default: ./pyproject.toml)")
     for opt in OPTIONS:
-        kwargs = dict(dest=opt.name, default=None, help=opt.help)
-        if opt.convert.__name__ == "_bool":
-            kwargs.update(action="store_const", const=True)
-        else:
-            kwargs.update(action="append" if opt.repeat else "store", metavar=opt.metavar)
-        ev.add_argument("--" + opt.name.replace("_", "-"), **kwargs)
+        ev.add_argument("--" + opt.name.replace("_", "-"), **opt.argparse_kwargs(opt.name))
     ev.set_defaults(func=cmd_evaluate)
     data = sub.add_parser("data", help="manage the real-data cache",
                           description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -232,6 +232,16 @@ class Option:
     def dest(self) -> str:
         return "crbench_" + self.name
 
+    def argparse_kwargs(self, dest: str) -> dict[str, Any]:
+        """Keyword arguments of ``add_argument``/``addoption`` for this option (a boolean
+        is a bare flag; every default is None, so "not given" is seen by :func:`resolve`)."""
+        kwargs: dict[str, Any] = dict(dest=dest, default=None, help=self.help)
+        if self.convert.__name__ == "_bool":
+            kwargs.update(action="store_const", const=True)
+        else:
+            kwargs.update(action="append" if self.repeat else "store", metavar=self.metavar)
+        return kwargs
+
 
 OPTIONS: tuple[Option, ...] = (
     Option("model", "detector to benchmark: deepcr:<model>, astroscrappy, package.module:factory "

@@ -124,7 +124,7 @@ class RhoadsDetector:
         from scipy import ndimage
 
         from pytest_crbench.science.cleaning import fill_masked
-        from pytest_crbench.science.regions import background
+        from pytest_crbench.science.background import background
 
         img = np.asarray(image, dtype=np.float64)
         if img.ndim != 2:

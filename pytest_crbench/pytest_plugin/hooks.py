@@ -23,12 +23,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--crbench", action="store_true", default=False,
                     help="run the cosmic-ray detector benchmark and its floors")
     for opt in OPTIONS:
-        kwargs = dict(dest=opt.dest, default=None, help=opt.help)
-        if opt.convert.__name__ == "_bool":
-            kwargs.update(action="store_const", const=True)
-        else:
-            kwargs.update(action="append" if opt.repeat else "store", metavar=opt.metavar)
-        group.addoption(opt.flag, **kwargs)
+        group.addoption(opt.flag, **opt.argparse_kwargs(opt.dest))
         parser.addini(f"crbench_{opt.name}", opt.help, default=None)
 
 
