@@ -176,3 +176,72 @@ def test_csst_chip_on_two_workers(data_dir):
         "recall_full": {s: result.evaluations[s].pooled("full").tp
                         / max(1, result.evaluations[s].pooled("full").tp
                               + result.evaluations[s].pooled("full").fn) for s in specs}})
+
+
+def _gpu_run(det, image, repeats: int = 3):
+    """Best-of-``repeats`` GPU-synchronised seconds of ``det.detect``, its prediction and
+    the peak GPU memory allocated (bytes; None on the CPU)."""
+    det.detect(image[:512, :512])  # warm-up: kernels, cuDNN plans, pinned buffers
+    best, pred, gpu_peak = float("inf"), None, None
+    for _ in range(repeats):
+        with PeakMemory() as pm:
+            t0 = synced_timer()
+            pred = det.detect(image)
+            seconds = synced_timer() - t0
+        best, gpu_peak = min(best, seconds), pm.cuda_bytes
+    return best, pred, gpu_peak
+
+
+@pytest.mark.gpu
+def test_gpu_engine_batches_precisions_and_stock():
+    """deepCR on CUDA, one 4096 x 2048 simulated chip: our engine by batch size and
+    precision, stock ``deepCR.clean()`` on the same GPU, each with its mask agreement
+    with our fp32 engine on the CPU; then a CSST-size chip (GPU-synchronised timings)."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("deepCR")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    from pytest_crbench.datasets.simulate import simulate_group
+    from pytest_crbench.detectors.deepcr import DeepCRDetector
+    from pytest_crbench.errors import CRBenchDetectorError
+
+    image = simulate_group((2048, 4096), (1000.0, 2000.0), seed=20230502).exposures[1].sci
+    mpix = image.size / 1e6
+    cpu_s, cpu, _ = _gpu_run(DeepCRDetector("ACS-WFC", device="cpu"), image, repeats=1)
+    rows: dict = {"cpu_fp32": {"seconds": cpu_s, "mpix_per_s": mpix / cpu_s,
+                               "threads": torch.get_num_threads()}}
+
+    def measure(name, **kwargs):
+        try:
+            seconds, pred, peak = _gpu_run(DeepCRDetector("ACS-WFC", device="cuda", **kwargs),
+                                           image)
+        except CRBenchDetectorError as exc:  # fp16 refuses images beyond float16
+            rows[name] = {"refused": str(exc)}
+            return
+        differ = pred.mask != cpu.mask
+        rows[name] = {"seconds": seconds, "mpix_per_s": mpix / seconds,
+                      "speedup_vs_cpu": cpu_s / seconds,
+                      "gpu_peak_gb": None if peak is None else peak / 1e9,
+                      "mask_agreement_vs_cpu_fp32": float(1 - differ.mean()),
+                      "pixels_differing": int(differ.sum()),
+                      "max_probability_difference": float(
+                          np.abs(pred.probability - cpu.probability).max())}
+
+    for batch in (1, 4, 16):
+        measure(f"cuda_fp32_batch{batch}", batch=batch)
+    for precision in ("tf32", "bf16", "fp16"):
+        measure(f"cuda_{precision}", precision=precision)
+    measure("cuda_stock_clean", engine="stock")
+    # a CSST-size chip (9232 x 9216) made of the same pixels: throughput at that size
+    chip = np.tile(image, (5, 3))[:9232, :9216].copy()
+    for name, kwargs in (("csst_chip_cuda_fp32", {}),
+                         ("csst_chip_cuda_tf32", {"precision": "tf32"}),
+                         ("csst_chip_cuda_bf16", {"precision": "bf16"})):
+        seconds, _, peak = _gpu_run(DeepCRDetector("ACS-WFC", device="cuda", **kwargs), chip,
+                                    repeats=2)
+        rows[name] = {"seconds": seconds, "mpix_per_s": chip.size / 1e6 / seconds,
+                      "gpu_peak_gb": None if peak is None else peak / 1e9}
+    _record("deepcr_gpu", {"device": torch.cuda.get_device_name(0),
+                           "torch": torch.__version__, "shape": list(image.shape),
+                           "runs": rows})
+    assert rows["cuda_fp32_batch4"]["mask_agreement_vs_cpu_fp32"] >= 0.9999

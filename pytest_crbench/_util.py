@@ -15,7 +15,8 @@ from typing import Any, Callable
 
 from pytest_crbench.errors import CRBenchConfigError
 
-__all__ = ["atomic_write", "sha256_file", "read_toml", "parse_bool", "native"]
+__all__ = ["atomic_write", "sha256_file", "read_toml", "parse_bool", "native", "STRIP_ROWS",
+           "row_strips"]
 
 _CHUNK = 1 << 20
 _TRUE = ("1", "true", "yes", "on")
@@ -80,3 +81,15 @@ def native(array, dtype=None):
 
     array = np.asarray(array)
     return np.ascontiguousarray(array, dtype=dtype or array.dtype.newbyteorder("="))
+
+
+#: Rows per strip of the loops that bound full-frame temporaries: a strip of a
+#: 9232-px-wide CSST chip is 38 MB of float32 (75 MB of float64 or int64).
+STRIP_ROWS = 1024
+
+
+def row_strips(height: int, rows: int = STRIP_ROWS):
+    """``slice(r0, r1)`` of consecutive strips of ``rows`` rows covering ``height`` rows."""
+    step = max(1, int(rows))
+    for r0 in range(0, int(height), step):
+        yield slice(r0, min(int(height), r0 + step))

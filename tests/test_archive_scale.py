@@ -101,8 +101,11 @@ def test_fp16_refuses_electron_images_beyond_its_range(deepcr, image):
 
 
 def test_precision_values_are_checked(deepcr):
-    with pytest.raises(CRBenchDetectorError, match="precision must be one of fp32, bf16, fp16"):
+    with pytest.raises(CRBenchDetectorError,
+                       match="precision must be one of fp32, tf32, bf16, fp16"):
         deepcr("ACS-WFC", precision="int8")
+    with pytest.raises(CRBenchDetectorError, match="tf32 .*needs a CUDA device.*'cpu'"):
+        deepcr("ACS-WFC", precision="tf32", device="cpu")
     from pytest_crbench.bench.settings import resolve
 
     with pytest.raises(CRBenchConfigError, match="--crbench-precision: expected one of"):
@@ -131,6 +134,11 @@ def test_cuda_batches_match_the_cpu(deepcr, image):
     assert np.mean(gpu.mask == cpu.mask) > 0.9999
     bf16 = deepcr("ACS-WFC", device="cuda", precision="bf16").detect(image)
     assert np.mean(bf16.mask == cpu.mask) > 0.999
+    tf32_det = deepcr("ACS-WFC", device="cuda", precision="tf32")
+    assert "precision=tf32" in tf32_det.version
+    before = torch.backends.cudnn.allow_tf32
+    assert np.mean(tf32_det.detect(image).mask == cpu.mask) > 0.9999
+    assert torch.backends.cudnn.allow_tf32 == before  # the process's setting is restored
 
 
 def test_astroscrappy_strips_give_the_whole_image_mask(monkeypatch):

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from pytest_crbench.science.cleaning import cleaned_image, fill_masked
+from pytest_crbench.science.cleaning import FILL_BOX, cleaned_image, fill_masked
 from pytest_crbench.errors import CRBenchDataError
 
 
@@ -118,3 +118,37 @@ def test_unmasked_pixels_unchanged_and_fill_within_range(img, data):
     assert np.isfinite(out).all()
     lo, hi = img[~mask].min(), img[~mask].max()
     assert ((out[mask] >= lo - 1e-9) & (out[mask] <= hi + 1e-9)).all()
+
+
+def _median_fill_padded(image, mask, ignore, half):
+    """The growing-box median fill written the direct way (NaN-padded full frame)."""
+    out = np.array(image, dtype=np.float32)
+    unusable = mask | ignore
+    source = np.where(unusable, np.nan, image.astype(np.float64))
+    ys, xs = np.nonzero(mask)
+    while ys.size:
+        padded = np.pad(source, half, mode="constant", constant_values=np.nan)
+        offs = np.arange(-half, half + 1)
+        dy, dx = np.meshgrid(offs, offs, indexing="ij")
+        windows = padded[ys[:, None] + half + dy.ravel()[None, :],
+                         xs[:, None] + half + dx.ravel()[None, :]]
+        has = np.isfinite(windows).any(axis=1)
+        if has.any():
+            out[ys[has], xs[has]] = np.nanmedian(windows[has], axis=1)
+        ys, xs = ys[~has], xs[~has]
+        half += 1
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), blob=st.integers(1, 14))
+def test_median_fill_gathers_boxes_as_a_padded_frame_would(seed, blob):
+    """Masked blobs wider than the box force the growing-box fallback, at the edges too."""
+    rng = np.random.default_rng(seed)
+    image = rng.normal(100, 10, (30, 40)).astype(np.float32)
+    mask = rng.random(image.shape) < 0.05
+    y0, x0 = rng.integers(0, 30), rng.integers(0, 40)
+    mask[y0:y0 + blob, x0:x0 + blob] = True
+    ignore = rng.random(image.shape) < 0.05
+    got = fill_masked(image, mask, ignore, method="median")
+    np.testing.assert_array_equal(got, _median_fill_padded(image, mask, ignore, FILL_BOX // 2))

@@ -25,7 +25,7 @@ __all__ = ["DEFAULT_MODELS", "DEFAULT_DATASETS", "DEVICES", "FILL_METHODS", "Opt
 DEFAULT_MODELS = ("deepcr:ACS-WFC", "astroscrappy")
 DEFAULT_DATASETS = ("sim",)
 DEVICES = ("cpu", "cuda", "auto")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")  # as detectors.deepcr.PRECISIONS
 REFERENCE_RULES = ("astrodrizzle", "noise")  # = science.reference.REFERENCE_RULES (tested)
 FILL_METHODS = ("median", "idw")
 
@@ -279,9 +279,10 @@ OPTIONS: tuple[Option, ...] = (
            metavar="P"),
     Option("device", "where neural detectors run: cpu, cuda or auto (default: cpu)", "cpu",
            _device, metavar="DEVICE"),
-    Option("precision", "arithmetic of neural detectors: fp32 (exact), bf16 or fp16 "
-           "(torch.autocast; mask agreement with fp32 is measured in benchmarks/; fp16 "
-           "refuses images beyond the float16 range) (default: fp32)", "fp32", _precision,
+    Option("precision", "arithmetic of neural detectors: fp32 (exact), tf32 (CUDA only: "
+           "TensorFloat-32 convolutions), bf16 or fp16 (torch.autocast); speed and mask "
+           "agreement with fp32 are measured in benchmarks/; fp16 refuses images beyond "
+           "the float16 range (default: fp32)", "fp32", _precision,
            metavar="P"),
     Option("scheduler", "evaluate on a Dask cluster: local:N starts a LocalCluster of N "
            "worker processes, tcp://host:port joins a running scheduler; the per-exposure "

@@ -42,9 +42,11 @@ tiles of ``patch`` × ``patch`` pixels (default 256 on CPU, 2048 on CUDA), each 
 so the tiled result equals the whole-image result (to float rounding) — unlike stock
 ``clean()``, whose non-overlapping tiles change the output along tile seams — while peak
 memory stays that of one batch of tiles.  Tiles of equal shape run ``batch`` at a time
-(default 1 on CPU, 4 on CUDA).  ``precision="bf16"``/``"fp16"`` runs the network under
-``torch.autocast`` (the probabilities are returned as float32; the mask agreement with
-fp32 is measured in ``benchmarks/test_archive.py``); the default ``"fp32"`` is exact.
+(default 1 on CPU, 4 on CUDA).  ``precision="tf32"`` (CUDA only) lets cuDNN run the
+convolutions in TensorFloat-32; ``"bf16"``/``"fp16"`` run the network under
+``torch.autocast`` (the probabilities are returned as float32; the speed and the mask
+agreement of each with fp32 are measured in ``benchmarks/test_archive.py``); the default
+``"fp32"`` is exact.
 ``engine="stock"`` calls ``deepCR.clean`` (segmented, ``n_jobs=1``) inside
 ``torch.inference_mode()``; it exists for comparison.
 
@@ -101,8 +103,9 @@ DEFAULT_PATCH_GPU = 2048
 #: Tiles per forward pass by default (equal-shaped tiles are batched).
 DEFAULT_BATCH_CPU = 1
 DEFAULT_BATCH_GPU = 4
-#: ``precision`` values: the dtype the network runs in (autocast); fp32 is exact.
-PRECISIONS = ("fp32", "bf16", "fp16")
+#: ``precision`` values: fp32 is exact; tf32 runs the convolutions in TensorFloat-32
+#: (CUDA only); bf16 and fp16 run the network under autocast.
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 _FP16_MAX = 65504.0
 
 #: Receptive-field margin kept around each tile (a multiple of 4, the pooling grid of
@@ -383,6 +386,10 @@ class DeepCRDetector:
         self._torch = torch
         self.library_version = getattr(deepcr_pkg, "__version__", "unknown")
         self.device = _resolve_device(torch, device)
+        if precision == "tf32" and not self.device.startswith("cuda"):
+            raise CRBenchDetectorError(
+                "deepCR precision tf32 (TensorFloat-32 convolutions) needs a CUDA device; "
+                f"this detector runs on {self.device!r}: use fp32 or bf16 there")
         if patch is None:
             if engine == "stock":
                 patch = 1024  # deepCR's own advice for large images
@@ -470,11 +477,13 @@ class DeepCRDetector:
         if self.engine == "stock":
             return self._detect_stock(img)
         torch = self._torch
-        with torch.inference_mode(), _deterministic(torch, self.device):
+        with torch.inference_mode(), _deterministic(torch, self.device,
+                                                    tf32=self.precision == "tf32"):
             x = img / np.float32(self.mask_spec.scale)
             if self.mask_spec.norm:  # as deepCR.clean: whole-image mean and std
                 mean, std = x.mean(), x.std()
-                x = (x - mean) / std
+                x -= mean  # in place: the same float32 values, no full-frame temporary
+                x /= std
             if self.precision == "fp16":
                 peak = float(np.abs(x).max(initial=0.0))
                 if peak > _FP16_MAX:
@@ -484,13 +493,16 @@ class DeepCRDetector:
                         f"{_FP16_MAX:.0f}, the largest float16, which turns the "
                         "probabilities into NaN; use --crbench-precision bf16 or fp32")
             prob = self._run_tiled(self.mask_net, x[None])
+            del x
             mask = threshold_mask(prob, self.threshold)
             cleaned = None
             if self.inpaint_net is not None:
-                xs = img / np.float32(self.inpaint_scale)
-                m = mask.astype(np.float32)
-                inp = np.stack([xs * (1.0 - m), m])
+                inp = np.empty((2,) + img.shape, np.float32)
+                inp[1] = mask
+                np.divide(img, np.float32(self.inpaint_scale), out=inp[0])
+                inp[0] *= 1.0 - inp[1]
                 out = self._run_tiled(self.inpaint_net, inp)
+                del inp
                 cleaned = img.copy()
                 cleaned[mask] = out[mask] * np.float32(self.inpaint_scale)
             elif self.inpaint_model == MEDMASK:
@@ -572,18 +584,19 @@ class DeepCRDetector:
 
 
 class _deterministic:
-    """Within the block, make cuDNN pick deterministic kernels and full-fp32 (no TF32)
-    convolutions, so GPU results are repeatable and match the CPU's to ~1e-6; the
-    previous settings are restored afterwards."""
+    """Within the block, make cuDNN pick deterministic kernels, in full fp32 unless
+    ``tf32`` (TensorFloat-32 convolutions: about 4x faster on an H100, a few pixels in a
+    million differ), so GPU results are repeatable (fp32: equal to the CPU's to ~1e-5);
+    the previous settings are restored afterwards."""
 
-    def __init__(self, torch, device: str) -> None:
-        self.torch, self.on = torch, device.startswith("cuda")
+    def __init__(self, torch, device: str, *, tf32: bool = False) -> None:
+        self.torch, self.on, self.tf32 = torch, device.startswith("cuda"), tf32
 
     def __enter__(self):
         if self.on:
             cudnn = self.torch.backends.cudnn
             self.saved = (cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32)
-            cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32 = True, False, False
+            cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32 = True, False, self.tf32
         return self
 
     def __exit__(self, *exc):

@@ -14,7 +14,7 @@ filtered over 3 × 3 meshes (SEP's default); ignored pixels are masked.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from functools import cached_property
 from typing import Sequence
 
 import numpy as np
@@ -25,13 +25,27 @@ from pytest_crbench.errors import CRBenchDataError
 __all__ = ["Background", "background_box", "background"]
 
 
-@dataclass
 class Background:
-    """SEP background model of an image (e-)."""
+    """SEP background model of an image (e-).
 
-    level: np.ndarray  # background level map
-    rms_map: np.ndarray  # background noise map
-    rms: float  # global background RMS
+    ``rms`` is the global background RMS; the maps ``level`` and ``rms_map`` (float32,
+    SEP's own precision) are made from the mesh when first read, so a caller that needs
+    one map does not hold both (an 85-Mpix chip: 0.34 GB each).
+    """
+
+    def __init__(self, model, rms: float) -> None:
+        self._model = model
+        self.rms = float(rms)
+
+    @cached_property
+    def level(self) -> np.ndarray:
+        """The background level map."""
+        return self._model.back(dtype=np.float32)
+
+    @cached_property
+    def rms_map(self) -> np.ndarray:
+        """The background noise map."""
+        return self._model.rms(dtype=np.float32)
 
 
 def background_box(shape: Sequence[int]) -> int:
@@ -48,7 +62,9 @@ def background(image: np.ndarray, ignore: np.ndarray | None = None, *,
     """
     import sep
 
-    data = native(image, np.float64)
+    # SEP computes in float32 whatever it is given: a float32 image is used as it is
+    image = np.asarray(image)
+    data = native(image, np.float32 if image.dtype == np.float32 else np.float64)
     mask = None if ignore is None else np.ascontiguousarray(ignore, dtype=bool)
     if mask is not None and mask.all():
         raise CRBenchDataError(
@@ -58,4 +74,4 @@ def background(image: np.ndarray, ignore: np.ndarray | None = None, *,
         bkg = sep.Background(data, mask=mask, bw=box, bh=box, fw=3, fh=3)
     except Exception as exc:  # sep raises plain Exceptions
         raise CRBenchDataError(f"{name}: sep could not estimate the background ({exc})") from None
-    return Background(level=bkg.back(), rms_map=bkg.rms(), rms=float(bkg.globalrms))
+    return Background(bkg, bkg.globalrms)

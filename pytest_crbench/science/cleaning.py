@@ -102,15 +102,18 @@ def fill_masked(image: np.ndarray, mask: np.ndarray, ignore: np.ndarray | None =
         raise ValueError(f"fill method must be 'median' or 'idw', got {method!r}")
     if not ys.size:
         return out
-    source = np.where(unusable, np.nan, image.astype(np.float64))
     max_half = max(ny, nx)
     while ys.size:
-        # Pad with NaN so that boxes clip at the image edges.
-        padded = np.pad(source, half, mode="constant", constant_values=np.nan)
+        # the boxes of the pixels still to fill, gathered from the image itself (no
+        # full-frame copy): NaN where a box leaves the image or holds an unusable pixel
         offs = np.arange(-half, half + 1)
         dy, dx = np.meshgrid(offs, offs, indexing="ij")
-        windows = padded[ys[:, None] + half + dy.ravel()[None, :],
-                         xs[:, None] + half + dx.ravel()[None, :]]
+        wy = ys[:, None] + dy.ravel()[None, :]
+        wx = xs[:, None] + dx.ravel()[None, :]
+        inside = (wy >= 0) & (wy < ny) & (wx >= 0) & (wx < nx)
+        wy, wx = np.clip(wy, 0, ny - 1), np.clip(wx, 0, nx - 1)
+        windows = np.where(inside & ~unusable[wy, wx], image[wy, wx].astype(np.float64),
+                           np.nan)
         has = np.isfinite(windows).any(axis=1)
         if has.any():
             med = np.nanmedian(windows[has], axis=1)
@@ -141,6 +144,7 @@ def cleaned_image(image: np.ndarray, prediction_mask: np.ndarray,
         _check_shapes(image, detector_cleaned=detector_cleaned)
         if not np.isfinite(detector_cleaned).all():
             raise CRBenchDataError("the detector's cleaned image holds NaN/inf pixels")
-        return np.array(detector_cleaned, dtype=np.float32 if image.dtype != np.float64
-                        else np.float64)
+        # the detector's own array when its dtype already fits (no full-frame copy)
+        return np.asarray(detector_cleaned, dtype=np.float32 if image.dtype != np.float64
+                          else np.float64)
     return fill_masked(image, prediction_mask, ignore, method=method)

@@ -49,7 +49,7 @@ def gallery_stamps(original: np.ndarray, clean: np.ndarray, cleaned: np.ndarray,
     Keys (in order): ``original``, ``original_minus_clean``, ``clean``,
     ``abs_clean_minus_cleaned``, ``cleaned``.
     """
-    imgs = [np.asarray(a, dtype=float) for a in (original, clean, cleaned)]
+    imgs = [np.asarray(a) for a in (original, clean, cleaned)]  # cut first, then float
     shape = imgs[0].shape
     if any(a.shape != shape for a in imgs) or len(shape) != 2:
         raise CRBenchDataError(

@@ -50,6 +50,7 @@ import numpy as np
 
 from pytest_crbench.errors import CRBenchConfigError, CRBenchDataError
 from pytest_crbench._util import native
+from pytest_crbench.science.apertures import sum_circles, touches_ignored
 from pytest_crbench.science.background import background
 
 __all__ = ["STAR_DTYPE", "PHOT_DTYPE", "PhotometryConfig", "find_stars", "match_stars",
@@ -191,22 +192,38 @@ def _background(data: np.ndarray, ign: np.ndarray, config: PhotometryConfig, nam
     return background(data, ign, box=config.background_box, name=name)
 
 
-def _touches_ignored(ign: np.ndarray, x, y, r) -> np.ndarray:
-    """True where the circular aperture (x, y, r) contains an ignored pixel."""
-    if not ign.any() or len(x) == 0:
-        return np.zeros(len(x), dtype=bool)
-    sep = _sep()
-    total, _, _ = sep.sum_circle(ign.astype(np.float64), np.asarray(x, float),
-                                 np.asarray(y, float), np.asarray(r, float), subpix=1)
-    return np.asarray(total) > 0
-
-
 def _inside(x, y, shape, margin) -> np.ndarray:
     ny, nx = shape
     return ((x >= margin) & (x <= nx - 1 - margin) & (y >= margin) & (y <= ny - 1 - margin))
 
 
 # --------------------------------------------------------------------------- finding
+
+#: SEP's first pixel stack (active object pixels); :func:`_extract` doubles it on overflow.
+PIXSTACK = 1 << 21
+
+
+def _extract(sub: np.ndarray, rms: np.ndarray, ign: np.ndarray, config: "PhotometryConfig",
+             name: str):
+    """``sep.extract`` of a background-subtracted image.  SEP allocates its pixel stack
+    up front (about 30 bytes a pixel: a stack the size of an 85-Mpix chip would be
+    2.5 GB), so it starts at :data:`PIXSTACK` and is doubled, up to the image size,
+    each time SEP reports it full; the objects do not depend on the stack size."""
+    sep = _sep()
+    stack = min(PIXSTACK, sub.size)
+    mask = ign.astype(np.uint8)
+    sep.set_sub_object_limit(4096)
+    while True:
+        sep.set_extract_pixstack(max(300_000, stack))
+        try:
+            return sep.extract(sub, config.thresh_sigma, err=rms, mask=mask,
+                               minarea=int(config.min_area) + 1)
+        except Exception as exc:
+            if "pixel buffer full" in str(exc) and stack < sub.size:
+                stack = min(2 * stack, sub.size)
+                continue
+            raise CRBenchDataError(f"{name}: sep source extraction failed ({exc})") from None
+
 
 def find_stars(clean: np.ndarray, ignore: np.ndarray | None = None,
                config: PhotometryConfig | None = None, *, name: str = "image") -> np.ndarray:
@@ -217,7 +234,6 @@ def find_stars(clean: np.ndarray, ignore: np.ndarray | None = None,
     star passes the criteria (the message says how many objects each criterion removed).
     """
     config = config or PhotometryConfig()
-    sep = _sep()
     data = _prepare(clean, name, "the clean reference")
     ign = _ignore(ignore, data.shape, name)
     bkg = _background(data, ign, config, name)
@@ -227,14 +243,10 @@ def find_stars(clean: np.ndarray, ignore: np.ndarray | None = None,
             f"{name}: the background RMS of the clean reference is {bkg.rms!r}; a "
             "noise-free image has no detection threshold")
     rms[~(rms > 0)] = bkg.rms
-    sub = data - bkg.level
-    sep.set_extract_pixstack(max(300_000, data.size))
-    sep.set_sub_object_limit(4096)
-    try:
-        objs = sep.extract(sub, config.thresh_sigma, err=rms, mask=ign.astype(np.uint8),
-                           minarea=int(config.min_area) + 1)
-    except Exception as exc:
-        raise CRBenchDataError(f"{name}: sep source extraction failed ({exc})") from None
+    sub = data - bkg.level  # float32, as SEP's own pixels
+    del bkg
+    objs = _extract(sub, rms, ign, config, name)
+    del sub, rms
     n_all = len(objs)
     a, b = objs["a"].astype(float), objs["b"].astype(float)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -247,7 +259,7 @@ def find_stars(clean: np.ndarray, ignore: np.ndarray | None = None,
     keep = round_ok & edge_ok
     clear = np.ones(n_all, dtype=bool)
     idx = np.nonzero(keep)[0]
-    clear[idx] = ~_touches_ignored(ign, objs["x"][idx], objs["y"][idx], radius[idx])
+    clear[idx] = ~touches_ignored(ign, objs["x"][idx], objs["y"][idx], radius[idx])
     keep &= clear
     if not keep.any():
         raise CRBenchDataError(
@@ -446,15 +458,18 @@ def measure_stars(original: np.ndarray, clean: np.ndarray, cleaned: np.ndarray,
     bkg = _background(ref, ign, config, exposure)
     back = bkg.level
     if err is None:
-        var = bkg.rms_map ** 2 + np.clip(ref - back, 0, None)
-        errimg = np.sqrt(var)
+        def err_rows(a0, a1):
+            var = (np.asarray(bkg.rms_map[a0:a1], np.float64) ** 2
+                   + np.clip(ref[a0:a1] - np.asarray(back[a0:a1], np.float64), 0, None))
+            return np.sqrt(var)
     else:
         errimg = _prepare(err, exposure, "the error image")
         if errimg.shape != orig.shape:
             raise CRBenchDataError(f"{exposure}: the error image has shape {errimg.shape} "
                                    f"but the original has shape {orig.shape}")
-        errimg = np.abs(errimg)
-    errimg = np.ascontiguousarray(errimg)
+
+        def err_rows(a0, a1):
+            return np.abs(errimg[a0:a1])
     stars = np.asarray(stars)
     out = np.zeros(len(stars), dtype=PHOT_DTYPE)
     if len(stars) == 0:
@@ -464,12 +479,13 @@ def measure_stars(original: np.ndarray, clean: np.ndarray, cleaned: np.ndarray,
     r = np.ascontiguousarray(stars["radius"], dtype=float)
     fluxes = {}
     for key, img in (("original", orig), ("clean", ref), ("cleaned", cln)):
-        f, fe, flag = sep.sum_circle(np.ascontiguousarray(img - back), x, y, r,
-                                     err=errimg, subpix=5)
-        fluxes[key] = np.asarray(f, float)
+        # row windows of the image minus the clean reference's background (float32)
+        f, fe, flag = sum_circles(lambda a0, a1, img=img: img[a0:a1] - back[a0:a1],
+                                  orig.shape[0], x, y, r, err_rows=err_rows, subpix=5)
+        fluxes[key] = f
         if key == "clean":
-            ferr, flags = np.asarray(fe, float), np.asarray(flag)
-    keep = ((flags & sep.APER_TRUNC) == 0) & ~_touches_ignored(ign, x, y, r)
+            ferr, flags = fe, flag
+    keep = ((flags & sep.APER_TRUNC) == 0) & ~touches_ignored(ign, x, y, r)
     out["star_id"] = stars["star_id"]
     out["exposure"] = exposure
     out["x"], out["y"], out["radius"] = x, y, r

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pytest_crbench._util import row_strips
 from pytest_crbench.science.regions import region_name
 
 __all__ = ["FIXED_FPRS", "THRESHOLDS", "Curve", "OperatingPoint", "ThresholdSweep",
@@ -197,20 +198,24 @@ class ThresholdSweep:
             rmap: np.ndarray) -> None:
         """Add one exposure: its probability map, reference mask, ignore mask and
         :func:`~pytest_crbench.science.regions.region_map`.  Nothing is kept but counts."""
-        prob = np.asarray(probability)
+        prob, truth, rmap = np.asarray(probability), np.asarray(truth), np.asarray(rmap)
+        ignore = None if ignore is None else np.asarray(ignore)
         if prob.shape != np.shape(truth) or prob.shape != np.shape(rmap):
             raise ValueError(f"probability {prob.shape}, reference {np.shape(truth)} and "
                              f"region map {np.shape(rmap)} differ in shape")
-        valid = ~np.asarray(ignore, bool) if ignore is not None else np.ones(prob.shape, bool)
-        p = np.nan_to_num(prob[valid].astype(np.float64, copy=False), nan=0.0)
-        nb = len(self.thresholds)
-        bins = np.clip(np.searchsorted(self.thresholds, p, side="right") - 1, 0, nb - 1)
-        # level: 0 outside every region, j+1 inside region ks[j] but not ks[j+1]
-        level = np.searchsorted(np.asarray(self.ks), np.asarray(rmap)[valid], side="right")
-        is_cr = np.asarray(truth, bool)[valid]
-        nl = len(self.ks) + 1
-        index = (level.astype(np.int64) * 2 + is_cr) * nb + bins
-        counts = np.bincount(index, minlength=nl * 2 * nb).reshape(nl, 2, nb)
+        nb, nl = len(self.thresholds), len(self.ks) + 1
+        counts = np.zeros(nl * 2 * nb, np.int64)
+        for s in row_strips(prob.shape[0]):  # the int64 temporaries of one strip
+            valid = (~np.asarray(ignore[s], bool) if ignore is not None
+                     else np.ones(prob[s].shape, bool))
+            p = np.nan_to_num(prob[s][valid].astype(np.float64, copy=False), nan=0.0)
+            bins = np.clip(np.searchsorted(self.thresholds, p, side="right") - 1, 0, nb - 1)
+            # level: 0 outside every region, j+1 inside region ks[j] but not ks[j+1]
+            level = np.searchsorted(np.asarray(self.ks), rmap[s][valid], side="right")
+            is_cr = np.asarray(truth[s], bool)[valid]
+            index = (level.astype(np.int64) * 2 + is_cr) * nb + bins
+            counts += np.bincount(index, minlength=nl * 2 * nb)
+        counts = counts.reshape(nl, 2, nb)
         # region k_j = levels >= j+1: a cumulative sum from the innermost level outwards
         nested = np.cumsum(counts[::-1], axis=0)[::-1]
         for j, region in enumerate(self.regions):

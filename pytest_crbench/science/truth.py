@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pytest_crbench._util import row_strips
 from pytest_crbench.errors import CRBenchConfigError
 from pytest_crbench.science.exposures import Exposure, Group, Reference
 from pytest_crbench.science.metrics import Counts, confusion, precision, recall
@@ -53,9 +54,13 @@ def truth_classes(exp: Exposure, n_sigma: float = DEFAULT_TRUTH_SNR) -> TruthCla
     if exp.crtruth is None:
         return None
     charge = exp.crtruth
-    noise = np.sqrt(exp.read_noise ** 2 + np.maximum(exp.sci - charge, 0))
-    significant = charge > n_sigma * noise
-    return TruthClasses(significant, (charge > 0) & ~significant, float(n_sigma))
+    significant = np.empty(charge.shape, bool)
+    excluded = np.empty(charge.shape, bool)
+    for s in row_strips(charge.shape[0]):  # the float temporaries of one strip
+        noise = np.sqrt(exp.read_noise ** 2 + np.maximum(exp.sci[s] - charge[s], 0))
+        significant[s] = charge[s] > n_sigma * noise
+        excluded[s] = (charge[s] > 0) & ~significant[s]
+    return TruthClasses(significant, excluded, float(n_sigma))
 
 
 @dataclass(frozen=True)
