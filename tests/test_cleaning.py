@@ -152,3 +152,27 @@ def test_median_fill_gathers_boxes_as_a_padded_frame_would(seed, blob):
     ignore = rng.random(image.shape) < 0.05
     got = fill_masked(image, mask, ignore, method="median")
     np.testing.assert_array_equal(got, _median_fill_padded(image, mask, ignore, FILL_BOX // 2))
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), ny=st.integers(1, 30), nx=st.integers(1, 30),
+       masked=st.floats(0.0, 1.0), half=st.integers(1, 3))
+def test_idw_sums_equal_the_convolution_bit_for_bit(seed, ny, nx, masked, half):
+    from scipy import ndimage
+
+    from pytest_crbench.science.cleaning import _idw_sums
+
+    rng = np.random.default_rng(seed)
+    image = rng.normal(100, 30, (ny, nx)).astype(np.float32)
+    unusable = rng.random(image.shape) < masked
+    offs = np.arange(-half, half + 1)
+    d2 = (offs[:, None] ** 2 + offs[None, :] ** 2).astype(float)
+    kernel = np.where(d2 > 0, 1.0 / np.maximum(d2, 1.0), 0.0)
+    usable = ~unusable
+    num = ndimage.convolve(np.where(usable, image, 0.0).astype(np.float64), kernel,
+                           mode="constant")
+    den = ndimage.convolve(usable.astype(np.float64), kernel, mode="constant")
+    ys, xs = np.nonzero(np.ones(image.shape, bool))  # every pixel, the edges included
+    got_num, got_den = _idw_sums(image, unusable, ys, xs, half)
+    np.testing.assert_array_equal(got_num, num[ys, xs])
+    np.testing.assert_array_equal(got_den, den[ys, xs])
