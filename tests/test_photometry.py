@@ -313,3 +313,32 @@ def test_worst_stars_and_concatenate():
     w = worst_stars(t, 5)
     assert list(w["star_id"]) == [1, 0]
     assert len(concatenate([t, t])) == 6 and len(concatenate([])) == 0
+
+
+def test_a_shared_background_gives_the_same_stars_and_fluxes(field):
+    """The prepared exposure's background (made once, kept as its mesh) is the one star
+    finding and photometry would make; a pickled copy carries its maps."""
+    import pickle
+
+    from pytest_crbench.science.background import background
+
+    clean, _, err, stars = field
+    bkg = background(clean, None)
+    shared = find_stars(clean, None, name="field", bkg=bkg)
+    np.testing.assert_array_equal(shared, stars)
+    orig, cr = _with_cr(clean, stars[0])
+    cleaned = cleaned_image(orig, cr)
+    own = measure_stars(orig, clean, cleaned, err, None, stars)
+    np.testing.assert_array_equal(
+        measure_stars(orig, clean, cleaned, err, None, stars, bkg=bkg), own)
+    # a non-default mesh is not the shared background's: made anew
+    other = PhotometryConfig(background_box=16)
+    assert not np.array_equal(measure_stars(orig, clean, cleaned, None, None, stars, other,
+                                            bkg=bkg)["flux_clean"],
+                              measure_stars(orig, clean, cleaned, None, None, stars,
+                                            bkg=bkg)["flux_clean"])
+    copy = pickle.loads(pickle.dumps(bkg))
+    np.testing.assert_array_equal(copy.level, bkg.level)
+    np.testing.assert_array_equal(copy.rms_map, bkg.rms_map)
+    copy.level[:] = 0  # the caller's own array: the copy's maps are unchanged
+    assert copy.level.any() and copy.rms == bkg.rms

@@ -81,7 +81,8 @@ def find_catalog(prepared: PreparedDataset, config: PhotometryConfig | None = No
         for pe in pes:
             try:
                 lists.append(find_stars(pe.clean, pe.ignore, config,
-                                        name=star_list_name(name, pe.exposure.name)))
+                                        name=star_list_name(name, pe.exposure.name),
+                                        bkg=pe.background))
             except CRBenchDataError as exc:
                 lists.append(exc)
                 break  # as find_group_stars: the first exposure without stars decides
@@ -153,7 +154,7 @@ class ExposurePhotometry:
                                     method=self.fill_method)
             table = measure_stars(pe.exposure.sci, pe.clean, cleaned, pe.exposure.err,
                                   pe.ignore, stars, self.catalog.config,
-                                  exposure=pe.exposure.name)
+                                  exposure=pe.exposure.name, bkg=pe.background)
         except CRBenchError as exc:
             out["note"] = f"exposure {pe.exposure.name!r}: photometry failed: {exc}"
             return out

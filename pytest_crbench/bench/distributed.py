@@ -147,7 +147,8 @@ def _stars_task(prepared, config) -> dict:
     pe, audit, note = prepared
     try:
         stars: Any = find_stars(pe.clean, pe.ignore, config,
-                                name=star_list_name(pe.group.name, pe.exposure.name))
+                                name=star_list_name(pe.group.name, pe.exposure.name),
+                                bkg=pe.background)
     except CRBenchDataError as exc:
         stars = exc
     e = pe.exposure

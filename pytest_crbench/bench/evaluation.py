@@ -23,7 +23,7 @@ from pytest_crbench.science.exposures import Dataset, Exposure, Group
 from pytest_crbench.science.reference import ReferenceConfig, build_reference, reference_for
 from pytest_crbench.science.truth import (
     DEFAULT_TRUTH_SNR, TruthClasses, audit_counts, truth_classes)
-from pytest_crbench.science.background import background
+from pytest_crbench.science.background import Background, background
 from pytest_crbench.science.regions import region_map, region_names, regions_from_map
 from pytest_crbench.science.sweeps import ThresholdSweep
 
@@ -42,6 +42,9 @@ class PreparedExposure:
     rmap: np.ndarray
     background_rms: float
     truth: TruthClasses | None = None  # from CRTRUTH (simulated data), else None
+    #: SEP background of ``clean`` (ignore masked, the default mesh), shared by the
+    #: region map, star finding and photometry; None when every pixel is ignored
+    background: Background | None = None
 
     @property
     def cr_fraction(self) -> float:
@@ -98,13 +101,14 @@ def _finish_exposure(group: Group, exp: Exposure, clean: np.ndarray, crmask: np.
                 f"(DQ != 0, or near a pixel above the saturation level "
                 f"{exp.saturation:g} e-): its scores rest on the other "
                 f"{100 * (1 - frac):.0f} %")
+    bkg = None
     if ignore.all():  # nothing to score here (the note above says so): no region
         rmap, rms = np.zeros(clean.shape, np.int16), float("nan")
     else:
         bkg = background(clean, ignore)
         rmap, rms = region_map(clean, ignore, ks, bkg=bkg), bkg.rms
     pe = PreparedExposure(group, exp, clean, crmask, ignore, rmap, rms,
-                          truth_classes(exp, truth_snr))
+                          truth_classes(exp, truth_snr), bkg)
     return pe, regions_from_map(rmap, ks), note
 
 

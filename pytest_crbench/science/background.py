@@ -14,7 +14,6 @@ filtered over 3 × 3 meshes (SEP's default); ignored pixels are masked.
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import Sequence
 
 import numpy as np
@@ -28,24 +27,39 @@ __all__ = ["Background", "background_box", "background"]
 class Background:
     """SEP background model of an image (e-).
 
-    ``rms`` is the global background RMS; the maps ``level`` and ``rms_map`` (float32,
-    SEP's own precision) are made from the mesh when first read, so a caller that needs
-    one map does not hold both (an 85-Mpix chip: 0.34 GB each).
+    ``rms`` is the global background RMS.  The maps ``level`` and ``rms_map`` (float32,
+    SEP's own precision) are made from the mesh at each reading, and the caller owns the
+    array it gets; none is kept, so a Background held for an exposure costs only its
+    mesh (an 85-Mpix chip: 0.34 GB per map).  A caller reads a map once into a name.
     """
 
     def __init__(self, model, rms: float) -> None:
         self._model = model
         self.rms = float(rms)
+        self._maps: dict[str, np.ndarray] = {}
 
-    @cached_property
+    @property
     def level(self) -> np.ndarray:
-        """The background level map."""
+        """The background level map (made now)."""
+        if self._model is None:
+            return self._maps["level"].copy()
         return self._model.back(dtype=np.float32)
 
-    @cached_property
+    @property
     def rms_map(self) -> np.ndarray:
-        """The background noise map."""
+        """The background noise map (made now)."""
+        if self._model is None:
+            return self._maps["rms_map"].copy()
         return self._model.rms(dtype=np.float32)
+
+    def __getstate__(self) -> dict:
+        # SEP's model does not pickle: a copy sent elsewhere (a Dask transfer) carries
+        # the maps themselves
+        return {"rms": self.rms, "level": self.level, "rms_map": self.rms_map}
+
+    def __setstate__(self, state: dict) -> None:
+        self.rms, self._model = state["rms"], None
+        self._maps = {"level": state["level"], "rms_map": state["rms_map"]}
 
 
 def background_box(shape: Sequence[int]) -> int:

@@ -51,7 +51,7 @@ import numpy as np
 from pytest_crbench.errors import CRBenchConfigError, CRBenchDataError
 from pytest_crbench._util import native
 from pytest_crbench.science.apertures import sum_circles, touches_ignored
-from pytest_crbench.science.background import background
+from pytest_crbench.science.background import Background, background
 
 __all__ = ["STAR_DTYPE", "PHOT_DTYPE", "PhotometryConfig", "find_stars", "match_stars",
            "find_group_stars", "measure_stars"]
@@ -185,10 +185,16 @@ def _ignore(ignore, shape, name: str) -> np.ndarray:
     return ign
 
 
-def _background(data: np.ndarray, ign: np.ndarray, config: PhotometryConfig, name: str):
+def _background(data: np.ndarray, ign: np.ndarray, config: PhotometryConfig, name: str,
+                bkg: Background | None = None) -> Background:
+    """The background of the clean reference ``data``: ``bkg`` when the caller has it
+    (:func:`~pytest_crbench.science.background.background` of the same image and ignore
+    mask with the default mesh) and ``config`` asks for the default mesh, else made here."""
     if ign.all():
         raise CRBenchDataError(
             f"{name}: every pixel is ignored (DQ != 0 or saturated); no star can be measured")
+    if bkg is not None and config.background_box is None:
+        return bkg
     return background(data, ign, box=config.background_box, name=name)
 
 
@@ -226,7 +232,8 @@ def _extract(sub: np.ndarray, rms: np.ndarray, ign: np.ndarray, config: "Photome
 
 
 def find_stars(clean: np.ndarray, ignore: np.ndarray | None = None,
-               config: PhotometryConfig | None = None, *, name: str = "image") -> np.ndarray:
+               config: PhotometryConfig | None = None, *, name: str = "image",
+               bkg: Background | None = None) -> np.ndarray:
     """Stars of a clean reference image: a structured array of :data:`STAR_DTYPE`.
 
     ``star_id`` is the row number until :func:`match_stars` gives group-wide ids.
@@ -236,15 +243,14 @@ def find_stars(clean: np.ndarray, ignore: np.ndarray | None = None,
     config = config or PhotometryConfig()
     data = _prepare(clean, name, "the clean reference")
     ign = _ignore(ignore, data.shape, name)
-    bkg = _background(data, ign, config, name)
-    rms = np.ascontiguousarray(bkg.rms_map)
+    bkg = _background(data, ign, config, name, bkg)
+    rms = bkg.rms_map
     if not bkg.rms > 0:
         raise CRBenchDataError(
             f"{name}: the background RMS of the clean reference is {bkg.rms!r}; a "
             "noise-free image has no detection threshold")
     rms[~(rms > 0)] = bkg.rms
     sub = data - bkg.level  # float32, as SEP's own pixels
-    del bkg
     objs = _extract(sub, rms, ign, config, name)
     del sub, rms
     n_all = len(objs)
@@ -438,7 +444,7 @@ def harmonise_group_stars(lists: Sequence[np.ndarray], config: PhotometryConfig 
 def measure_stars(original: np.ndarray, clean: np.ndarray, cleaned: np.ndarray,
                   err: np.ndarray | None, ignore: np.ndarray | None, stars: np.ndarray,
                   config: PhotometryConfig | None = None, *, exposure: str = "image",
-                  ) -> np.ndarray:
+                  bkg: Background | None = None) -> np.ndarray:
     """Photometry of ``stars`` in the three images of one exposure (:data:`PHOT_DTYPE`).
 
     Same centre and radius in all three images, the clean reference's background map
@@ -455,11 +461,13 @@ def measure_stars(original: np.ndarray, clean: np.ndarray, cleaned: np.ndarray,
             raise CRBenchDataError(f"{exposure}: the {what} has shape {arr.shape} but the "
                                    f"original has shape {orig.shape}")
     ign = _ignore(ignore, orig.shape, exposure)
-    bkg = _background(ref, ign, config, exposure)
+    bkg = _background(ref, ign, config, exposure, bkg)
     back = bkg.level
     if err is None:
+        rms_map = bkg.rms_map
+
         def err_rows(a0, a1):
-            var = (np.asarray(bkg.rms_map[a0:a1], np.float64) ** 2
+            var = (np.asarray(rms_map[a0:a1], np.float64) ** 2
                    + np.clip(ref[a0:a1] - np.asarray(back[a0:a1], np.float64), 0, None))
             return np.sqrt(var)
     else:

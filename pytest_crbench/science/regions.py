@@ -53,12 +53,13 @@ def region_map(clean: np.ndarray, ignore: np.ndarray | None = None,
     clean = np.asarray(clean)
     out = np.zeros(clean.shape, np.int16)
     structure = np.ones((3, 3), bool)
+    level = bkg.level
     for k in ks:
         # in row strips: the float64 excess of one strip at a time
         above = np.empty(clean.shape, bool)
         for r0 in range(0, clean.shape[0], 1024):
             s = slice(r0, r0 + 1024)
-            above[s] = (np.asarray(clean[s], np.float64) - bkg.level[s]) > k * bkg.rms
+            above[s] = (np.asarray(clean[s], np.float64) - level[s]) > k * bkg.rms
             if ignore is not None:
                 above[s] &= ~np.asarray(ignore[s], bool)
         labels, n = ndimage.label(above, structure=structure)
