@@ -169,3 +169,31 @@ def test_focus_loading_reads_the_other_exposures_row_by_row(tmp_path):
     assert lazy.exposures[0].exptime == 150.0 and lazy.exposures[0].shape == (300, 200)
     for a, b in zip(reference_for(full, 1, strip_rows=64), reference_for(lazy, 1, strip_rows=64)):
         assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("how", ["zero", "scaled"])
+def test_lazily_read_exposures_are_checked_like_loaded_ones(tmp_path, how):
+    """A group read around one chip (the others row by row) is refused for an empty or
+    mis-scaled exposure with the error a fully loaded group gets."""
+    from astropy.io import fits
+
+    from pytest_crbench.datasets.simulate import _load_group
+    from pytest_crbench.errors import CRBenchDataError
+
+    spec = SimSpec("t", (300, 200), (GroupSpec("2027-06-01", (150.0, 300.0, 200.0)),),
+                   seed=7, camera="csst")
+    (g,) = build_chunked(spec, tmp_path, CSST)
+    bad = g["exposures"][2]
+    with fits.open(tmp_path / bad["file"], mode="update") as hdul:
+        hdul["SCI"].data = hdul["SCI"].data * (0 if how == "zero" else 1000)
+    from pytest_crbench._util import sha256_file
+
+    bad["sha256"] = sha256_file(tmp_path / bad["file"])
+    errors = []
+    for focus in (None, 0):
+        group = _load_group(tmp_path, g, focus=focus)
+        with pytest.raises(CRBenchDataError) as err:
+            reference_for(group, 0, strip_rows=64)
+        errors.append(str(err.value))
+    want = "SCI is zero everywhere" if how == "zero" else "x off the median of its group"
+    assert all(want in e and bad["file"] in e for e in errors), errors

@@ -293,6 +293,11 @@ class LazyExposure:
     def shape(self) -> tuple[int, int]:
         return self.sci.shape
 
+    @property
+    def source(self) -> str:
+        """Where the pixels are: ``path[SCI,1]`` (as a read exposure's ``source``)."""
+        return f"{self.sci.path}[SCI,1]"
+
 
 def lazy_exposure(path: str | os.PathLike, *, name: str) -> LazyExposure:
     """The first chip of ``path`` (SCI in electrons, as the simulated presets write it)

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from pytest_crbench._util import row_strips
 from pytest_crbench.errors import CRBenchDataError
 
 __all__ = ["DEFAULT_SATURATION", "Exposure", "GROUP_KINDS", "DQ_SATURATED", "Group",
@@ -154,9 +155,19 @@ LEVEL_FACTOR = 100.0
 def signal_level(exp: Exposure) -> float:
     """A robust signal level in e-/s: the 90th percentile of |SCI| over good pixels (on a
     sparse grid; positive even on a sky-subtracted image), divided by the exposure time."""
-    step = max(1, int(np.sqrt(exp.sci.size / 65536)))
-    sample = np.abs(exp.sci[::step, ::step][exp.dq[::step, ::step] == 0])
+    ny, nx = exp.shape
+    step = max(1, int(np.sqrt(ny * nx / 65536)))
+    sci = np.asarray(exp.sci[::step, ::step])  # also a lazily read exposure's rows
+    sample = np.abs(sci[np.asarray(exp.dq[::step, ::step]) == 0])
     return float(np.percentile(sample, 90)) / exp.exptime if sample.size else float("nan")
+
+
+def _any_signal(sci) -> bool:
+    """Whether an image (an array, or rows read on slicing as a lazily read exposure's)
+    has a non-zero pixel; rows are read strip by strip, stopping at the first found."""
+    if isinstance(sci, np.ndarray):
+        return bool(sci.any())
+    return any(np.asarray(sci[rows]).any() for rows in row_strips(sci.shape[0]))
 
 
 def check_levels(group: "Group") -> None:
@@ -164,7 +175,7 @@ def check_levels(group: "Group") -> None:
     everywhere (an empty or failed readout) or whose level lies :data:`LEVEL_FACTOR` ×
     off the other exposures'."""
     for exp in group.exposures:
-        if not exp.sci.any():
+        if not _any_signal(exp.sci):
             raise CRBenchDataError(
                 f"group {group.name!r}: exposure {exp.source or exp.name}: SCI is zero "
                 "everywhere (an empty or failed readout): it would bias the reference of "
