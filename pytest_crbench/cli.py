@@ -342,7 +342,7 @@ def cmd_evaluate(args) -> int:
     tool = read_tool_table(project)
     flags = {o.name: getattr(args, o.name) for o in OPTIONS}
     settings = resolve(flags, tool, {}, tool_file=project if tool else None)
-    for spec in settings.model + ([settings.baseline] if settings.baseline else []):
+    for spec in settings.detectors:
         check_spec(spec)  # the start-up checks of pytest --crbench
     bench = BenchSession(settings)
     failed, broken = [], {}

@@ -155,3 +155,27 @@ def test_dask_records_carry_truth_and_sweeps_as_serial(tmp_path, crbench_data_di
     for spec in SPECS:
         assert record(dask[spec]) == record(serial[spec])
     assert d_summary == s_summary
+
+
+def test_a_baseline_that_is_no_model_runs_on_the_cluster(tmp_path, crbench_data_dir, local2):
+    """--crbench-baseline names a detector the run does not configure: it is evaluated on
+    the workers with the models (nothing is loaded or prepared in the client), and its
+    scores are a serial run's."""
+    flags = {"model": ["astroscrappy"], "baseline": "deepcr:ACS-WFC",
+             "dataset": ["sim-tiny"], "data_dir": str(crbench_data_dir)}
+
+    def baseline(engine, **extra):
+        bench = BenchSession(resolve({**flags, **extra}, {}, {}))
+        bench._engine = engine
+        try:
+            ev = bench.evaluation("deepcr:ACS-WFC", "sim-tiny")
+            return ev, bench
+        finally:
+            bench._engine = None
+
+    settings = resolve({**flags, "scheduler": "local:2"}, {}, {})
+    assert settings.detectors == ["astroscrappy", "deepcr:ACS-WFC"]
+    dask, bench = baseline(local2, scheduler="local:2")
+    assert not list(bench._detectors.items()) and not list(bench._prepared.items())
+    serial, _ = baseline(None)
+    assert [e.counts for e in dask.exposures] == [e.counts for e in serial.exposures]

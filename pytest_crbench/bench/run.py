@@ -127,13 +127,13 @@ class BenchSession:
             engine.close()
 
     def _distributed_run(self, dataset: str):
-        """Every configured detector on ``dataset`` on the cluster, in one pass that
-        shares the references (:mod:`pytest_crbench.bench.distributed`)."""
+        """Every configured detector, and the baseline, on ``dataset`` on the cluster,
+        in one pass that shares the references (:mod:`pytest_crbench.bench.distributed`)."""
         from pytest_crbench.bench.distributed import WorkerOptions
 
         def make():
             result = self.engine().evaluate(
-                dataset, list(self.settings.model), WorkerOptions.from_settings(self.settings),
+                dataset, self.settings.detectors, WorkerOptions.from_settings(self.settings),
                 anomalous_level=self.settings.anomalous_level)
             self.results.summaries[dataset] = result.summary
             return result
@@ -148,7 +148,7 @@ class BenchSession:
         from pytest_crbench.bench.analysis import ExposurePhotometry, analyse
         from pytest_crbench.datasets.loading import domain_note
 
-        if self.settings.scheduler is not None and spec in self.settings.model:
+        if self.settings.scheduler is not None and spec in self.settings.detectors:
             def make_distributed():
                 result = self._distributed_run(dataset)
                 if spec in result.errors:

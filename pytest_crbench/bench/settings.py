@@ -385,6 +385,13 @@ class Settings:
     lock_timeout: float
     origin: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def detectors(self) -> list[str]:
+        """Every detector this run evaluates: the configured ones, then the baseline of
+        ``--crbench-baseline`` when it is not among them."""
+        extra = [self.baseline] if self.baseline and self.baseline not in self.model else []
+        return list(self.model) + extra
+
     def reference_config(self):
         """The :class:`~pytest_crbench.science.reference.ReferenceConfig` of this run."""
         from pytest_crbench.science.reference import ReferenceConfig

@@ -50,7 +50,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
     try:
         settings = _settings(config)
-        for spec in settings.model + ([settings.baseline] if settings.baseline else []):
+        for spec in settings.detectors:
             check_spec(spec)  # one usage error now, not one failure per item
         bench = BenchSession(settings, notify=_notifier(config))
         preflight(bench)
