@@ -277,133 +277,161 @@ class DaskEngine:
     def evaluate(self, dataset: str, specs: list[str], opts: WorkerOptions, *,
                  anomalous_level: float = 0.1, window: int = 2) -> DistributedResult:
         """Every detector of ``specs`` on ``dataset``; results as a serial run's."""
-        from pytest_crbench.bench.analysis import (ExposurePhotometry, StarCatalog,
-                                                   add_group_stars, analyse, finish_catalog)
-        from pytest_crbench.bench.evaluation import Evaluation, PreparedDataset
-        from pytest_crbench.science.sweeps import ThresholdSweep
-        from pytest_crbench.datasets.loading import domain_note_for
-        from pytest_crbench.science.exposures import Dataset
         from pytest_crbench.science.photometry import PhotometryConfig
 
         t0 = time.perf_counter()
-        client = self.client
-        layout = client.submit(_layout_task, dataset, opts, pure=False).result()
-        config = PhotometryConfig()
-        catalog = StarCatalog({}, config)
-        audit: list[dict] = []
-        notes: list[str] = []
-        truth_label: str | None = None
-        seen: set = set()
-        outcomes: dict[str, list] = {spec: [] for spec in specs}
-        pending: list[tuple[list, dict]] = []  # per group in flight: prepared, scores
-
-        errors: dict[str, BaseException] = {}
-
-        def drain(entry) -> None:
-            prepared, scores = entry
-            for spec_of, f in scores:  # per exposure (large chips) or per (spec, exposure)
-                try:
-                    rows = f.result()
-                except Exception as exc:  # one detector's failure is that detector's
-                    rows = {spec_of: exc}
-                for spec, row in rows.items():
-                    if isinstance(row, BaseException):
-                        errors.setdefault(spec, row)
-                    elif spec not in errors:
-                        outcomes[spec].append(row)
-            for f in prepared:
-                f.release()
-
+        layout = self.client.submit(_layout_task, dataset, opts, pure=False).result()
+        run = _Assembly(self.client, dataset, list(specs), opts, layout["groups"],
+                        PhotometryConfig())
         groups = layout["groups"]
-        submitted: dict[int, tuple[list, list]] = {}
-
-        def big(gi: int) -> bool:
-            shape = groups[gi].get("shape")
-            return shape is not None and shape[0] * shape[1] > FOCUS_PIXELS
-
-        def submit_group(gi: int) -> None:
-            n = len(groups[gi]["exposures"])
-            if big(gi):
-                submitted[gi] = [], [client.submit(_prepare_stars_task, dataset, gi, ei, opts,
-                                                   config, pure=False, priority=-gi)
-                                     for ei in range(n)]
-                return
-            prepared = [client.submit(_prepare_task, dataset, gi, ei, opts, pure=False,
-                                      priority=-gi) for ei in range(n)]
-            submitted[gi] = prepared, [client.submit(_stars_task, p, config, pure=False,
-                                                     priority=-gi) for p in prepared]
-
         for gi in range(min(window, len(groups))):
-            submit_group(gi)
-        for gi, g in enumerate(groups):
-            prepared, small_futures = submitted.pop(gi)
-            small = client.gather(small_futures)
-            for s in small:  # in exposure order, as prepare()
-                audit.extend(s["audit"])
-                if s["note"] is not None:
-                    notes.append(s["note"])
-                truth_label = truth_label or s["truth"]
-            seen.update((s["instrument"], s["detector"]) for s in small)
-            lists = []
-            for s in small:
-                lists.append(s["stars"])
-                if isinstance(s["stars"], BaseException):
-                    break  # as a serial run: the first exposure without stars decides
-            exposures = [SimpleNamespace(name=s["name"], wcs_header=s["wcs_header"])
-                         for s in small]
-            add_group_stars(catalog, SimpleNamespace(name=g["name"], kind=g["kind"]),
-                            exposures, lists)
-            stars = [catalog.stars.get((g["name"], s["name"])) for s in small]
-            if big(gi):
-                scores = [(None, client.submit(_score_big_task, list(specs), dataset, gi, ei,
-                                               opts, st, config, pure=False, priority=-gi))
-                          for ei, st in enumerate(stars)]
-            else:
-                scores = []
-                for p, st in zip(prepared, stars):
-                    for spec in specs:
-                        scores.append((spec, client.submit(
-                            _score_one_task, spec, p, st, config, opts, pure=False,
-                            priority=-gi)))
-            pending.append((prepared, scores))
+            run.submit_group(gi)
+        pending: list[tuple[list, list]] = []  # per group in flight: prepared, scores
+        for gi in range(len(groups)):
+            pending.append(run.score_group(gi))
             while len(pending) >= max(1, window):
-                drain(pending.pop(0))
+                run.drain(*pending.pop(0))
             if gi + window < len(groups):
-                submit_group(gi + window)
+                run.submit_group(gi + window)
         for entry in pending:
-            drain(entry)
-        finish_catalog(catalog, dataset)
-
-        ds = Dataset(layout["name"], [], layout["version"], layout["provenance"])
-        summary_prepared = PreparedDataset(ds, sorted(opts.ks), [], audit, notes=notes,
-                                           truth_snr=opts.truth_snr)
-        if opts.reference is not None:
-            summary_prepared.reference = opts.reference
-        regions = summary_prepared.regions
-        # (no exposures are held here: the truth is named from the workers' records)
-        summary = dataclasses.replace(summary_prepared.summary(),
-                                      truth_snr=opts.truth_snr if truth_label else None)
-        out = DistributedResult(summary, errors=errors)
-        for spec in specs:
-            if spec in errors:
-                continue
-            rows = outcomes[spec]
-            ev = Evaluation(spec, rows[0]["version"] if rows else "", dataset, regions,
-                            threshold=rows[0]["threshold"] if rows else None,
-                            truth=truth_label)
-            collector = ExposurePhotometry(catalog, fill_method=opts.fill_method)
-            for row in rows:  # in exposure order, as evaluate()
-                ev.exposures.append(row["result"])
-                collector.add(row["photometry"])
-                if row["sweep"] is not None:
-                    sweep = ThresholdSweep.from_record(row["sweep"])
-                    ev.sweep = sweep if ev.sweep is None else ev.sweep + sweep
-            out.evaluations[spec] = ev
-            out.analyses[spec] = analyse(ev, summary_prepared, collector,
-                                         anomalous_level=anomalous_level)
-            if rows:
-                note = domain_note_for(rows[0]["name"], rows[0]["domain"], dataset, seen)
-                if note:
-                    out.notes[spec] = note
+            run.drain(*entry)
+        out = run.finish(layout, anomalous_level)
         out.seconds = time.perf_counter() - t0
         return out
+
+
+class _Assembly:
+    """The client side of one dataset's distributed evaluation: submits each group's
+    tasks, takes their small records in exposure order, and assembles them with the
+    functions a serial run uses."""
+
+    def __init__(self, client, dataset: str, specs: list[str], opts: WorkerOptions,
+                 groups: list[dict], config) -> None:
+        from pytest_crbench.bench.analysis import StarCatalog
+
+        self.client, self.dataset, self.specs, self.opts = client, dataset, specs, opts
+        self.groups, self.config = groups, config
+        self.catalog = StarCatalog({}, config)
+        self.audit: list[dict] = []
+        self.notes: list[str] = []
+        self.truth_label: str | None = None
+        self.seen: set = set()
+        self.outcomes: dict[str, list] = {spec: [] for spec in specs}
+        self.errors: dict[str, BaseException] = {}
+        self.submitted: dict[int, tuple[list, list]] = {}
+
+    def big(self, gi: int) -> bool:
+        shape = self.groups[gi].get("shape")
+        return shape is not None and shape[0] * shape[1] > FOCUS_PIXELS
+
+    def submit_group(self, gi: int) -> None:
+        """Prepare (and find the stars of) every exposure of group ``gi``."""
+        submit, ds, opts = self.client.submit, self.dataset, self.opts
+        n = len(self.groups[gi]["exposures"])
+        if self.big(gi):
+            self.submitted[gi] = [], [submit(_prepare_stars_task, ds, gi, ei, opts,
+                                             self.config, pure=False, priority=-gi)
+                                      for ei in range(n)]
+            return
+        prepared = [submit(_prepare_task, ds, gi, ei, opts, pure=False, priority=-gi)
+                    for ei in range(n)]
+        self.submitted[gi] = prepared, [submit(_stars_task, p, self.config, pure=False,
+                                               priority=-gi) for p in prepared]
+
+    def score_group(self, gi: int) -> tuple[list, list]:
+        """Take group ``gi``'s small records (in exposure order, as ``prepare()``), match
+        its stars, and submit its scoring: ``(prepared futures, score futures)``."""
+        from pytest_crbench.bench.analysis import add_group_stars
+
+        g = self.groups[gi]
+        prepared, small_futures = self.submitted.pop(gi)
+        small = self.client.gather(small_futures)
+        for s in small:
+            self.audit.extend(s["audit"])
+            if s["note"] is not None:
+                self.notes.append(s["note"])
+            self.truth_label = self.truth_label or s["truth"]
+        self.seen.update((s["instrument"], s["detector"]) for s in small)
+        lists = []
+        for s in small:
+            lists.append(s["stars"])
+            if isinstance(s["stars"], BaseException):
+                break  # as a serial run: the first exposure without stars decides
+        exposures = [SimpleNamespace(name=s["name"], wcs_header=s["wcs_header"])
+                     for s in small]
+        add_group_stars(self.catalog, SimpleNamespace(name=g["name"], kind=g["kind"]),
+                        exposures, lists)
+        stars = [self.catalog.stars.get((g["name"], s["name"])) for s in small]
+        submit, ds, opts, config = self.client.submit, self.dataset, self.opts, self.config
+        if self.big(gi):
+            return prepared, [(None, submit(_score_big_task, self.specs, ds, gi, ei, opts, st,
+                                            config, pure=False, priority=-gi))
+                              for ei, st in enumerate(stars)]
+        return prepared, [(spec, submit(_score_one_task, spec, p, st, config, opts,
+                                        pure=False, priority=-gi))
+                          for p, st in zip(prepared, stars) for spec in self.specs]
+
+    def drain(self, prepared: list, scores: list) -> None:
+        """Take one group's score records (each detector's failure is that detector's)
+        and release its prepared exposures on the workers."""
+        for spec_of, f in scores:  # per exposure (large chips) or per (spec, exposure)
+            try:
+                rows = f.result()
+            except Exception as exc:
+                rows = {spec_of: exc}
+            for spec, row in rows.items():
+                if isinstance(row, BaseException):
+                    self.errors.setdefault(spec, row)
+                elif spec not in self.errors:
+                    self.outcomes[spec].append(row)
+        for f in prepared:
+            f.release()
+
+    def finish(self, layout: dict, anomalous_level: float) -> DistributedResult:
+        """The evaluations and analyses of every detector, as a serial run's."""
+        from pytest_crbench.bench.analysis import finish_catalog
+        from pytest_crbench.bench.evaluation import PreparedDataset
+        from pytest_crbench.science.exposures import Dataset
+
+        finish_catalog(self.catalog, self.dataset)
+        opts = self.opts
+        ds = Dataset(layout["name"], [], layout["version"], layout["provenance"])
+        summary_prepared = PreparedDataset(ds, sorted(opts.ks), [], self.audit,
+                                           notes=self.notes, truth_snr=opts.truth_snr)
+        if opts.reference is not None:
+            summary_prepared.reference = opts.reference
+        # (no exposures are held here: the truth is named from the workers' records)
+        summary = dataclasses.replace(summary_prepared.summary(),
+                                      truth_snr=opts.truth_snr if self.truth_label else None)
+        out = DistributedResult(summary, errors=self.errors)
+        for spec in self.specs:
+            if spec not in self.errors:
+                self._add_detector(out, spec, summary_prepared, anomalous_level)
+        return out
+
+    def _add_detector(self, out: DistributedResult, spec: str, summary_prepared,
+                      anomalous_level: float) -> None:
+        from pytest_crbench.bench.analysis import ExposurePhotometry, analyse
+        from pytest_crbench.bench.evaluation import Evaluation
+        from pytest_crbench.datasets.loading import domain_note_for
+        from pytest_crbench.science.sweeps import ThresholdSweep
+
+        rows = self.outcomes[spec]
+        ev = Evaluation(spec, rows[0]["version"] if rows else "", self.dataset,
+                        summary_prepared.regions,
+                        threshold=rows[0]["threshold"] if rows else None,
+                        truth=self.truth_label)
+        collector = ExposurePhotometry(self.catalog, fill_method=self.opts.fill_method)
+        for row in rows:  # in exposure order, as evaluate()
+            ev.exposures.append(row["result"])
+            collector.add(row["photometry"])
+            if row["sweep"] is not None:
+                sweep = ThresholdSweep.from_record(row["sweep"])
+                ev.sweep = sweep if ev.sweep is None else ev.sweep + sweep
+        out.evaluations[spec] = ev
+        out.analyses[spec] = analyse(ev, summary_prepared, collector,
+                                     anomalous_level=anomalous_level)
+        if rows:
+            note = domain_note_for(rows[0]["name"], rows[0]["domain"], self.dataset, self.seen)
+            if note:
+                out.notes[spec] = note
