@@ -41,6 +41,7 @@ import numpy as np
 
 from pytest_crbench.detectors.base import Prediction, parse_options
 from pytest_crbench.errors import CRBenchDetectorError
+from pytest_crbench.detectors.torch_runtime import resolve_device
 
 __all__ = ["MODELS", "CosmicCoNNDetector", "make_detector", "parse_spec"]
 
@@ -70,18 +71,6 @@ def _contained(torch):
             if h not in handlers:
                 root.removeHandler(h)
         root.setLevel(level)
-
-
-def _resolve_device(torch, device: str) -> str:
-    dev = (device or "cpu").strip().lower()
-    if dev == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if dev.startswith("cuda") and not torch.cuda.is_available():
-        raise CRBenchDetectorError(f"cosmicconn: device {device!r} requested but torch sees no "
-                                   "CUDA device; use device='cpu' or 'auto'")
-    if dev != "cpu" and not dev.startswith("cuda"):
-        raise CRBenchDetectorError(f"cosmicconn: unknown device {device!r}")
-    return dev
 
 
 class CosmicCoNNDetector:
@@ -131,7 +120,7 @@ class CosmicCoNNDetector:
                     f"{type(exc).__name__}: {exc}") from exc
         from pytest_crbench.detectors.deepcr import weights_sha256
 
-        self.device = _resolve_device(torch, device)
+        self.device = resolve_device(torch, device, "cosmicconn")
         net.eval()
         for p in net.parameters():
             p.requires_grad_(False)

@@ -54,7 +54,7 @@ CPU memory allocator: every tile allocates and frees activation buffers of tens 
 glibc hands such blocks back to the kernel at once and page-faults them in again for
 the next tile, so system time dominated deepCR's CPU time (pitfalls.md).  The first
 CPU detector of a process therefore raises glibc's mmap and trim thresholds
-(:func:`tune_malloc`, skipped where ``MALLOC_MMAP_THRESHOLD_`` or
+(:func:`~pytest_crbench.detectors.torch_runtime.tune_malloc`, skipped where ``MALLOC_MMAP_THRESHOLD_`` or
 ``MALLOC_TRIM_THRESHOLD_`` is set, or the C library is not glibc).  With 256-pixel tiles
 (288-pixel reads, ~10 MB per activation: below the 32 MB mmap ceiling) a 2048 × 2048
 image took 4.7 s against 8.4 s untuned here (4 minor page faults in 25).
@@ -79,6 +79,7 @@ import numpy as np
 from pytest_crbench._util import sha256_file
 from pytest_crbench.errors import CRBenchDetectorError
 from pytest_crbench.detectors.base import Prediction, threshold_mask
+from pytest_crbench.detectors.torch_runtime import deterministic, resolve_device, tune_malloc
 
 __all__ = [
     "DeepCRDetector",
@@ -89,7 +90,6 @@ __all__ = [
     "inpaint_model_names",
     "weights_path",
     "weights_sha256",
-    "tune_malloc",
     "PRECISIONS",
 ]
 
@@ -270,60 +270,6 @@ def _arch_class(arch: str):
     raise CRBenchDetectorError(f"deepCR has no network class {arch!r}")  # pragma: no cover
 
 
-def _resolve_device(torch, device: str) -> str:
-    dev = (device or "cpu").strip().lower()
-    if dev == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if dev == "gpu":
-        dev = "cuda"
-    if dev.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise CRBenchDetectorError(
-                f"deepCR: device {device!r} requested but torch {torch.__version__} sees no "
-                "CUDA device (CPU-only build or no GPU); use device='cpu' or 'auto'"
-            )
-        return dev
-    if dev == "cpu":
-        return dev
-    raise CRBenchDetectorError(
-        f"deepCR: unknown device {device!r}; use 'cpu', 'cuda', 'cuda:N' or 'auto'"
-    )
-
-
-_MALLOC_TUNED = False
-#: glibc mallopt parameters (malloc.h)
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-
-
-def tune_malloc() -> bool:
-    """Raise glibc's mmap threshold to its 32 MB ceiling and its trim threshold to 256 MB,
-    once per process, so per-tile buffers are reused instead of being returned to the
-    kernel and faulted in again.  Returns whether the allocator is tuned.
-
-    Process-wide and irreversible (it only changes when freed memory goes back to the
-    kernel); not applied where the user set ``MALLOC_MMAP_THRESHOLD_`` or
-    ``MALLOC_TRIM_THRESHOLD_`` (their choice wins) or where libc is not glibc.
-    """
-    global _MALLOC_TUNED
-    if _MALLOC_TUNED:
-        return True
-    if "MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
-        return False
-    import ctypes
-    import platform
-
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        ok = (libc.mallopt(_M_MMAP_THRESHOLD, 32 * 1024 * 1024) == 1
-              and libc.mallopt(_M_TRIM_THRESHOLD, 256 * 1024 * 1024) == 1)
-    except (OSError, AttributeError):  # pragma: no cover - not glibc after all
-        return False
-    _MALLOC_TUNED = ok
-    return ok
-
-
 class DeepCRDetector:
     """A deepCR mask model (optionally with an inpainting model) as a Detector.
 
@@ -385,7 +331,7 @@ class DeepCRDetector:
         torch, deepcr_pkg = _import_deepcr()
         self._torch = torch
         self.library_version = getattr(deepcr_pkg, "__version__", "unknown")
-        self.device = _resolve_device(torch, device)
+        self.device = resolve_device(torch, device, "deepCR")
         if precision == "tf32" and not self.device.startswith("cuda"):
             raise CRBenchDetectorError(
                 "deepCR precision tf32 (TensorFloat-32 convolutions) needs a CUDA device; "
@@ -477,7 +423,7 @@ class DeepCRDetector:
         if self.engine == "stock":
             return self._detect_stock(img)
         torch = self._torch
-        with torch.inference_mode(), _deterministic(torch, self.device,
+        with torch.inference_mode(), deterministic(torch, self.device,
                                                     tf32=self.precision == "tf32"):
             x = img / np.float32(self.mask_spec.scale)
             if self.mask_spec.norm:  # as deepCR.clean: whole-image mean and std
@@ -581,26 +527,3 @@ class DeepCRDetector:
         prob = np.asarray(prob, dtype=np.float32)
         return Prediction(mask=threshold_mask(prob, self.threshold), probability=prob,
                           cleaned=cleaned)
-
-
-class _deterministic:
-    """Within the block, make cuDNN pick deterministic kernels, in full fp32 unless
-    ``tf32`` (TensorFloat-32 convolutions: about 4x faster on an H100, a few pixels in a
-    million differ), so GPU results are repeatable (fp32: equal to the CPU's to ~1e-5);
-    the previous settings are restored afterwards."""
-
-    def __init__(self, torch, device: str, *, tf32: bool = False) -> None:
-        self.torch, self.on, self.tf32 = torch, device.startswith("cuda"), tf32
-
-    def __enter__(self):
-        if self.on:
-            cudnn = self.torch.backends.cudnn
-            self.saved = (cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32)
-            cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32 = True, False, self.tf32
-        return self
-
-    def __exit__(self, *exc):
-        if self.on:
-            cudnn = self.torch.backends.cudnn
-            cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32 = self.saved
-        return False
