@@ -91,3 +91,45 @@ def test_counts_add_and_undefined_reasons():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="shape"):
         confusion(np.zeros((3, 3), bool), np.zeros((3, 4), bool))
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), ny=st.integers(1, 40), nx=st.integers(1, 30),
+       ks=st.lists(st.integers(1, 200), min_size=0, max_size=5, unique=True),
+       strip=st.integers(1, 50), with_ignore=st.booleans())
+def test_region_confusion_equals_confusion_per_region(seed, ny, nx, ks, strip,
+                                                      with_ignore):
+    """One strip-wise bincount pass gives every nested region's counts: those of
+    confusion() on that region's mask, for the reference and the truth classes (two
+    ignore masks), and the excluded-pixel and audit counts."""
+    from pytest_crbench.science.metrics import nested_histograms, region_confusion
+    from pytest_crbench.science.regions import region_names, regions_from_map
+    from pytest_crbench.science.truth import (TruthClasses, audit_counts,
+                                              audit_region_counts)
+
+    rng = np.random.default_rng(seed)
+    shape = (ny, nx)
+    # a region map holds 0 or one of the ks (region_map's output), or anything between
+    values = np.array([0] + list(ks) + [5, 17])
+    rmap = rng.choice(values, shape).astype(np.int16)
+    pred, ref = rng.random(shape) < 0.3, rng.random(shape) < 0.3
+    ignore = rng.random(shape) < 0.2 if with_ignore else np.zeros(shape, bool)
+    charge = np.where(rng.random(shape) < 0.3, rng.uniform(0, 100, shape), 0.0)
+    truth = TruthClasses(charge > 50, (charge > 0) & (charge <= 50), 5.0)
+    masks = regions_from_map(rmap, ks)
+    got = region_confusion(pred, ref, rmap, ks, (ignore,))
+    got_truth = region_confusion(pred, truth.crmask, rmap, ks, (ignore, truth.excluded))
+    got_excluded = nested_histograms(rmap, ks, lambda rows: truth.excluded[rows], 2,
+                                     (ignore,))[:, 1]
+    got_audit = audit_region_counts(ref, ignore, truth, charge, rmap, ks)
+    # strips of any size give the same histograms
+    codes = lambda rows: pred[rows].view(np.uint8) * 2 + ref[rows]  # noqa: E731
+    np.testing.assert_array_equal(
+        nested_histograms(rmap, ks, codes, 4, (ignore,), strip_rows=strip),
+        nested_histograms(rmap, ks, codes, 4, (ignore,), strip_rows=ny))
+    assert list(masks) == region_names(ks)
+    for j, (name, region) in enumerate(masks.items()):
+        assert got[j] == confusion(pred, ref, ignore, region), name
+        assert got_truth[j] == confusion(pred, truth.crmask, ignore | truth.excluded, region)
+        assert got_excluded[j] == np.count_nonzero(truth.excluded & ~ignore & region)
+        assert got_audit[j] == audit_counts(ref, ignore, truth, charge, region)

@@ -18,13 +18,14 @@ import numpy as np
 from pytest_crbench.detectors.base import Prediction, as_prediction
 from pytest_crbench.bench.records import AuditRow, DatasetSummary
 from pytest_crbench.errors import CRBenchDetectorError, CRBenchError
-from pytest_crbench.science.metrics import Counts, ScoreSet, confusion
+from pytest_crbench.science.metrics import (Counts, ScoreSet, nested_histograms,
+                                           region_confusion)
 from pytest_crbench.science.exposures import Dataset, Exposure, Group
 from pytest_crbench.science.reference import ReferenceConfig, build_reference, reference_for
 from pytest_crbench.science.truth import (
-    DEFAULT_TRUTH_SNR, TruthClasses, audit_counts, truth_classes)
+    DEFAULT_TRUTH_SNR, TruthClasses, audit_region_counts, truth_classes)
 from pytest_crbench.science.background import Background, background
-from pytest_crbench.science.regions import region_map, region_names, regions_from_map
+from pytest_crbench.science.regions import region_map, region_names
 from pytest_crbench.science.sweeps import ThresholdSweep
 
 __all__ = ["PreparedExposure", "PreparedDataset", "prepare", "prepare_exposure",
@@ -92,7 +93,7 @@ MOSTLY_IGNORED = 0.5
 
 def _finish_exposure(group: Group, exp: Exposure, clean: np.ndarray, crmask: np.ndarray,
                      ignore: np.ndarray, ks, truth_snr: float
-                     ) -> tuple[PreparedExposure, dict, str | None]:
+                     ) -> tuple[PreparedExposure, str | None]:
     """Region map, truth classes and note of one exposure whose reference is known."""
     note = None
     frac = float(ignore.mean())
@@ -109,19 +110,19 @@ def _finish_exposure(group: Group, exp: Exposure, clean: np.ndarray, crmask: np.
         rmap, rms = region_map(clean, ignore, ks, bkg=bkg), bkg.rms
     pe = PreparedExposure(group, exp, clean, crmask, ignore, rmap, rms,
                           truth_classes(exp, truth_snr), bkg)
-    return pe, regions_from_map(rmap, ks), note
+    return pe, note
 
 
-def _audit_rows(pe: PreparedExposure, regions: dict) -> list[dict]:
+def _audit_rows(pe: PreparedExposure, ks) -> list[dict]:
     """The per-region reference-audit rows of one exposure (as
     :func:`~pytest_crbench.science.truth.audit_reference`); none without truth."""
     if pe.truth is None:
         return []
+    counts = audit_region_counts(pe.crmask, pe.ignore, pe.truth, pe.exposure.crtruth,
+                                 pe.rmap, ks)
     return [{"group": pe.group.name, "exposure": pe.exposure.name, "region": name,
-             "truth": pe.truth.label(),
-             **audit_counts(pe.crmask, pe.ignore, pe.truth, pe.exposure.crtruth,
-                            region).as_dict()}
-            for name, region in regions.items()]
+             "truth": pe.truth.label(), **c.as_dict()}
+            for name, c in zip(region_names(ks), counts)]
 
 
 def prepare_exposure(group: Group, i: int, ks, ref_config: ReferenceConfig | None = None,
@@ -134,8 +135,8 @@ def prepare_exposure(group: Group, i: int, ks, ref_config: ReferenceConfig | Non
     records as :func:`prepare` gives for that exposure (a distributed run uses this)."""
     exp = group.exposures[i]
     clean, crmask, ignore = reference_for(group, i, ref_config or ReferenceConfig())
-    pe, regions, note = _finish_exposure(group, exp, clean, crmask, ignore, ks, truth_snr)
-    return pe, _audit_rows(pe, regions), note
+    pe, note = _finish_exposure(group, exp, clean, crmask, ignore, ks, truth_snr)
+    return pe, _audit_rows(pe, ks), note
 
 
 def prepare(dataset: Dataset, ks, ref_config: ReferenceConfig | None = None,
@@ -153,10 +154,9 @@ def prepare(dataset: Dataset, ks, ref_config: ReferenceConfig | None = None,
     for group in dataset.groups:
         ref = build_reference(group, ref_config)
         for exp, clean, crmask, ignore in zip(group.exposures, ref.clean, ref.crmask, ref.ignore):
-            pe, regions, note = _finish_exposure(group, exp, clean, crmask, ignore, ks,
-                                                 truth_snr)
+            pe, note = _finish_exposure(group, exp, clean, crmask, ignore, ks, truth_snr)
             prepared.append(pe)
-            audit.extend(_audit_rows(pe, regions))
+            audit.extend(_audit_rows(pe, ks))
             if note is not None:
                 notes.append(note)
     return PreparedDataset(dataset, sorted(ks), prepared, audit, time.perf_counter() - t0,
@@ -341,16 +341,16 @@ def score_exposure(detector, pe: PreparedExposure, ks, *, spec: str | None = Non
     if sync is not None:
         sync()
     seconds = synced_timer() - t0
-    regions = regions_from_map(pe.rmap, ks)
-    counts = {name: confusion(pred.mask, pe.crmask, pe.ignore, region)
-              for name, region in regions.items()}
+    names = region_names(ks)
+    counts = dict(zip(names, region_confusion(pred.mask, pe.crmask, pe.rmap, ks, (pe.ignore,))))
     truth_counts = excluded = None
     if pe.truth is not None:
-        left_out = pe.ignore | pe.truth.excluded
-        truth_counts = {name: confusion(pred.mask, pe.truth.crmask, left_out, region)
-                        for name, region in regions.items()}
-        excluded = {name: int(np.count_nonzero(pe.truth.excluded & ~pe.ignore & region))
-                    for name, region in regions.items()}
+        truth = pe.truth
+        truth_counts = dict(zip(names, region_confusion(pred.mask, truth.crmask, pe.rmap, ks,
+                                                        (pe.ignore, truth.excluded))))
+        hist = nested_histograms(pe.rmap, ks, lambda rows: truth.excluded[rows], 2,
+                                 (pe.ignore,))
+        excluded = {name: int(h[1]) for name, h in zip(names, hist)}
     return ExposureResult(pe.group.name, pe.exposure.name, counts, pred.mask, seconds,
                           pe.cr_fraction, truth_counts, excluded), pred
 

@@ -8,8 +8,11 @@ with the reason, never silently 0 or 1.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Sequence
 
 import numpy as np
+
+from pytest_crbench._util import STRIP_ROWS, row_strips
 
 METRICS = ("precision", "recall", "f1", "f2")
 
@@ -42,6 +45,47 @@ def confusion(pred: np.ndarray, truth: np.ndarray, ignore: np.ndarray | None = N
     p, t = pred & valid, truth & valid
     tp = int(np.count_nonzero(p & t))
     return Counts(tp=tp, fp=int(np.count_nonzero(p)) - tp, fn=int(np.count_nonzero(t)) - tp)
+
+
+def nested_histograms(rmap: np.ndarray, ks, codes, n_codes: int,
+                      ignore: Sequence[np.ndarray | None] = (), *,
+                      strip_rows: int = STRIP_ROWS) -> np.ndarray:
+    """Per nested region, how many pixels take each code: an ``(len(ks) + 1, n_codes)``
+    int64 array whose row 0 is the whole image and row ``j + 1`` the region ``rmap >=
+    ks[j]`` (ks ascending), leaving out the pixels of any ``ignore`` mask.
+
+    ``codes(rows)`` gives the integer code (0 … n_codes - 1) of the pixels of a slice
+    of rows.  One ``np.bincount`` per strip of rows, so only one strip's temporaries
+    exist (a CSST chip's region masks would be 85 MB each)."""
+    ks = np.asarray(sorted(ks))
+    n_levels = len(ks) + 1
+    counts = np.zeros(n_levels * n_codes, np.int64)
+    for rows in row_strips(rmap.shape[0], strip_rows):
+        valid = np.ones(rmap[rows].shape, bool)
+        for mask in ignore:
+            if mask is not None:
+                valid &= ~np.asarray(mask[rows], bool)
+        # level: 0 outside every region, j + 1 inside region ks[j] but not ks[j + 1]
+        level = np.searchsorted(ks, rmap[rows][valid], side="right")
+        code = np.asarray(codes(rows))[valid]
+        counts += np.bincount(level * n_codes + code, minlength=n_levels * n_codes)
+    # region ks[j] holds the levels >= j + 1: cumulative sums from the innermost level
+    return np.cumsum(counts.reshape(n_levels, n_codes)[::-1], axis=0)[::-1]
+
+
+def region_confusion(pred: np.ndarray, truth: np.ndarray, rmap: np.ndarray, ks,
+                     ignore: Sequence[np.ndarray | None] = ()) -> list[Counts]:
+    """:func:`confusion` of ``pred`` against ``truth`` in every nested region of a
+    region map, ``[whole image, rmap >= k for k in sorted(ks)]``, in one pass (see
+    :func:`nested_histograms`); pixels of any ``ignore`` mask are left out."""
+    pred, truth = np.asarray(pred, bool), np.asarray(truth, bool)
+    if pred.shape != truth.shape or pred.shape != np.shape(rmap):
+        raise ValueError(f"prediction {pred.shape}, reference {truth.shape} and region map "
+                         f"{np.shape(rmap)} differ in shape")
+    hist = nested_histograms(np.asarray(rmap), ks,
+                             lambda rows: pred[rows].view(np.uint8) * 2 + truth[rows], 4,
+                             ignore)
+    return [Counts(tp=int(h[3]), fp=int(h[2]), fn=int(h[1])) for h in hist]
 
 
 @dataclass(frozen=True)
@@ -123,4 +167,4 @@ def score(pred: np.ndarray, truth: np.ndarray, ignore: np.ndarray | None = None,
 
 
 __all__ = ["METRICS", "Counts", "confusion", "Score", "ScoreSet", "precision", "recall",
-           "fbeta", "scores", "score"]
+           "fbeta", "scores", "score", "nested_histograms", "region_confusion"]

@@ -24,10 +24,11 @@ import numpy as np
 from pytest_crbench._util import row_strips
 from pytest_crbench.errors import CRBenchConfigError
 from pytest_crbench.science.exposures import Exposure, Group, Reference
-from pytest_crbench.science.metrics import Counts, confusion, precision, recall
+from pytest_crbench.science.metrics import (Counts, confusion, nested_histograms, precision,
+                                           recall, region_confusion)
 
 __all__ = ["DEFAULT_TRUTH_SNR", "TruthClasses", "truth_classes", "AuditCounts",
-           "audit_counts", "audit_reference", "pooled_audit"]
+           "audit_counts", "audit_region_counts", "audit_reference", "pooled_audit"]
 
 #: Default significance of a true cosmic-ray pixel, in units of the pixel noise.
 DEFAULT_TRUTH_SNR = 5.0
@@ -100,6 +101,21 @@ def audit_counts(mask: np.ndarray, ignore: np.ndarray, truth: TruthClasses, char
     return AuditCounts(confusion(mask, hit, ignore, region),
                        confusion(mask, truth.crmask, ignore | truth.excluded, region),
                        int(np.count_nonzero(hit & valid)), int(np.count_nonzero(valid)))
+
+
+def audit_region_counts(mask: np.ndarray, ignore: np.ndarray, truth: TruthClasses,
+                        charge: np.ndarray, rmap: np.ndarray, ks) -> list[AuditCounts]:
+    """:func:`audit_counts` in every nested region of a region map, ``[whole image,
+    rmap >= k for k in sorted(ks)]``, in one strip-wise pass per truth class
+    (:func:`~pytest_crbench.science.metrics.nested_histograms`)."""
+    mask = np.asarray(mask, bool)
+    hist = nested_histograms(rmap, ks,
+                             lambda rows: mask[rows].view(np.uint8) * 2 + (charge[rows] > 0),
+                             4, (ignore,))
+    significant = region_confusion(mask, truth.crmask, rmap, ks, (ignore, truth.excluded))
+    return [AuditCounts(Counts(tp=int(h[3]), fp=int(h[2]), fn=int(h[1])), sig,
+                        int(h[3] + h[1]), int(h.sum()))
+            for h, sig in zip(hist, significant)]
 
 
 def audit_reference(group: Group, reference: Reference, regions: list[dict] | None = None,
