@@ -6,7 +6,8 @@ from hypothesis import given, settings, strategies as st
 
 from conftest import scene
 from pytest_crbench.science.background import background
-from pytest_crbench.science.regions import region_map, region_name, regions_from_map
+from pytest_crbench.science.regions import (DEFAULT_MIN_AREA, region_map, region_name,
+                                            regions_from_map)
 
 
 def noisy(seed=0, **kw):
@@ -56,3 +57,41 @@ def test_names_and_bad_k():
     assert region_name(None) == "full" and region_name(3) == "k3"
     with pytest.raises(ValueError, match="> 0"):
         region_map(noisy(), None, (0,))
+
+
+def _region_map_per_k(clean, ignore, ks, bkg, min_area=DEFAULT_MIN_AREA):
+    """The region map written the direct way: one threshold image per k."""
+    from scipy import ndimage
+
+    out = np.zeros(clean.shape, np.int16)
+    for k in sorted(ks):
+        above = (np.asarray(clean, np.float64) - bkg.level) > k * bkg.rms
+        if ignore is not None:
+            above &= ~ignore
+        labels, n = ndimage.label(above, structure=np.ones((3, 3), bool))
+        sizes = np.bincount(labels.ravel())
+        keep = sizes >= min_area
+        keep[0] = False
+        out[keep[labels]] = k
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), with_ignore=st.booleans(), with_nan=st.booleans(),
+       ks=st.lists(st.sampled_from([1, 2, 3, 5, 10, 20, 40, 80, 160]), min_size=1,
+                   max_size=7, unique=True))
+def test_one_pass_over_the_thresholds_equals_one_image_per_k(seed, with_ignore, with_nan, ks):
+    from pytest_crbench.science.background import background
+
+    rng = np.random.default_rng(seed)
+    ny, nx = rng.integers(20, 120, 2)
+    img = rng.normal(100, 5, (ny, nx)).astype(np.float32)
+    for _ in range(15):
+        y, x = rng.integers(0, ny), rng.integers(0, nx)
+        img[max(0, y - 3):y + 3, max(0, x - 3):x + 3] += rng.uniform(10, 2000)
+    ignore = rng.random(img.shape) < 0.05 if with_ignore else None
+    bkg = background(img, ignore)
+    if with_nan:
+        img[rng.random(img.shape) < 0.01] = np.nan
+    np.testing.assert_array_equal(region_map(img, ignore, ks, bkg=bkg),
+                                  _region_map_per_k(img, ignore, ks, bkg))

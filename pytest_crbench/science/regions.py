@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from pytest_crbench._util import row_strips
 from pytest_crbench.science.background import Background, background
 
 __all__ = ["DEFAULT_KS", "DEFAULT_MIN_AREA", "region_name", "region_names", "region_map",
@@ -52,17 +53,23 @@ def region_map(clean: np.ndarray, ignore: np.ndarray | None = None,
     bkg = bkg or background(clean, ignore)
     clean = np.asarray(clean)
     out = np.zeros(clean.shape, np.int16)
-    structure = np.ones((3, 3), bool)
+    if not ks:
+        return out
+    # how many thresholds each pixel exceeds, from one float64 excess per strip of rows:
+    # pixel > k_j x rms  <=>  more than j thresholds lie below it
+    thresholds = np.array([k * bkg.rms for k in ks])
+    exceeded = np.zeros(clean.shape, np.uint8)
     level = bkg.level
-    for k in ks:
-        # in row strips: the float64 excess of one strip at a time
-        above = np.empty(clean.shape, bool)
-        for r0 in range(0, clean.shape[0], 1024):
-            s = slice(r0, r0 + 1024)
-            above[s] = (np.asarray(clean[s], np.float64) - level[s]) > k * bkg.rms
-            if ignore is not None:
-                above[s] &= ~np.asarray(ignore[s], bool)
-        labels, n = ndimage.label(above, structure=structure)
+    for rows in row_strips(clean.shape[0]):
+        excess = np.asarray(clean[rows], np.float64) - level[rows]
+        n = np.searchsorted(thresholds, excess, side="left").astype(np.uint8)
+        n[np.isnan(excess)] = 0  # NaN exceeds nothing (it would sort after every k)
+        if ignore is not None:
+            n[np.asarray(ignore[rows], bool)] = 0
+        exceeded[rows] = n
+    structure = np.ones((3, 3), bool)
+    for j, k in enumerate(ks):
+        labels, n = ndimage.label(exceeded > j, structure=structure)
         if n == 0:
             continue
         sizes = np.bincount(labels.ravel())
