@@ -216,3 +216,37 @@ def test_page_renders_in_a_real_browser(report, tmp_path):
     pixels = imread(str(shot))
     assert pixels.shape[0] == 2400 and pixels.shape[1] == 1200
     assert pixels[..., :3].std() > 0.05  # not a blank page
+
+
+def test_comparison_table_gives_the_stability_rms_as_it_is():
+    """Fractions are shown in % and their differences in percentage points; the
+    stability RMS of flux ratios (a number like 0.011) is shown as it is."""
+    from pytest_crbench.reporting import html as report_html
+
+    def diff(kind, part, metric, cand, base, delta, interval):
+        return {"candidate": "new", "baseline": "old", "dataset": "sim", "kind": kind,
+                "part": part, "metric": metric, "candidate_value": cand,
+                "baseline_value": base, "delta": {"value": delta, "interval": interval},
+                "verdict": "same"}
+
+    diffs = [diff("pixels", "full", "recall", 0.9, 0.88, 0.02, [0.01, 0.03]),
+             diff("stability", "k3", "rms", 0.0108, 0.0121, -0.0013, [-0.003, 0.0004])]
+
+    class Page:
+        tables = []
+
+        def section(self, *a): pass
+
+        def para(self, *a): pass
+
+        def figure(self, *a): pass
+
+        def table(self, headers, rows, caption=""):
+            self.tables.append(rows)
+
+    page = Page()
+    report_html._section_comparison(page, {"comparison": {"baseline": "old", "max_drop": 0.02,
+                                                          "differences": diffs}})
+    pixels, stability = page.tables[0]
+    assert pixels[5:8] == ["90.0", "88.0", "+2.0 [+1.0, +3.0]"]
+    assert stability[5:8] == ["0.0108", "0.0121", "-0.0013 [-0.0030, +0.0004]"]

@@ -340,25 +340,34 @@ def _section_comparison(page: _Page, results: Mapping[str, Any]) -> None:
               "better / worse where the interval excludes 0.  A score fails the "
               f"non-inferiority rule where its whole interval lies below −{max_drop:g}.")
 
+    def raw(d) -> bool:  # the stability of flux ratios: an RMS, not a fraction
+        return d["kind"] == "stability" and d["metric"] == "rms"
+
+    def value(d, key):
+        return num(d[key], "{:.4f}") if raw(d) else pct(d[key])
+
     def delta(d):
         v, iv = d["delta"]["value"], d["delta"]["interval"]
         if v is None:
             return "—"
-        text = f"{100 * v:+.1f}"
-        return text + (f" [{100 * iv[0]:+.1f}, {100 * iv[1]:+.1f}]" if iv else "")
+        scale, fmt = (1.0, "{:+.4f}") if raw(d) else (100.0, "{:+.1f}")
+        text = fmt.format(scale * v)
+        return text + (f" [{fmt.format(scale * iv[0])}, {fmt.format(scale * iv[1])}]"
+                       if iv else "")
 
     def verdict(d):
         v = d["verdict"]
         return f'<b class="warn">{v}</b>' if v == "worse" else html.escape(v)
 
     rows = [[html.escape(d["candidate"]), html.escape(d["dataset"]), html.escape(d["kind"]),
-             html.escape(d["part"]), html.escape(d["metric"]), pct(d["candidate_value"]),
-             pct(d["baseline_value"]), delta(d), verdict(d)]
+             html.escape(d["part"]), html.escape(d["metric"]), value(d, "candidate_value"),
+             value(d, "baseline_value"), delta(d), verdict(d)]
             for d in diffs if d["kind"] in ("pixels", "photometry", "stability")]
     page.table(["candidate", "dataset", "kind", "region / stars", "metric", "candidate %",
                 "baseline %", "Δ (pp) [interval]", "verdict"], rows,
                caption="Paired differences (photometric fractions: lower anomalous and "
-                       "outside fractions are better)")
+                       "outside fractions are better; the stability RMS of flux ratios "
+                       "is given as it is, not in %)")
     mc = [[html.escape(d["candidate"]), html.escape(d["dataset"]), html.escape(d["part"]),
            str(d["pairs"]), f"{d['candidate_only']} / {d['baseline_only']}",
            num(d["p_value"], "{:.2g}"), verdict(d)]
