@@ -100,14 +100,17 @@ def derivative(image: np.ndarray) -> np.ndarray:
     outer rows and last column (up/down neighbours); everywhere else the neighbour's value
     counts as 0, so border pixels get ``|pixel|`` and are effectively never flagged.
     """
-    a = np.asarray(image)
+    a = np.asarray(image, np.float64)
     ny, nx = a.shape
     out = np.zeros(a.shape, np.float64)
 
     def compare(dst: tuple[slice, slice], src: tuple[slice, slice]) -> None:
-        neighbour = np.zeros(a.shape, np.float64)
-        neighbour[dst] = a[src]
-        np.maximum(out, np.fabs(a - neighbour), out=out)
+        # inside ``dst`` |pixel - neighbour|; outside it the neighbour counts as 0: |pixel|
+        view = out[dst]
+        np.maximum(view, np.fabs(a[dst] - a[src]), out=view)
+        outside = np.ones(a.shape, bool)
+        outside[dst] = False
+        out[outside] = np.maximum(out[outside], np.fabs(a[outside]))
 
     compare((slice(0, ny - 1), slice(1, nx - 1)), (slice(0, ny - 1), slice(0, nx - 2)))  # left
     compare((slice(0, ny - 1), slice(0, nx - 2)), (slice(0, ny - 1), slice(1, nx - 1)))  # right
