@@ -16,8 +16,10 @@ distributed run equals a serial run's except for timing (tested on ``sim-tiny``)
 The graph, per dataset (every configured detector shares the references):
 
 1. ``prepare``: per exposure, :func:`~pytest_crbench.bench.evaluation.prepare_exposure`
-   on a worker, which reads only the exposure's group from the data cache (simulated
-   presets are read group by group).  The prepared exposure stays on that worker.
+   on a worker.  For a simulated preset only that exposure is read into memory; the
+   group's others are read row by row by the strip-wise reference (a real dataset's
+   groups are read whole, see :func:`_group`).  The prepared exposure stays on that
+   worker.
 2. ``stars``: per exposure, :func:`~pytest_crbench.science.photometry.find_stars` on
    its clean reference, where it lies; the small star lists come to the client, which
    matches each group (:func:`~pytest_crbench.bench.analysis.add_group_stars`).
@@ -27,11 +29,10 @@ The graph, per dataset (every configured detector shares the references):
 
 At most ``window`` groups are in flight; a group's prepared exposures are released as
 soon as every detector has scored them, which bounds the memory of each worker.  Chips
-of more than :data:`FOCUS_PIXELS` (a CSST chip: 85 Mpix) go further: only the chip's own
-exposure is read into memory (the group's others are read row by row by the strip-wise
-reference), a prepared chip is never kept between tasks (step 3 prepares it again and
-runs every detector on it in one task), so a worker holds one prepared chip at a time,
-at the price of computing each reference twice.
+of more than :data:`FOCUS_PIXELS` (a CSST chip: 85 Mpix) go further: a prepared chip is
+never kept between tasks (step 3 prepares it again and runs every detector on it in one
+task), so a worker holds one prepared chip at a time, at the price of computing each
+reference twice.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class WorkerOptions:
 # One dict per worker process: detectors by (spec, threshold, device, precision) and
 # the last loaded groups.  Module globals live as long as the worker does.
 _STATE: dict[str, Any] = {"detectors": {}, "groups": {}, "loads": {}}
-#: Groups kept per worker (the exposures of a prepared exposure keep theirs alive anyway).
+#: Groups of a real dataset kept per worker (simulated presets' groups are never kept).
 _GROUPS_KEPT = 2
 
 
@@ -100,27 +101,30 @@ def worker_loads() -> dict[str, int]:
     return dict(_STATE["loads"])
 
 
-#: Chips larger than this (pixels) are prepared with only their own exposure in memory:
-#: the group's other exposures are read row by row (a CSST chip is 85 Mpix).
+#: Chips larger than this (pixels) are not kept prepared between tasks: each is prepared
+#: again where all its detectors run (a CSST chip is 85 Mpix).
 FOCUS_PIXELS = 4096 * 4096
 
 
-def _group(dataset: str, index: int, opts: WorkerOptions, focus: int | None = None):
+def _group(dataset: str, index: int, opts: WorkerOptions, focus: int):
+    """Group ``index`` as the preparation of its exposure ``focus`` needs it.  A simulated
+    preset's group is read around that exposure (its other exposures are read row by
+    row by the strip-wise reference) and not kept: a worker never holds a whole group.
+    A real dataset's files are read whole, and its last :data:`_GROUPS_KEPT` groups are
+    kept for the group's other exposures."""
     from pytest_crbench.datasets.loading import load_group
+    from pytest_crbench.datasets.simulate import is_simulated
 
+    load = dict(data_dir=opts.data_dir, offline=opts.offline, lock_timeout=opts.lock_timeout)
+    if is_simulated(dataset):
+        return load_group(dataset, index, focus=focus, **load)
     cache = _STATE["groups"]
-    key = (dataset, index, opts.data_dir, focus)
+    key = (dataset, index, opts.data_dir)
     if key not in cache:
-        if focus is not None:
-            cache.clear()
         while len(cache) >= _GROUPS_KEPT:
             cache.pop(next(iter(cache)))
-        cache[key] = load_group(dataset, index, data_dir=opts.data_dir, offline=opts.offline,
-                                focus=focus, lock_timeout=opts.lock_timeout)
-    group = cache[key]
-    if focus is not None:
-        del cache[key]  # one prepared exposure holds it; nothing else will
-    return group
+        cache[key] = load_group(dataset, index, **load)
+    return cache[key]
 
 
 def _layout_task(dataset: str, opts: WorkerOptions):
@@ -132,11 +136,11 @@ def _layout_task(dataset: str, opts: WorkerOptions):
             "groups": groups}
 
 
-def _prepare_task(dataset: str, gi: int, ei: int, opts: WorkerOptions, focus: bool = False):
+def _prepare_task(dataset: str, gi: int, ei: int, opts: WorkerOptions):
     from pytest_crbench.bench.evaluation import prepare_exposure
 
-    return prepare_exposure(_group(dataset, gi, opts, ei if focus else None), ei, opts.ks,
-                            opts.reference, opts.truth_snr)
+    return prepare_exposure(_group(dataset, gi, opts, ei), ei, opts.ks, opts.reference,
+                            opts.truth_snr)
 
 
 def _stars_task(prepared, config) -> dict:
@@ -161,7 +165,7 @@ def _stars_task(prepared, config) -> dict:
 def _prepare_stars_task(dataset: str, gi: int, ei: int, opts: WorkerOptions, config) -> dict:
     """:func:`_stars_task` of an exposure prepared here and dropped again (large chips:
     :func:`_score_big_task` prepares it a second time rather than keeping it)."""
-    return _stars_task(_prepare_task(dataset, gi, ei, opts, focus=True), config)
+    return _stars_task(_prepare_task(dataset, gi, ei, opts), config)
 
 
 def _score_big_task(specs: list[str], dataset: str, gi: int, ei: int, opts: WorkerOptions,
@@ -169,7 +173,7 @@ def _score_big_task(specs: list[str], dataset: str, gi: int, ei: int, opts: Work
     """Every detector on one large chip in one task: the chip is prepared once more here
     and only one prepared chip is ever held per worker.  Returns {spec: record or the
     exception of that detector}."""
-    prepared = _prepare_task(dataset, gi, ei, opts, focus=True)
+    prepared = _prepare_task(dataset, gi, ei, opts)
     pe = prepared[0]
     pe.exposure.crtruth = None  # audited already; this worker's own copy
     out: dict[str, Any] = {}
