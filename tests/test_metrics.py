@@ -121,7 +121,7 @@ def test_region_confusion_equals_confusion_per_region(seed, ny, nx, ks, strip,
     got_truth = region_confusion(pred, truth.crmask, rmap, ks, (ignore, truth.excluded))
     got_excluded = nested_histograms(rmap, ks, lambda rows: truth.excluded[rows], 2,
                                      (ignore,))[:, 1]
-    got_audit = audit_region_counts(ref, ignore, truth, charge, rmap, ks)
+    got_audit = audit_region_counts(ref, ignore, truth, rmap, ks)
     # strips of any size give the same histograms
     codes = lambda rows: pred[rows].view(np.uint8) * 2 + ref[rows]  # noqa: E731
     np.testing.assert_array_equal(

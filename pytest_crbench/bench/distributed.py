@@ -165,7 +165,9 @@ def _stars_task(prepared, config) -> dict:
 def _prepare_stars_task(dataset: str, gi: int, ei: int, opts: WorkerOptions, config) -> dict:
     """:func:`_stars_task` of an exposure prepared here and dropped again (large chips:
     :func:`_score_big_task` prepares it a second time rather than keeping it)."""
-    return _stars_task(_prepare_task(dataset, gi, ei, opts), config)
+    prepared = _prepare_task(dataset, gi, ei, opts)
+    prepared[0].exposure.crtruth = None  # audited already; this worker's own copy
+    return _stars_task(prepared, config)
 
 
 def _score_big_task(specs: list[str], dataset: str, gi: int, ei: int, opts: WorkerOptions,
@@ -198,6 +200,7 @@ def _score_task(spec: str, prepared, stars, catalog_config, opts: WorkerOptions)
     result, pred = score_exposure(det, pe, opts.ks, spec=spec)
     result.mask = None  # masks stay on the worker
     sweep = exposure_sweep(pred, pe, opts.ks)
+    pred.probability = None  # counted; photometry needs the mask and the cleaned image
     collector = ExposurePhotometry(StarCatalog({}, catalog_config),
                                    fill_method=opts.fill_method)
     return {"result": result, "photometry": collector.measure(pe, pred, stars),

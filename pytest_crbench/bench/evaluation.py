@@ -118,8 +118,7 @@ def _audit_rows(pe: PreparedExposure, ks) -> list[dict]:
     :func:`~pytest_crbench.science.truth.audit_reference`); none without truth."""
     if pe.truth is None:
         return []
-    counts = audit_region_counts(pe.crmask, pe.ignore, pe.truth, pe.exposure.crtruth,
-                                 pe.rmap, ks)
+    counts = audit_region_counts(pe.crmask, pe.ignore, pe.truth, pe.rmap, ks)
     return [{"group": pe.group.name, "exposure": pe.exposure.name, "region": name,
              "truth": pe.truth.label(), **c.as_dict()}
             for name, c in zip(region_names(ks), counts)]

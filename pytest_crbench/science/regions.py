@@ -67,6 +67,7 @@ def region_map(clean: np.ndarray, ignore: np.ndarray | None = None,
         if ignore is not None:
             n[np.asarray(ignore[rows], bool)] = 0
         exceeded[rows] = n
+    del level  # (a full-frame float32 map) before the labels are made
     structure = np.ones((3, 3), bool)
     for j, k in enumerate(ks):
         labels, n = ndimage.label(exceeded > j, structure=structure)

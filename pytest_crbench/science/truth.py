@@ -104,15 +104,18 @@ def audit_counts(mask: np.ndarray, ignore: np.ndarray, truth: TruthClasses, char
 
 
 def audit_region_counts(mask: np.ndarray, ignore: np.ndarray, truth: TruthClasses,
-                        charge: np.ndarray, rmap: np.ndarray, ks) -> list[AuditCounts]:
+                        rmap: np.ndarray, ks) -> list[AuditCounts]:
     """:func:`audit_counts` in every nested region of a region map, ``[whole image,
     rmap >= k for k in sorted(ks)]``, in one strip-wise pass per truth class
-    (:func:`~pytest_crbench.science.metrics.nested_histograms`)."""
+    (:func:`~pytest_crbench.science.metrics.nested_histograms`).  The pixels with
+    injected charge are the true and the excluded ones of ``truth`` (no charge image is
+    read)."""
     mask = np.asarray(mask, bool)
-    hist = nested_histograms(rmap, ks,
-                             lambda rows: mask[rows].view(np.uint8) * 2 + (charge[rows] > 0),
-                             4, (ignore,))
-    significant = region_confusion(mask, truth.crmask, rmap, ks, (ignore, truth.excluded))
+    crmask, excluded = truth.crmask, truth.excluded
+    hist = nested_histograms(
+        rmap, ks, lambda rows: mask[rows].view(np.uint8) * 2 + (crmask[rows] | excluded[rows]),
+        4, (ignore,))
+    significant = region_confusion(mask, crmask, rmap, ks, (ignore, excluded))
     return [AuditCounts(Counts(tp=int(h[3]), fp=int(h[2]), fn=int(h[1])), sig,
                         int(h[3] + h[1]), int(h.sum()))
             for h, sig in zip(hist, significant)]
