@@ -21,6 +21,10 @@ from pytest_crbench.reporting.outputs import write_outputs
 SPECS = ["deepcr:ACS-WFC", "astroscrappy"]
 
 
+_ENV_BEFORE_CLUSTERS = {k: __import__("os").environ.get(k) for k in (
+    "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "OMP_NUM_THREADS")}
+
+
 @pytest.fixture(scope="module")
 def local2():
     """One LocalCluster of 2 worker processes for the module, shut down afterwards."""
@@ -179,3 +183,25 @@ def test_a_baseline_that_is_no_model_runs_on_the_cluster(tmp_path, crbench_data_
     assert not list(bench._detectors.items()) and not list(bench._prepared.items())
     serial, _ = baseline(None)
     assert [e.counts for e in dask.exposures] == [e.counts for e in serial.exposures]
+
+
+def _allocator_env():
+    import os
+
+    return {k: os.environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_",
+                                           "OMP_NUM_THREADS")}
+
+
+def test_local_workers_get_the_tuned_allocator(local2):
+    """Dask's default trim threshold (64 kB) would undo the allocator tuning of CPU
+    detectors (deepCR ran at half speed): a LocalCluster's workers get this package's
+    settings, and their share of the cores."""
+    from pytest_crbench.detectors.torch_runtime import MALLOC_ENV
+
+    envs = local2.client.run(_allocator_env)
+    assert len(envs) == 2
+    for env in envs.values():
+        assert {k: env[k] for k in MALLOC_ENV} == MALLOC_ENV
+        assert env["OMP_NUM_THREADS"] == str(max(1, (__import__("os").cpu_count() or 1) // 2))
+    # and Dask's settings for its workers do not stay in this process's environment
+    assert _allocator_env() == _ENV_BEFORE_CLUSTERS

@@ -86,6 +86,9 @@ _GROUPS_KEPT = 2
 
 def _detector(spec: str, opts: WorkerOptions):
     from pytest_crbench.detectors.specs import load_detector
+    from pytest_crbench.detectors.torch_runtime import tune_malloc
+
+    tune_malloc(force=True)  # Dask's nanny set a 64 kB trim threshold for this worker
 
     key = (spec, opts.threshold, opts.device, opts.precision)
     cache = _STATE["detectors"]
@@ -246,14 +249,25 @@ class DaskEngine:
             n = int(address.split(":", 1)[1])
             cores = os.cpu_count() or 1
             threads = str(max(1, cores // n))
-            # each worker process gets its share of the cores for torch/OpenMP/BLAS
+            # each worker process gets its share of the cores for torch/OpenMP/BLAS, and
+            # the allocator tuning a CPU detector gets in this process (Dask's default
+            # trim threshold of 64 kB made deepCR page-fault at twice its time)
+            from pytest_crbench.detectors.torch_runtime import MALLOC_ENV
+
             env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
-                   "OPENBLAS_NUM_THREADS": threads}
-            self.cluster = distributed.LocalCluster(
-                n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                # random loopback ports: a second cluster never fights over :8787
-                dashboard_address="127.0.0.1:0", worker_dashboard_address="127.0.0.1:0",
-                silence_logs=logging.ERROR, env=env)
+                   "OPENBLAS_NUM_THREADS": threads, **MALLOC_ENV}
+            saved = dict(os.environ)
+            try:
+                self.cluster = distributed.LocalCluster(
+                    n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                    # random loopback ports: a second cluster never fights over :8787
+                    dashboard_address="127.0.0.1:0", worker_dashboard_address="127.0.0.1:0",
+                    silence_logs=logging.ERROR, env=env)
+            finally:
+                # Dask's nannies leave their workers' settings (MALLOC_TRIM_THRESHOLD_,
+                # OMP_NUM_THREADS …) in this process's environment: put it back
+                os.environ.clear()
+                os.environ.update(saved)
             self.client = distributed.Client(self.cluster, timeout=f"{timeout}s")
         else:
             try:
