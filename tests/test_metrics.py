@@ -5,7 +5,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
-from pytest_crbench.science.metrics import Counts, confusion, fbeta, precision, recall, scores
+from pytest_crbench.science.metrics import (
+    Counts, confusion, fbeta, precision, recall, region_tables, scores)
+from pytest_crbench.science.regions import region_map, region_names
 
 shapes = st.tuples(st.integers(1, 12), st.integers(1, 12))
 
@@ -93,19 +95,52 @@ def test_shape_mismatch_is_an_error():
         confusion(np.zeros((3, 3), bool), np.zeros((3, 4), bool))
 
 
+def _per_region(rmap, ks):
+    """The region masks the one-pass tables stand for: the whole image, rmap >= k."""
+    return dict(zip(region_names(ks), [np.ones(rmap.shape, bool)]
+                    + [rmap >= k for k in sorted(ks)]))
+
+
+@st.composite
+def region_cases(draw):
+    """1-4 masks, an ignore mask (or None) and a region map of values {0} ∪ ks."""
+    shape = draw(shapes)
+    ks = draw(st.lists(st.integers(1, 200), max_size=7, unique=True))
+    ms = [draw(arrays(bool, shape)) for _ in range(draw(st.integers(1, 4)))]
+    ignore = draw(st.none() | arrays(bool, shape))
+    rmap = draw(arrays(np.int16, shape, elements=st.sampled_from([0, *ks])))
+    return ms, ignore, rmap, ks
+
+
+@settings(max_examples=300)
+@given(region_cases(), st.integers(1, 13))
+def test_region_tables_equal_the_confusion_of_every_region(case, strip):
+    ms, ignore, rmap, ks = case
+    tables = region_tables(ms, ignore, rmap, ks, strip_rows=strip)
+    assert list(tables) == region_names(ks)
+    ign = np.zeros(rmap.shape, bool) if ignore is None else ignore
+    for name, region in _per_region(rmap, ks).items():
+        t = tables[name]
+        assert t.count() == int(np.count_nonzero(region & ~ign))
+        for i, mi in enumerate(ms):
+            assert t.count(i) == int(np.count_nonzero(mi & region & ~ign))
+            for j, mj in enumerate(ms):
+                assert t.confusion(i, j) == confusion(mi, mj, ignore, region)
+                assert t.confusion(i, (j, 0)) == confusion(mi, mj | ms[0], ignore, region)
+                for o, mo in enumerate(ms):  # mask o left out, as an ignored pixel
+                    assert t.confusion(i, j, leave_out=o) == confusion(mi, mj, ign | mo, region)
+
+
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), ny=st.integers(1, 40), nx=st.integers(1, 30),
        ks=st.lists(st.integers(1, 200), min_size=0, max_size=5, unique=True),
        strip=st.integers(1, 50), with_ignore=st.booleans())
-def test_region_confusion_equals_confusion_per_region(seed, ny, nx, ks, strip,
-                                                      with_ignore):
-    """One strip-wise bincount pass gives every nested region's counts: those of
-    confusion() on that region's mask, for the reference and the truth classes (two
-    ignore masks), and the excluded-pixel and audit counts."""
-    from pytest_crbench.science.metrics import nested_histograms, region_confusion
-    from pytest_crbench.science.regions import region_names, regions_from_map
-    from pytest_crbench.science.truth import (TruthClasses, audit_counts,
-                                              audit_region_counts)
+def test_score_and_audit_tables_equal_confusion_per_region(seed, ny, nx, ks, strip,
+                                                           with_ignore):
+    """The one-pass tables give every nested region's counts: those of confusion() on
+    that region's mask, for the reference and the truth classes (excluded pixels left
+    out), the excluded-pixel counts and the reference audit."""
+    from pytest_crbench.science.truth import AuditCounts, TruthClasses, audit_counts
 
     rng = np.random.default_rng(seed)
     shape = (ny, nx)
@@ -116,20 +151,58 @@ def test_region_confusion_equals_confusion_per_region(seed, ny, nx, ks, strip,
     ignore = rng.random(shape) < 0.2 if with_ignore else np.zeros(shape, bool)
     charge = np.where(rng.random(shape) < 0.3, rng.uniform(0, 100, shape), 0.0)
     truth = TruthClasses(charge > 50, (charge > 0) & (charge <= 50), 5.0)
-    masks = regions_from_map(rmap, ks)
-    got = region_confusion(pred, ref, rmap, ks, (ignore,))
-    got_truth = region_confusion(pred, truth.crmask, rmap, ks, (ignore, truth.excluded))
-    got_excluded = nested_histograms(rmap, ks, lambda rows: truth.excluded[rows], 2,
-                                     (ignore,))[:, 1]
-    got_audit = audit_region_counts(ref, ignore, truth, rmap, ks)
-    # strips of any size give the same histograms
-    codes = lambda rows: pred[rows].view(np.uint8) * 2 + ref[rows]  # noqa: E731
-    np.testing.assert_array_equal(
-        nested_histograms(rmap, ks, codes, 4, (ignore,), strip_rows=strip),
-        nested_histograms(rmap, ks, codes, 4, (ignore,), strip_rows=ny))
-    assert list(masks) == region_names(ks)
-    for j, (name, region) in enumerate(masks.items()):
-        assert got[j] == confusion(pred, ref, ignore, region), name
-        assert got_truth[j] == confusion(pred, truth.crmask, ignore | truth.excluded, region)
-        assert got_excluded[j] == np.count_nonzero(truth.excluded & ~ignore & region)
-        assert got_audit[j] == audit_counts(ref, ignore, truth, charge, region)
+    tables = region_tables([pred, ref, truth.crmask, truth.excluded], ignore, rmap, ks,
+                           strip_rows=strip)
+    audit = audit_counts(ref, ignore, truth, rmap, ks)
+    hit = charge > 0
+    for name, region in _per_region(rmap, ks).items():
+        t, valid = tables[name], region & ~ignore
+        assert t.confusion(0, 1) == confusion(pred, ref, ignore, region), name
+        assert t.confusion(0, 2, leave_out=3) == confusion(pred, truth.crmask,
+                                                           ignore | truth.excluded, region)
+        assert t.count(3) == np.count_nonzero(truth.excluded & ~ignore & region)
+        assert audit[name] == AuditCounts(
+            confusion(ref, hit, ignore, region),
+            confusion(ref, truth.crmask, ignore | truth.excluded, region),
+            int(np.count_nonzero(hit & valid)), int(np.count_nonzero(valid)))
+
+
+@settings(deadline=None, max_examples=25)
+@given(st.integers(0, 2**32 - 1), st.lists(st.integers(1, 40), min_size=1, max_size=5,
+                                             unique=True), st.sampled_from([1, 5, 17, 64, 1024]))
+def test_region_tables_on_region_maps_of_noisy_images(seed, ks, strip):
+    rng = np.random.default_rng(seed)
+    img = rng.normal(100, 5, (70, 53))
+    img[20:35, 10:30] += rng.uniform(0, 400, (15, 20))
+    ignore = rng.random(img.shape) < 0.05
+    rmap = region_map(img, ignore, ks)
+    pred, truth = rng.random(img.shape) < 0.2, rng.random(img.shape) < 0.2
+    tables = region_tables([pred, truth], ignore, rmap, ks, strip_rows=strip)
+    for name, region in _per_region(rmap, ks).items():
+        assert tables[name].confusion(0, 1) == confusion(pred, truth, ignore, region)
+
+
+def test_region_tables_whole_image_and_bad_shapes():
+    pred, truth = np.eye(4, dtype=bool), np.ones((4, 4), bool)
+    assert list(region_tables([pred, truth], None)) == ["full"]
+    assert region_tables([pred, truth], None)["full"].confusion(0, 1) == Counts(4, 0, 12)
+    assert region_tables([pred.astype(int), truth], None)["full"].confusion(0, 1) == \
+        Counts(4, 0, 12)
+    with pytest.raises(ValueError, match="shape"):
+        region_tables([pred, np.ones((4, 5), bool)], None)
+    with pytest.raises(ValueError, match="region map"):
+        region_tables([pred], None, None, (3,))
+
+
+@pytest.mark.parametrize("n_masks", [9, 14])  # codes past uint8 (9 masks), past uint16 (14)
+def test_region_tables_with_many_masks(n_masks):
+    rng = np.random.default_rng(n_masks)
+    ks = (2, 4, 8)
+    ms = [rng.random((9, 11)) < 0.5 for _ in range(n_masks)]
+    ignore = rng.random((9, 11)) < 0.1
+    rmap = rng.choice(np.array([0, *ks]), size=(9, 11)).astype(np.int16)
+    tables = region_tables(ms, ignore, rmap, ks, strip_rows=4)
+    for name, region in _per_region(rmap, ks).items():
+        for i, j, o in [(0, 1, 2), (n_masks - 1, 3, n_masks - 2), (5, n_masks - 1, 0)]:
+            assert tables[name].confusion(i, j, leave_out=o) == confusion(
+                ms[i], ms[j], ignore | ms[o], region)

@@ -6,8 +6,8 @@ from hypothesis import given, settings, strategies as st
 
 from conftest import scene
 from pytest_crbench.science.background import background
-from pytest_crbench.science.regions import (DEFAULT_MIN_AREA, region_map, region_name,
-                                            regions_from_map)
+from pytest_crbench.science.regions import (DEFAULT_MIN_AREA, region_levels, region_map,
+                                            region_name)
 
 
 def noisy(seed=0, **kw):
@@ -27,7 +27,8 @@ def test_background_rms_matches_noise():
 def test_regions_are_nested_and_centred_on_stars(seed):
     img = noisy(seed)
     ks = (3, 5, 10, 20, 40, 80, 160)
-    regions = regions_from_map(region_map(img, None, ks), ks)
+    rmap = region_map(img, None, ks)
+    regions = {"full": np.ones(rmap.shape, bool), **{region_name(k): rmap >= k for k in ks}}
     names = ["full"] + [region_name(k) for k in ks]
     for outer, inner in zip(names, names[1:]):
         assert not (regions[inner] & ~regions[outer]).any()
@@ -95,3 +96,15 @@ def test_one_pass_over_the_thresholds_equals_one_image_per_k(seed, with_ignore, 
         img[rng.random(img.shape) < 0.01] = np.nan
     np.testing.assert_array_equal(region_map(img, ignore, ks, bkg=bkg),
                                   _region_map_per_k(img, ignore, ks, bkg))
+
+
+@given(st.lists(st.integers(1, 300), min_size=0, max_size=6, unique=True),
+       st.integers(0, 2**32 - 1), st.sampled_from([np.int16, np.int32, np.uint8]))
+def test_region_levels_count_the_regions_of_every_pixel(ks, seed, dtype):
+    rng = np.random.default_rng(seed)
+    values = np.array([0, *ks, -3, 1, 17, 255])
+    rmap = rng.choice(values, size=(5, 7)).astype(dtype)
+    expected = sum((rmap >= k).astype(np.uint8) for k in ks) + np.zeros(rmap.shape, np.uint8)
+    levels = region_levels(rmap, ks)
+    assert levels.dtype == np.uint8 and np.array_equal(levels, expected)
+    assert np.array_equal(region_levels(rmap[1:4, ::2], ks), expected[1:4, ::2])

@@ -31,15 +31,16 @@ def test_audit_per_region_pools_to_the_full_image():
     group = make_group(4, seed=3)
     ref = build_reference(group, ReferenceConfig())
     # two regions that split the image: their counts add up to the full image's
-    regions = []
-    for exp in group.exposures:
-        top = np.zeros(exp.shape, bool)
-        top[: exp.shape[0] // 2] = True
-        regions.append({"full": None, "top": top, "bottom": ~top})
-    rows = audit_reference(group, ref, regions)
-    assert {r["region"] for r in rows} == {"full", "top", "bottom"}
+    top = [np.zeros(exp.shape, np.int16) for exp in group.exposures]
+    for t in top:
+        t[: t.shape[0] // 2] = 1
+    rows = audit_reference(group, ref, top, ks=(1,))
+    assert {r["region"] for r in rows} == {"full", "k1"}
     assert all(r["truth"] == "CRTRUTH > 5 sigma" for r in rows)
-    full, top, bottom = (pooled_audit(rows, name) for name in ("full", "top", "bottom"))
+    bottom = audit_reference(group, ref, [1 - t for t in top], ks=(1,))
+    full, top, bottom = (pooled_audit(rows), pooled_audit(rows, "k1"),
+                         pooled_audit(bottom, "k1"))
+    assert pooled_audit(audit_reference(group, ref)) == full
     for key in ("tp", "fp", "fn", "tp_significant", "fn_significant"):
         assert full[key] == top[key] + bottom[key]
     assert full["n_exposures"] == 4

@@ -18,12 +18,11 @@ import numpy as np
 from pytest_crbench.detectors.base import Prediction, as_prediction
 from pytest_crbench.bench.records import AuditRow, DatasetSummary
 from pytest_crbench.errors import CRBenchDetectorError, CRBenchError
-from pytest_crbench.science.metrics import (Counts, ScoreSet, nested_histograms,
-                                           region_confusion)
+from pytest_crbench.science.metrics import Counts, ScoreSet, region_tables
 from pytest_crbench.science.exposures import Dataset, Exposure, Group
 from pytest_crbench.science.reference import ReferenceConfig, build_reference, reference_for
 from pytest_crbench.science.truth import (
-    DEFAULT_TRUTH_SNR, TruthClasses, audit_region_counts, truth_classes)
+    DEFAULT_TRUTH_SNR, TruthClasses, audit_counts, truth_classes)
 from pytest_crbench.science.background import Background, background
 from pytest_crbench.science.regions import region_map, region_names
 from pytest_crbench.science.sweeps import ThresholdSweep
@@ -118,10 +117,9 @@ def _audit_rows(pe: PreparedExposure, ks) -> list[dict]:
     :func:`~pytest_crbench.science.truth.audit_reference`); none without truth."""
     if pe.truth is None:
         return []
-    counts = audit_region_counts(pe.crmask, pe.ignore, pe.truth, pe.rmap, ks)
+    counts = audit_counts(pe.crmask, pe.ignore, pe.truth, pe.rmap, ks)
     return [{"group": pe.group.name, "exposure": pe.exposure.name, "region": name,
-             "truth": pe.truth.label(), **c.as_dict()}
-            for name, c in zip(region_names(ks), counts)]
+             "truth": pe.truth.label(), **c.as_dict()} for name, c in counts.items()]
 
 
 def prepare_exposure(group: Group, i: int, ks, ref_config: ReferenceConfig | None = None,
@@ -340,16 +338,14 @@ def score_exposure(detector, pe: PreparedExposure, ks, *, spec: str | None = Non
     if sync is not None:
         sync()
     seconds = synced_timer() - t0
-    names = region_names(ks)
-    counts = dict(zip(names, region_confusion(pred.mask, pe.crmask, pe.rmap, ks, (pe.ignore,))))
+    # masks 0..3: the prediction, the reference mask, the true and the excluded pixels
+    truth = [] if pe.truth is None else [pe.truth.crmask, pe.truth.excluded]
+    tables = region_tables([pred.mask, pe.crmask, *truth], pe.ignore, pe.rmap, ks)
+    counts = {name: t.confusion(0, 1) for name, t in tables.items()}
     truth_counts = excluded = None
     if pe.truth is not None:
-        truth = pe.truth
-        truth_counts = dict(zip(names, region_confusion(pred.mask, truth.crmask, pe.rmap, ks,
-                                                        (pe.ignore, truth.excluded))))
-        hist = nested_histograms(pe.rmap, ks, lambda rows: truth.excluded[rows], 2,
-                                 (pe.ignore,))
-        excluded = {name: int(h[1]) for name, h in zip(names, hist)}
+        truth_counts = {name: t.confusion(0, 2, leave_out=3) for name, t in tables.items()}
+        excluded = {name: t.count(3) for name, t in tables.items()}
     return ExposureResult(pe.group.name, pe.exposure.name, counts, pred.mask, seconds,
                           pe.cr_fraction, truth_counts, excluded), pred
 

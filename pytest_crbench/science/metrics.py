@@ -3,16 +3,20 @@
 Ignored pixels (bad pixels, saturation boxes) are *excluded*: they count neither as
 positives nor as negatives.  A score with a zero denominator is :data:`None` together
 with the reason, never silently 0 or 1.
+
+:func:`confusion` counts one region given as a mask; :func:`region_tables` counts the
+whole image and every nested star region of a region map in one pass over the pixels
+(:class:`MaskTable`: the pixels of every combination of several masks), from which the
+counts of any pair of those masks follow (:meth:`MaskTable.confusion`).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Sequence
-
 import numpy as np
 
-from pytest_crbench._util import STRIP_ROWS, row_strips
+from pytest_crbench._util import row_strips
+from pytest_crbench.science.regions import region_levels, region_names
 
 METRICS = ("precision", "recall", "f1", "f2")
 
@@ -47,45 +51,90 @@ def confusion(pred: np.ndarray, truth: np.ndarray, ignore: np.ndarray | None = N
     return Counts(tp=tp, fp=int(np.count_nonzero(p)) - tp, fn=int(np.count_nonzero(t)) - tp)
 
 
-def nested_histograms(rmap: np.ndarray, ks, codes, n_codes: int,
-                      ignore: Sequence[np.ndarray | None] = (), *,
-                      strip_rows: int = STRIP_ROWS) -> np.ndarray:
-    """Per nested region, how many pixels take each code: an ``(len(ks) + 1, n_codes)``
-    int64 array whose row 0 is the whole image and row ``j + 1`` the region ``rmap >=
-    ks[j]`` (ks ascending), leaving out the pixels of any ``ignore`` mask.
-
-    ``codes(rows)`` gives the integer code (0 … n_codes - 1) of the pixels of a slice
-    of rows.  One ``np.bincount`` per strip of rows, so only one strip's temporaries
-    exist (a CSST chip's region masks would be 85 MB each)."""
-    ks = np.asarray(sorted(ks))
-    n_levels = len(ks) + 1
-    counts = np.zeros(n_levels * n_codes, np.int64)
-    for rows in row_strips(rmap.shape[0], strip_rows):
-        valid = np.ones(rmap[rows].shape, bool)
-        for mask in ignore:
-            if mask is not None:
-                valid &= ~np.asarray(mask[rows], bool)
-        # level: 0 outside every region, j + 1 inside region ks[j] but not ks[j + 1]
-        level = np.searchsorted(ks, rmap[rows][valid], side="right")
-        code = np.asarray(codes(rows))[valid]
-        counts += np.bincount(level * n_codes + code, minlength=n_levels * n_codes)
-    # region ks[j] holds the levels >= j + 1: cumulative sums from the innermost level
-    return np.cumsum(counts.reshape(n_levels, n_codes)[::-1], axis=0)[::-1]
+#: Rows of the images :func:`region_tables` reads at a time: its temporaries are a few
+#: bytes per pixel of one strip (fastest near a million pixels per strip).
+TABLE_ROWS = 256
 
 
-def region_confusion(pred: np.ndarray, truth: np.ndarray, rmap: np.ndarray, ks,
-                     ignore: Sequence[np.ndarray | None] = ()) -> list[Counts]:
-    """:func:`confusion` of ``pred`` against ``truth`` in every nested region of a
-    region map, ``[whole image, rmap >= k for k in sorted(ks)]``, in one pass (see
-    :func:`nested_histograms`); pixels of any ``ignore`` mask are left out."""
-    pred, truth = np.asarray(pred, bool), np.asarray(truth, bool)
-    if pred.shape != truth.shape or pred.shape != np.shape(rmap):
-        raise ValueError(f"prediction {pred.shape}, reference {truth.shape} and region map "
-                         f"{np.shape(rmap)} differ in shape")
-    hist = nested_histograms(np.asarray(rmap), ks,
-                             lambda rows: pred[rows].view(np.uint8) * 2 + truth[rows], 4,
-                             ignore)
-    return [Counts(tp=int(h[3]), fp=int(h[2]), fn=int(h[1])) for h in hist]
+def _bits(i: int | tuple[int, ...], n: int) -> np.ndarray:
+    """Which of the ``n`` codes of a :class:`MaskTable` have mask ``i`` (or any mask of
+    the tuple ``i``) set."""
+    codes = np.arange(n)
+    return np.logical_or.reduce([(codes >> j) & 1 == 1 for j in np.atleast_1d(i)])
+
+
+@dataclass(frozen=True, eq=False)
+class MaskTable:
+    """How many pixels of a set carry each combination of ``n`` boolean masks:
+    ``counts[c]`` pixels have mask ``i`` set exactly for the bits ``i`` set in ``c``.
+
+    A mask argument of the methods is the index of one mask or a tuple of indices (the
+    union of those masks)."""
+
+    counts: np.ndarray
+
+    def count(self, i: int | tuple[int, ...] | None = None) -> int:
+        """The pixels with mask ``i`` set (``None``: every pixel of the set)."""
+        if i is None:
+            return int(self.counts.sum())
+        return int(self.counts[_bits(i, self.counts.size)].sum())
+
+    def confusion(self, pred, truth, leave_out=None) -> Counts:
+        """TP/FP/FN of mask ``pred`` against mask ``truth``, the pixels of mask
+        ``leave_out`` (if any) left out: :func:`confusion` of those masks on this set."""
+        n = self.counts.size
+        keep = ~_bits(leave_out, n) if leave_out is not None else np.ones(n, bool)
+        p, t = _bits(pred, n) & keep, _bits(truth, n) & keep
+        return Counts(tp=int(self.counts[p & t].sum()), fp=int(self.counts[p & ~t].sum()),
+                      fn=int(self.counts[~p & t].sum()))
+
+
+def _strip_codes(masks: list[np.ndarray], ignore: np.ndarray | None, rmap: np.ndarray | None,
+                 ks: tuple, rows: slice, dtype, ignored: int) -> np.ndarray:
+    """Per pixel of ``rows``: region level × 2**n + the bits of the ``n`` masks, or
+    ``ignored`` where ``ignore`` is set."""
+    if rmap is None:
+        code = np.zeros(masks[0][rows].shape, dtype)
+    else:
+        code = region_levels(rmap[rows], ks).astype(dtype, copy=False)
+        np.left_shift(code, len(masks), out=code)
+    for i, mask in enumerate(masks):
+        bits = mask[rows]
+        bits = (bits if bits.dtype == bool else np.asarray(bits, bool)).view(np.uint8)
+        code |= np.left_shift(bits, i, dtype=dtype) if i else bits
+    if ignore is not None:
+        np.copyto(code, ignored, where=np.asarray(ignore[rows], bool))
+    return code
+
+
+def region_tables(masks, ignore: np.ndarray | None, rmap: np.ndarray | None = None, ks=(),
+                  *, strip_rows: int = TABLE_ROWS) -> dict[str, MaskTable]:
+    """The :class:`MaskTable` of boolean ``masks`` over the non-ignored pixels of the
+    whole image (``"full"``) and of every star region ``k`` of ``ks`` (``rmap >= k``),
+    keyed as :func:`~pytest_crbench.science.regions.region_names`.
+
+    One pass in strips of rows: one ``np.bincount`` of (region level, mask bits) per
+    strip, then sums from the innermost level outwards (the regions are nested); no
+    full-frame temporary (a CSST chip's region masks would be 85 MB each).  ``rmap``
+    None: the whole image only (``ks`` empty).
+    """
+    masks = [np.asarray(m) for m in masks]
+    ks = tuple(sorted(ks))
+    if rmap is None and ks:
+        raise ValueError("region thresholds without a region map")
+    shapes = {m.shape for m in masks} | {np.shape(a) for a in (ignore, rmap) if a is not None}
+    if not masks or len(shapes) != 1 or not masks[0].ndim:
+        raise ValueError(f"expected masks, ignore mask and region map of one shape (at least "
+                         f"1-D), got {sorted(shapes)}")
+    width, levels = 1 << len(masks), len(ks) + 1
+    ignored = width * levels  # one bin past the counted ones
+    dtype = next(t for t in (np.uint8, np.uint16, np.int64) if ignored <= np.iinfo(t).max)
+    counts = np.zeros(ignored + 1, np.int64)
+    for rows in row_strips(masks[0].shape[0], strip_rows):
+        code = _strip_codes(masks, ignore, rmap, ks, rows, dtype, ignored)
+        counts += np.bincount(code.ravel(), minlength=ignored + 1)
+    nested = np.cumsum(counts[:-1].reshape(levels, width)[::-1], axis=0)[::-1]
+    return {name: MaskTable(nested[j]) for j, name in enumerate(region_names(ks))}
 
 
 @dataclass(frozen=True)
@@ -166,5 +215,5 @@ def score(pred: np.ndarray, truth: np.ndarray, ignore: np.ndarray | None = None,
     return ScoreSet.of(confusion(pred, truth, ignore, region))
 
 
-__all__ = ["METRICS", "Counts", "confusion", "Score", "ScoreSet", "precision", "recall",
-           "fbeta", "scores", "score", "nested_histograms", "region_confusion"]
+__all__ = ["METRICS", "Counts", "confusion", "TABLE_ROWS", "MaskTable", "region_tables",
+           "Score", "ScoreSet", "precision", "recall", "fbeta", "scores", "score"]

@@ -10,13 +10,15 @@ that is at least as large, the regions are nested: region_160 ⊆ … ⊆ region
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from pytest_crbench._util import row_strips
 from pytest_crbench.science.background import Background, background
 
 __all__ = ["DEFAULT_KS", "DEFAULT_MIN_AREA", "region_name", "region_names", "region_map",
-           "regions_from_map"]
+           "region_levels"]
 
 #: The paper's thresholds.
 DEFAULT_KS = (3, 5, 10, 20, 40, 80, 160)
@@ -41,7 +43,8 @@ def region_map(clean: np.ndarray, ignore: np.ndarray | None = None,
                bkg: Background | None = None) -> np.ndarray:
     """Per pixel, the largest ``k`` whose region contains it (0 outside every region).
 
-    Returns an int16 image.  :func:`regions_from_map` turns it back into masks.
+    Returns an int16 image: region ``k`` is ``rmap >= k`` (:func:`region_levels` numbers
+    the nested regions of every pixel).
     """
     from scipy import ndimage
 
@@ -80,7 +83,24 @@ def region_map(clean: np.ndarray, ignore: np.ndarray | None = None,
     return out
 
 
-def regions_from_map(rmap: np.ndarray, ks=DEFAULT_KS) -> dict[str, np.ndarray]:
-    """Boolean masks ``{"full": all, "k3": rmap >= 3, …}`` from a :func:`region_map`."""
-    masks = [np.ones(rmap.shape, bool)] + [rmap >= k for k in sorted(ks)]
-    return dict(zip(region_names(ks), masks))
+@lru_cache(maxsize=16)
+def _level_table(ks: tuple) -> np.ndarray:
+    """:func:`region_levels` of every int16 value, indexed by the value's uint16 bits."""
+    values = np.arange(1 << 16, dtype=np.uint16).view(np.int16)
+    table = np.searchsorted(np.asarray(ks, np.float64), values, side="right").astype(np.uint8)
+    table.flags.writeable = False
+    return table
+
+
+def region_levels(rmap: np.ndarray, ks=DEFAULT_KS) -> np.ndarray:
+    """Per pixel of a :func:`region_map` (any shape), how many of the nested regions of
+    thresholds ``ks`` hold it (uint8): 0 outside every region, ``j + 1`` inside the region
+    of the ``j``-th smallest k but not of the next.  Region ``k_j`` is ``levels >= j + 1``.
+    """
+    ks = tuple(sorted(float(k) for k in ks))
+    if len(ks) > 255:
+        raise ValueError(f"at most 255 region thresholds, got {len(ks)}")
+    rmap = np.asarray(rmap)
+    if rmap.dtype == np.int16:  # what region_map gives: a look-up table of every value
+        return np.take(_level_table(ks), rmap.view(np.uint16))
+    return np.searchsorted(np.asarray(ks), rmap, side="right").astype(np.uint8)

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pytest_crbench._util import row_strips
-from pytest_crbench.science.regions import region_name
+from pytest_crbench.science.regions import region_levels, region_name
 
 __all__ = ["FIXED_FPRS", "THRESHOLDS", "Curve", "OperatingPoint", "ThresholdSweep",
            "at_baseline_fpr", "operating_fpr", "threshold_grid"]
@@ -174,8 +174,8 @@ class Curve:
 class ThresholdSweep:
     """Per-region histograms of the probabilities of positive and negative pixels.
 
-    ``regions`` are ``"full"`` and ``"k<k>"`` for every ``k`` of ``ks`` (nested as in
-    :func:`~pytest_crbench.science.regions.regions_from_map`).
+    ``regions`` are ``"full"`` and ``"k<k>"`` for every ``k`` of ``ks`` (nested: region
+    ``k`` is ``rmap >= k`` of a :func:`~pytest_crbench.science.regions.region_map`).
     """
 
     ks: tuple[int, ...]
@@ -211,7 +211,7 @@ class ThresholdSweep:
             p = np.nan_to_num(prob[s][valid].astype(np.float64, copy=False), nan=0.0)
             bins = np.clip(np.searchsorted(self.thresholds, p, side="right") - 1, 0, nb - 1)
             # level: 0 outside every region, j+1 inside region ks[j] but not ks[j+1]
-            level = np.searchsorted(np.asarray(self.ks), rmap[s][valid], side="right")
+            level = region_levels(rmap[s][valid], self.ks)
             is_cr = np.asarray(truth[s], bool)[valid]
             index = (level.astype(np.int64) * 2 + is_cr) * nb + bins
             counts += np.bincount(index, minlength=nl * 2 * nb)

@@ -24,11 +24,10 @@ import numpy as np
 from pytest_crbench._util import row_strips
 from pytest_crbench.errors import CRBenchConfigError
 from pytest_crbench.science.exposures import Exposure, Group, Reference
-from pytest_crbench.science.metrics import (Counts, confusion, nested_histograms, precision,
-                                           recall, region_confusion)
+from pytest_crbench.science.metrics import Counts, precision, recall, region_tables
 
 __all__ = ["DEFAULT_TRUTH_SNR", "TruthClasses", "truth_classes", "AuditCounts",
-           "audit_counts", "audit_region_counts", "audit_reference", "pooled_audit"]
+           "audit_counts", "audit_reference", "pooled_audit"]
 
 #: Default significance of a true cosmic-ray pixel, in units of the pixel noise.
 DEFAULT_TRUTH_SNR = 5.0
@@ -93,42 +92,30 @@ class AuditCounts:
                                    if self.valid_pixels else None)}
 
 
-def audit_counts(mask: np.ndarray, ignore: np.ndarray, truth: TruthClasses, charge: np.ndarray,
-                 region: np.ndarray | None = None) -> AuditCounts:
-    """:class:`AuditCounts` of reference ``mask`` inside ``region`` (None = everywhere)."""
-    hit = charge > 0
-    valid = ~ignore if region is None else (region & ~ignore)
-    return AuditCounts(confusion(mask, hit, ignore, region),
-                       confusion(mask, truth.crmask, ignore | truth.excluded, region),
-                       int(np.count_nonzero(hit & valid)), int(np.count_nonzero(valid)))
+def audit_counts(mask: np.ndarray, ignore: np.ndarray, truth: TruthClasses,
+                 rmap: np.ndarray | None = None, ks=()) -> dict[str, AuditCounts]:
+    """:class:`AuditCounts` of reference ``mask`` in the whole image (``"full"``) and in
+    every star region ``k`` of ``ks`` (``rmap >= k``), keyed by region name, in one pass
+    over the pixels (:func:`~pytest_crbench.science.metrics.region_tables`).  The pixels
+    with injected charge are the true and the excluded ones of ``truth`` (no charge
+    image is read)."""
+    # masks 0, 1, 2: the reference mask, the true and the excluded cosmic-ray pixels
+    tables = region_tables([mask, truth.crmask, truth.excluded], ignore, rmap, ks)
+    return {name: AuditCounts(t.confusion(0, (1, 2)), t.confusion(0, 1, leave_out=2),
+                              t.count((1, 2)), t.count())
+            for name, t in tables.items()}
 
 
-def audit_region_counts(mask: np.ndarray, ignore: np.ndarray, truth: TruthClasses,
-                        rmap: np.ndarray, ks) -> list[AuditCounts]:
-    """:func:`audit_counts` in every nested region of a region map, ``[whole image,
-    rmap >= k for k in sorted(ks)]``, in one strip-wise pass per truth class
-    (:func:`~pytest_crbench.science.metrics.nested_histograms`).  The pixels with
-    injected charge are the true and the excluded ones of ``truth`` (no charge image is
-    read)."""
-    mask = np.asarray(mask, bool)
-    crmask, excluded = truth.crmask, truth.excluded
-    hist = nested_histograms(
-        rmap, ks, lambda rows: mask[rows].view(np.uint8) * 2 + (crmask[rows] | excluded[rows]),
-        4, (ignore,))
-    significant = region_confusion(mask, crmask, rmap, ks, (ignore, excluded))
-    return [AuditCounts(Counts(tp=int(h[3]), fp=int(h[2]), fn=int(h[1])), sig,
-                        int(h[3] + h[1]), int(h.sum()))
-            for h, sig in zip(hist, significant)]
-
-
-def audit_reference(group: Group, reference: Reference, regions: list[dict] | None = None,
-                    n_sigma: float = DEFAULT_TRUTH_SNR) -> list[dict]:
+def audit_reference(group: Group, reference: Reference, rmaps: list[np.ndarray] | None = None,
+                    ks=(), n_sigma: float = DEFAULT_TRUTH_SNR) -> list[dict]:
     """The reference mask of every exposure with ``CRTRUTH``, audited per region.
 
-    ``regions[i]`` maps region names to boolean masks for exposure *i*
-    (default: ``{"full": None}``, the whole image).  One row per exposure and region:
-    group, exposure, region, the truth used, and :meth:`AuditCounts.as_dict`.
-    Ignored pixels are excluded; exposures without truth (real data) are left out.
+    ``rmaps[i]`` is the region map of exposure *i*
+    (:func:`~pytest_crbench.science.regions.region_map`); the regions are the whole image
+    (``"full"``) and ``rmap >= k`` for every ``k`` of ``ks`` (default: no region map,
+    the whole image only).  One row per exposure and region: group, exposure, region,
+    the truth used, and :meth:`AuditCounts.as_dict`.  Ignored pixels are excluded;
+    exposures without truth (real data) are left out.
     """
     rows = []
     for i, (exp, mask, ignore) in enumerate(zip(group.exposures, reference.crmask,
@@ -136,8 +123,9 @@ def audit_reference(group: Group, reference: Reference, regions: list[dict] | No
         truth = truth_classes(exp, n_sigma)
         if truth is None:
             continue
-        for name, region in (regions[i] if regions is not None else {"full": None}).items():
-            counts = audit_counts(mask, ignore, truth, exp.crtruth, region)
+        rmap = rmaps[i] if rmaps is not None else None
+        for name, counts in audit_counts(mask, ignore, truth, rmap,
+                                         ks if rmap is not None else ()).items():
             rows.append({"group": group.name, "exposure": exp.name, "region": name,
                          "truth": truth.label(), **counts.as_dict()})
     return rows
