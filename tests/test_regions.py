@@ -108,3 +108,25 @@ def test_region_levels_count_the_regions_of_every_pixel(ks, seed, dtype):
     levels = region_levels(rmap, ks)
     assert levels.dtype == np.uint8 and np.array_equal(levels, expected)
     assert np.array_equal(region_levels(rmap[1:4, ::2], ks), expected[1:4, ::2])
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), level_dtype=st.sampled_from([np.float32, np.float64]),
+       with_ignore=st.booleans())
+def test_region_map_over_several_strips_and_either_background_precision(seed, level_dtype,
+                                                                        with_ignore):
+    """A chip taller than a strip of rows, and a background map of float32 (SEP's) or
+    float64: the same map as one threshold image per k, over the whole image."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(seed)
+    img = rng.normal(100, 5, (700, 37)).astype(np.float32)
+    for _ in range(40):
+        y, x = rng.integers(0, 700), rng.integers(0, 37)
+        img[max(0, y - 3):y + 3, max(0, x - 3):x + 3] += rng.uniform(10, 3000)
+    ignore = rng.random(img.shape) < 0.05 if with_ignore else None
+    level = (100 + rng.normal(0, 0.5, img.shape)).astype(level_dtype)
+    bkg = SimpleNamespace(level=level, rms=float(rng.uniform(4, 6)))
+    ks = (3, 5, 10, 20, 40, 80, 160)
+    np.testing.assert_array_equal(region_map(img, ignore, ks, bkg=bkg),
+                                  _region_map_per_k(img, ignore, ks, bkg))

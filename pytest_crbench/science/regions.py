@@ -24,6 +24,8 @@ __all__ = ["DEFAULT_KS", "DEFAULT_MIN_AREA", "region_name", "region_names", "reg
 DEFAULT_KS = (3, 5, 10, 20, 40, 80, 160)
 #: Smallest connected group kept in a region (pixels).
 DEFAULT_MIN_AREA = 5
+#: Rows of the float64 excess made at a time (about a million pixels: faster than more).
+_STRIP_ROWS = 256
 
 
 def region_name(k: float | None) -> str:
@@ -53,34 +55,48 @@ def region_map(clean: np.ndarray, ignore: np.ndarray | None = None,
         raise ValueError(f"region thresholds k must be > 0, got {ks}")
     if any(not k.is_integer() for k in ks) or max(ks, default=0) > np.iinfo(np.int16).max:
         raise ValueError(f"region thresholds k must be integers up to 32767, got {ks}")
+    if len(ks) > 255:
+        raise ValueError(f"at most 255 region thresholds, got {len(ks)}")
     bkg = bkg or background(clean, ignore)
     clean = np.asarray(clean)
-    out = np.zeros(clean.shape, np.int16)
     if not ks:
-        return out
-    # how many thresholds each pixel exceeds, from one float64 excess per strip of rows:
-    # pixel > k_j x rms  <=>  more than j thresholds lie below it
-    thresholds = np.array([k * bkg.rms for k in ks])
-    exceeded = np.zeros(clean.shape, np.uint8)
-    level = bkg.level
-    for rows in row_strips(clean.shape[0]):
-        excess = np.asarray(clean[rows], np.float64) - level[rows]
-        n = np.searchsorted(thresholds, excess, side="left").astype(np.uint8)
-        n[np.isnan(excess)] = 0  # NaN exceeds nothing (it would sort after every k)
-        if ignore is not None:
-            n[np.asarray(ignore[rows], bool)] = 0
-        exceeded[rows] = n
-    del level  # (a full-frame float32 map) before the labels are made
+        return np.zeros(clean.shape, np.int16)
+    # bkg.level is a full-frame map made now: dropped before the labels are made
+    exceeded = _thresholds_exceeded(clean, ignore, [k * bkg.rms for k in ks], bkg.level)
+    out = np.zeros(clean.shape, np.int16)
     structure = np.ones((3, 3), bool)
+    labels = np.empty(clean.shape, np.int32)  # one buffer for every k
+    flat = out.reshape(-1)
     for j, k in enumerate(ks):
-        labels, n = ndimage.label(exceeded > j, structure=structure)
+        above = exceeded > j
+        n = ndimage.label(above, structure=structure, output=labels)
         if n == 0:
             continue
-        sizes = np.bincount(labels.ravel())
-        keep = sizes >= min_area
-        keep[0] = False
-        out[keep[labels]] = int(k)
+        # sizes and kept groups from the pixels above the threshold alone
+        where = np.flatnonzero(above)
+        group = labels.reshape(-1)[where]
+        keep = np.bincount(group, minlength=n + 1) >= min_area
+        flat[where[keep[group]]] = int(k)
     return out
+
+
+def _thresholds_exceeded(clean: np.ndarray, ignore: np.ndarray | None, thresholds: list,
+                         level: np.ndarray) -> np.ndarray:
+    """Per pixel, how many ``thresholds`` (ascending) its float64 excess over the
+    background ``level`` exceeds (uint8; 0 where ignored or NaN), one strip at a time.
+
+    ``excess > k_j × rms`` for ascending k_j (rms >= 0) holds for the first thresholds
+    and fails for the others, so "region k_j" is ``exceeded > j``: the same pixels as one
+    threshold image per k."""
+    exceeded = np.zeros(clean.shape, np.uint8)
+    for rows in row_strips(clean.shape[0], _STRIP_ROWS):
+        excess = np.asarray(clean[rows], np.float64) - np.asarray(level[rows], np.float64)
+        n = exceeded[rows]
+        for t in thresholds:
+            n += excess > t
+        if ignore is not None:
+            n[np.asarray(ignore[rows], bool)] = 0
+    return exceeded
 
 
 @lru_cache(maxsize=16)
