@@ -173,3 +173,11 @@ def test_truth_floors_round_trip_and_order(tmp_path):
     path.write_text('schema = "crbench-floors/1"\n[floors.d.sim.truth.full]\nrecal = 0.5\n')
     with pytest.raises(CRBenchConfigError, match=r"floors.'d'.sim.truth.full.recal: unknown metric"):
         load_floors(path, metrics=METRICS)
+
+
+def test_precision_choices_are_the_detectors():
+    """The option's list (kept free of heavy imports) is deepCR's own list."""
+    from pytest_crbench.bench.settings import PRECISIONS
+    from pytest_crbench.detectors.deepcr import PRECISIONS as DETECTOR_PRECISIONS
+
+    assert PRECISIONS == DETECTOR_PRECISIONS

@@ -25,7 +25,7 @@ __all__ = ["DEFAULT_MODELS", "DEFAULT_DATASETS", "DEVICES", "FILL_METHODS", "Opt
 DEFAULT_MODELS = ("deepcr:ACS-WFC", "astroscrappy")
 DEFAULT_DATASETS = ("sim",)
 DEVICES = ("cpu", "cuda", "auto")
-PRECISIONS = ("fp32", "tf32", "bf16", "fp16")  # as detectors.deepcr.PRECISIONS
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")  # = detectors.deepcr.PRECISIONS (tested)
 REFERENCE_RULES = ("astrodrizzle", "noise")  # = science.reference.REFERENCE_RULES (tested)
 FILL_METHODS = ("median", "idw")
 
@@ -132,19 +132,20 @@ def _replicates(value: Any, what: str) -> int:
     return v
 
 
-def _device(value: Any, what: str) -> str:
-    v = str(value).strip().lower()
-    if v not in DEVICES:
-        raise CRBenchConfigError(f"{what}: expected one of {', '.join(DEVICES)}, got {value!r}")
-    return v
+def _choice(choices: tuple[str, ...]) -> Callable[[Any, str], str]:
+    """A validator of one of ``choices`` (case and surrounding blanks ignored)."""
+    def check(value: Any, what: str) -> str:
+        v = str(value).strip().lower()
+        if v not in choices:
+            raise CRBenchConfigError(
+                f"{what}: expected one of {', '.join(choices)}, got {value!r}")
+        return v
+
+    return check
 
 
-def _precision(value: Any, what: str) -> str:
-    v = str(value).strip().lower()
-    if v not in PRECISIONS:
-        raise CRBenchConfigError(
-            f"{what}: expected one of {', '.join(PRECISIONS)}, got {value!r}")
-    return v
+_device, _precision = _choice(DEVICES), _choice(PRECISIONS)
+_fill_method, _reference_rule = _choice(FILL_METHODS), _choice(REFERENCE_RULES)
 
 
 def _scheduler(value: Any, what: str) -> str | None:
@@ -163,22 +164,6 @@ def _scheduler(value: Any, what: str) -> str | None:
     raise CRBenchConfigError(
         f"{what}: expected local:N or a Dask scheduler address such as "
         f"tcp://host:8786, got {value!r}")
-
-
-def _fill_method(value: Any, what: str) -> str:
-    v = str(value).strip().lower()
-    if v not in FILL_METHODS:
-        raise CRBenchConfigError(
-            f"{what}: expected one of {', '.join(FILL_METHODS)}, got {value!r}")
-    return v
-
-
-def _reference_rule(value: Any, what: str) -> str:
-    v = str(value).strip().lower()
-    if v not in REFERENCE_RULES:
-        raise CRBenchConfigError(
-            f"{what}: expected one of {', '.join(REFERENCE_RULES)}, got {value!r}")
-    return v
 
 
 def _number_pair(value: Any, what: str) -> tuple[float, float]:

@@ -21,6 +21,21 @@ def _format(header: list[str], rows: list[list[str]]) -> list[str]:
     return [line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in rows]
 
 
+def _pivot(first: str, cells: Iterable[tuple[str, str, str]]) -> list[str]:
+    """A table of ``(row, metric, text)`` cells: rows in order of first appearance,
+    one column per metric in order of first appearance (empty: no lines)."""
+    rows: dict[str, dict[str, str]] = {}
+    metrics: list[str] = []
+    for part, metric, text in cells:
+        if metric not in metrics:
+            metrics.append(metric)
+        rows.setdefault(part, {})[metric] = text
+    if not rows:
+        return []
+    return _format([first] + [_LABELS.get(m, m) for m in metrics],
+                   [[part] + [row.get(m, "") for m in metrics] for part, row in rows.items()])
+
+
 def _delta(iv: Interval, scale: float = 100.0, digits: int = 1) -> str:
     if iv.value is None:
         return "undef."
@@ -32,21 +47,10 @@ def _delta(iv: Interval, scale: float = 100.0, digits: int = 1) -> str:
 
 def interval_table(intervals: Iterable, kind: str = "pixels") -> list[str]:
     """Rows = regions (or size bins), columns = metrics, cells ``90.9 [89.2, 92.4]`` (%)."""
-    rows: dict[str, dict[str, str]] = {}
-    metrics: list[str] = []
-    for si in intervals:
-        if si.kind != kind:
-            continue
-        if si.metric not in metrics:
-            metrics.append(si.metric)
-        scale = "" if si.metric == "rms" else "pct"
-        part = "mean over groups" if kind == "stability" else si.part
-        rows.setdefault(part, {})[si.metric] = format(si.interval, scale)
-    if not rows:
-        return []
     first = {"pixels": "region", "photometry": "stars"}.get(kind, kind)
-    return _format([first] + [_LABELS.get(m, m) for m in metrics],
-                   [[part] + [cells.get(m, "") for m in metrics] for part, cells in rows.items()])
+    return _pivot(first, (("mean over groups" if kind == "stability" else si.part, si.metric,
+                           format(si.interval, "" if si.metric == "rms" else "pct"))
+                          for si in intervals if si.kind == kind))
 
 
 def comparison_lines(diffs: list, *, max_drop: float, confidence: float) -> list[str]:
@@ -60,17 +64,8 @@ def comparison_lines(diffs: list, *, max_drop: float, confidence: float) -> list
         lines.append(f"{cand} vs {base} on {ds}: candidate - baseline in percentage points, "
                      f"{100 * confidence:g} % paired bootstrap interval")
         for kind, first in (("pixels", "region"), ("photometry", "stars")):
-            rows: dict[str, dict[str, str]] = {}
-            metrics: list[str] = []
-            for d in ds_diffs:
-                if d.kind != kind:
-                    continue
-                if d.metric not in metrics:
-                    metrics.append(d.metric)
-                rows.setdefault(d.part, {})[d.metric] = _delta(d.delta) + _MARK[d.verdict]
-            if rows:
-                lines += _format([first] + [_LABELS.get(m, m) for m in metrics],
-                                 [[p] + [c.get(m, "") for m in metrics] for p, c in rows.items()])
+            lines += _pivot(first, ((d.part, d.metric, _delta(d.delta) + _MARK[d.verdict])
+                                    for d in ds_diffs if d.kind == kind))
         stars: dict[str, dict[str, object]] = {}
         for d in ds_diffs:
             if d.kind == "stars":
